@@ -1,0 +1,143 @@
+//! Time as the protocol sees it (protocol.md sections 1 and 7.3).
+//!
+//! Two clocks on purpose: wall time is for people and other hosts; the monotonic clock decides lease
+//! age on the same boot, because it neither jumps with NTP or a user's `date -s` nor runs while the
+//! machine sleeps. The monotonic clock is read with a raw syscall (rustix), so libfaketime, which
+//! tests use to jump the wall clock, cannot fake it.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A wall-clock instant, in milliseconds since the Unix epoch; serialized as RFC 3339 UTC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn now() -> Timestamp {
+        Timestamp::from_system(SystemTime::now())
+    }
+
+    pub fn from_system(t: SystemTime) -> Timestamp {
+        match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => Timestamp(d.as_millis().min(i64::MAX as u128) as i64),
+            Err(e) => Timestamp(-(e.duration().as_millis().min(i64::MAX as u128) as i64)),
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Timestamp, String> {
+        if !s.ends_with('Z') {
+            return Err(format!("timestamp {s:?} is not RFC 3339 UTC ending in Z"));
+        }
+        let t = humantime::parse_rfc3339(s).map_err(|e| format!("timestamp {s:?}: {e}"))?;
+        Ok(Timestamp::from_system(t))
+    }
+
+    pub fn ms(self) -> i64 {
+        self.0
+    }
+
+    pub fn plus_ms(self, ms: i64) -> Timestamp {
+        Timestamp(self.0.saturating_add(ms))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 < 0 {
+            return write!(f, "1970-01-01T00:00:00.000Z");
+        }
+        let t = UNIX_EPOCH + Duration::from_millis(self.0 as u64);
+        write!(f, "{}", humantime::format_rfc3339_millis(t))
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+        let s = String::deserialize(d)?;
+        Timestamp::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Milliseconds on CLOCK_MONOTONIC (stops during suspend on Linux; see protocol.md 7.4).
+pub fn mono_ms() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (t.tv_sec as u64).saturating_mul(1000) + (t.tv_nsec as u64) / 1_000_000
+}
+
+/// A reader's view of "now", bundled so the verdict can be a pure function of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Now {
+    pub wall: Timestamp,
+    pub mono_ms: u64,
+}
+
+impl Now {
+    pub fn read() -> Now {
+        Now {
+            wall: Timestamp::now(),
+            mono_ms: mono_ms(),
+        }
+    }
+}
+
+/// "3.2s", "4m05s": short ages for tables and live lines.
+pub fn short_duration(ms: i64) -> String {
+    let neg = ms < 0;
+    let a = ms.unsigned_abs();
+    let s = if a < 1000 {
+        format!("{a}ms")
+    } else if a < 60_000 {
+        format!("{:.1}s", a as f64 / 1000.0)
+    } else if a < 3_600_000 {
+        format!("{}m{:02}s", a / 60_000, (a / 1000) % 60)
+    } else if a < 86_400_000 {
+        format!("{}h{:02}m", a / 3_600_000, (a / 60_000) % 60)
+    } else {
+        format!("{}d{:02}h", a / 86_400_000, (a / 3_600_000) % 24)
+    };
+    if neg { format!("-{s}") } else { s }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_and_accept_precisions() {
+        let t = Timestamp::parse("2026-11-24T19:36:19.123Z").unwrap();
+        assert_eq!(t.to_string(), "2026-11-24T19:36:19.123Z");
+        assert_eq!(
+            Timestamp::parse("2026-11-24T19:36:19Z").unwrap().0 + 123,
+            t.0
+        );
+        assert_eq!(
+            Timestamp::parse("2026-11-24T19:36:19.123456789Z").unwrap(),
+            t
+        );
+        assert!(Timestamp::parse("2026-11-24T19:36:19+01:00").is_err());
+        assert!(Timestamp::parse("yesterday").is_err());
+    }
+
+    #[test]
+    fn mono_advances() {
+        let a = mono_ms();
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(mono_ms() >= a + 4);
+    }
+
+    #[test]
+    fn short_durations() {
+        assert_eq!(short_duration(5), "5ms");
+        assert_eq!(short_duration(3200), "3.2s");
+        assert_eq!(short_duration(245_000), "4m05s");
+        assert_eq!(short_duration(-1500), "-1.5s");
+    }
+}

@@ -1,0 +1,98 @@
+//! Judging a stored job: load, probe, verdict, and persist a `lost` verdict (protocol.md 7.5).
+//!
+//! Every reader goes through `settle`, so `status`, `result`, `wait`, `inspect` and `cancel` can never
+//! disagree about a job: the first that finds it dead writes that down, and the rest read it.
+
+use serde::Serialize;
+
+use crate::id::JobId;
+use crate::process;
+use crate::record::Record;
+use crate::store::{Change, Store, StoreError};
+use crate::transition::{Write, apply};
+use crate::verdict::{Outcome, Probe, Reader, Verdict, verdict};
+
+/// A record with the evidence and the verdict drawn from it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Judged {
+    pub record: Record,
+    pub probe: Probe,
+    pub verdict: Verdict,
+    /// True when this call wrote the `lost` verdict into the record.
+    pub reaped: bool,
+    /// Set when the verdict could not be persisted (read-only directory, I/O error).
+    pub unsaved: Option<String>,
+}
+
+/// Probes the holder named by a record; on another host the pid means nothing and is not probed.
+pub fn probe_holder(rec: &Record, reader: &Reader) -> Probe {
+    if rec.holder.host != reader.host || rec.status.is_terminal() {
+        return Probe::Gone;
+    }
+    process::probe(rec.holder.pid)
+}
+
+/// Judges a record already in hand, without persisting anything.
+pub fn judge_record(rec: Record) -> Judged {
+    let reader = process::reader();
+    let probe = probe_holder(&rec, &reader);
+    let verdict = verdict(&rec, &probe, &reader);
+    Judged {
+        record: rec,
+        probe,
+        verdict,
+        reaped: false,
+        unsaved: None,
+    }
+}
+
+/// Loads, judges, and if the job is lost, records it under the lock, re-judging there so a job that
+/// finished or renewed meanwhile is never overwritten.
+pub fn settle<S: Store>(store: &S, id: &JobId) -> Result<Judged, StoreError> {
+    let first = judge_record(store.load(id)?);
+    if !matches!(first.verdict.outcome, Outcome::Lost { .. }) {
+        return Ok(first);
+    }
+    let res = store.update(id, &mut |cur: &Record| {
+        let again = judge_record(cur.clone());
+        match again.verdict.outcome {
+            Outcome::Lost { reason } => {
+                let at = again.verdict_time();
+                match apply(cur, &Write::Reap { at, reason }) {
+                    Ok(next) => Change::Write {
+                        record: next,
+                        durable: true,
+                        value: (again, true),
+                    },
+                    Err(_) => Change::Keep((again, false)),
+                }
+            }
+            _ => Change::Keep((again, false)),
+        }
+    });
+    match res {
+        Ok(((mut j, wrote), stored)) => {
+            if wrote {
+                j.record = stored;
+                j.reaped = true;
+            }
+            Ok(j)
+        }
+        Err(e @ (StoreError::ReadOnly(_) | StoreError::Io { .. })) => Ok(Judged {
+            unsaved: Some(e.to_string()),
+            ..first
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+impl Judged {
+    fn verdict_time(&self) -> crate::clock::Timestamp {
+        crate::clock::Timestamp::now()
+    }
+
+    /// The status every command reports for this job.
+    pub fn status(&self) -> crate::record::Status {
+        self.verdict.status(&self.record)
+    }
+}

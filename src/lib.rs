@@ -1,0 +1,15 @@
+//! tether: heartbeat leases that tell whether a background job is alive and making progress.
+//!
+//! The crate is split the way the protocol is: a pure core (`record`, `verdict`, `transition`) that
+//! decides, and edges that do I/O (`store`, `process`, `clock`). See `protocol.md` for the rules and
+//! `README.md` for the map.
+
+pub mod cli;
+pub mod clock;
+pub mod id;
+pub mod judge;
+pub mod process;
+pub mod record;
+pub mod store;
+pub mod transition;
+pub mod verdict;

@@ -1,0 +1,432 @@
+//! The job record (protocol.md section 4) and its parser.
+//!
+//! Parsing is strict about what the protocol requires and lenient about what it does not know:
+//! unknown fields survive a rewrite, and a newer major version is refused rather than guessed at.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::clock::Timestamp;
+use crate::id::JobId;
+
+pub const PROTOCOL: u64 = 1;
+/// Records larger than this are corrupt: a record is a few hundred bytes, so 1 MiB is junk or an attack.
+pub const MAX_RECORD_BYTES: u64 = 1 << 20;
+/// At most this many late results are kept; the oldest goes first.
+pub const MAX_LATE: usize = 16;
+pub const DEFAULT_INTERVAL_MS: u64 = 1_000;
+pub const DEFAULT_TTL_MS: u64 = 10_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Starting,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    Lost,
+}
+
+impl Status {
+    pub fn is_terminal(self) -> bool {
+        !self.is_active()
+    }
+    pub fn is_active(self) -> bool {
+        matches!(self, Status::Starting | Status::Running)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Starting => "starting",
+            Status::Running => "running",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+            Status::Lost => "lost",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a record reached its status (protocol.md 7.2). Readers may only write the last four.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reason {
+    Exited,
+    Signaled,
+    StartFailed,
+    HeartbeatTimeout,
+    HolderSignaled,
+    Cancelled,
+    WorkerExited,
+    PidReused,
+    LeaseExpired,
+    HostRebooted,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Exited => "exited",
+            Reason::Signaled => "signaled",
+            Reason::StartFailed => "start-failed",
+            Reason::HeartbeatTimeout => "heartbeat-timeout",
+            Reason::HolderSignaled => "holder-signaled",
+            Reason::Cancelled => "cancelled",
+            Reason::WorkerExited => "worker-exited",
+            Reason::PidReused => "pid-reused",
+            Reason::LeaseExpired => "lease-expired",
+            Reason::HostRebooted => "host-rebooted",
+        }
+    }
+    /// Reasons a reader may write when it reaps (protocol.md 7.2).
+    pub fn is_reader_reason(self) -> bool {
+        matches!(
+            self,
+            Reason::WorkerExited | Reason::PidReused | Reason::LeaseExpired | Reason::HostRebooted
+        )
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    pub pid: u32,
+    pub start: String,
+    pub boot_id: String,
+    pub host: String,
+    #[serde(default)]
+    pub time_ns: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Child {
+    pub pid: u32,
+    pub start: String,
+    pub pgid: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub epoch: u64,
+    pub interval_ms: u64,
+    pub ttl_ms: u64,
+    pub renewed_at: Timestamp,
+    pub renewed_mono_ms: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub at: Option<Timestamp>,
+    #[serde(default)]
+    pub count: u64,
+}
+
+/// How the child ended: exactly one of the two is set in a valid record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Code(c) => write!(f, "exit code {c}"),
+            Exit::Signal(s) => write!(f, "signal {s}"),
+        }
+    }
+}
+
+/// A result that arrived after the record was terminal or its writer was fenced out (protocol.md 4.2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LateResult {
+    pub at: Timestamp,
+    pub epoch: u64,
+    #[serde(default)]
+    pub status: Option<Status>,
+    #[serde(default)]
+    pub reason: Option<Reason>,
+    #[serde(default)]
+    pub exit: Option<Exit>,
+    #[serde(default)]
+    pub progress: Option<Progress>,
+    #[serde(default)]
+    pub note: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub protocol: u64,
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub cwd: Option<String>,
+    pub created_at: Timestamp,
+    pub status: Status,
+    pub reason: Option<Reason>,
+    pub holder: Holder,
+    #[serde(default)]
+    pub child: Option<Child>,
+    pub lease: Lease,
+    #[serde(default)]
+    pub progress: Progress,
+    #[serde(default)]
+    pub exit: Option<Exit>,
+    #[serde(default)]
+    pub finished_at: Option<Timestamp>,
+    #[serde(default)]
+    pub late: Vec<LateResult>,
+    /// Fields from a newer minor revision or another tool: kept verbatim on rewrite.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Why bytes are not a usable record. `Unsupported` is not corruption: the file is fine, we are old.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error(
+        "record uses protocol version {0}, newer than this tether understands (1); upgrade tether"
+    )]
+    Unsupported(u64),
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+impl Record {
+    /// Parses and validates a record's bytes. `expected_id` is the file name's id, when known.
+    pub fn parse(bytes: &[u8], expected_id: Option<&str>) -> Result<Record, RecordError> {
+        let corrupt = |m: String| RecordError::Corrupt(m);
+        if bytes.len() as u64 > MAX_RECORD_BYTES {
+            return Err(corrupt(format!(
+                "record is {} bytes, over the 1 MiB limit",
+                bytes.len()
+            )));
+        }
+        if bytes.is_empty() {
+            return Err(corrupt("record is empty".into()));
+        }
+        let text =
+            std::str::from_utf8(bytes).map_err(|_| corrupt("record is not UTF-8 text".into()))?;
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| corrupt(format!("record is not valid JSON: {e}")))?;
+        let Value::Object(obj) = &value else {
+            return Err(corrupt("record is not a JSON object".into()));
+        };
+        match obj.get("protocol") {
+            None => return Err(corrupt("record has no \"protocol\" field".into())),
+            Some(v) => match v.as_u64() {
+                Some(p) if p > PROTOCOL => return Err(RecordError::Unsupported(p)),
+                Some(PROTOCOL) => {}
+                _ => return Err(corrupt(format!("record has protocol {v}, expected 1"))),
+            },
+        }
+        let rec: Record = serde_json::from_value(value)
+            .map_err(|e| corrupt(format!("record has a bad field: {e}")))?;
+        rec.validate(expected_id).map_err(corrupt)?;
+        Ok(rec)
+    }
+
+    /// Checks the rules serde cannot express (protocol.md 4.1 and 4.4).
+    pub fn validate(&self, expected_id: Option<&str>) -> Result<(), String> {
+        JobId::parse(&self.id).map_err(|e| format!("record id: {e}"))?;
+        if let Some(exp) = expected_id {
+            if exp != self.id {
+                return Err(format!(
+                    "record id {:?} does not match its file name {:?}",
+                    self.id, exp
+                ));
+            }
+        }
+        if self.holder.pid < 1 || self.holder.pid > i32::MAX as u32 {
+            return Err(format!(
+                "holder.pid {} is not a valid process id",
+                self.holder.pid
+            ));
+        }
+        if let Some(c) = &self.child {
+            if c.pid < 1 || c.pgid < 1 || c.pid > i32::MAX as u32 || c.pgid > i32::MAX as u32 {
+                return Err(format!(
+                    "child pid {} / pgid {} is not a valid process id",
+                    c.pid, c.pgid
+                ));
+            }
+        }
+        if self.lease.epoch < 1 {
+            return Err("lease.epoch must be at least 1".into());
+        }
+        if self.lease.interval_ms < 1 {
+            return Err("lease.interval_ms must be at least 1".into());
+        }
+        if self.lease.ttl_ms < self.lease.interval_ms.saturating_mul(2) {
+            return Err(format!(
+                "lease.ttl_ms {} is less than twice lease.interval_ms {}",
+                self.lease.ttl_ms, self.lease.interval_ms
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).expect("a record always serializes");
+        v.push(b'\n');
+        v
+    }
+
+    /// Appends a late result, keeping only the newest `MAX_LATE`.
+    pub fn push_late(&mut self, late: LateResult) {
+        self.late.push(late);
+        if self.late.len() > MAX_LATE {
+            let drop = self.late.len() - MAX_LATE;
+            self.late.drain(..drop);
+        }
+    }
+}
+
+/// Checks a lease configuration the way a writer must (protocol.md 4.1).
+pub fn check_lease_config(interval_ms: u64, ttl_ms: u64) -> Result<(), String> {
+    if interval_ms < 1 {
+        return Err("the interval must be at least 1ms".into());
+    }
+    if ttl_ms < interval_ms.saturating_mul(2) {
+        return Err(format!(
+            "the ttl ({ttl_ms}ms) must be at least twice the interval ({interval_ms}ms), so one late renewal never expires a lease"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn sample() -> Record {
+        Record {
+            protocol: 1,
+            id: "job-1".into(),
+            name: Some("demo".into()),
+            argv: vec!["sleep".into(), "10".into()],
+            cwd: Some("/tmp".into()),
+            created_at: Timestamp(1_000),
+            status: Status::Running,
+            reason: None,
+            holder: Holder {
+                pid: 100,
+                start: "linux:5".into(),
+                boot_id: "B1".into(),
+                host: "h1".into(),
+                time_ns: None,
+            },
+            child: Some(Child {
+                pid: 101,
+                start: "linux:6".into(),
+                pgid: 101,
+            }),
+            lease: Lease {
+                epoch: 1,
+                interval_ms: 1000,
+                ttl_ms: 10_000,
+                renewed_at: Timestamp(2_000),
+                renewed_mono_ms: 50_000,
+            },
+            progress: Progress::default(),
+            exit: None,
+            finished_at: None,
+            late: vec![],
+            extra: Map::new(),
+        }
+    }
+
+    #[test]
+    fn round_trips_and_keeps_unknown_fields() {
+        let mut v = serde_json::to_value(sample()).unwrap();
+        v["future_field"] = serde_json::json!({"x": 1});
+        let bytes = serde_json::to_vec(&v).unwrap();
+        let r = Record::parse(&bytes, Some("job-1")).unwrap();
+        assert_eq!(r.extra["future_field"]["x"], 1);
+        let again = Record::parse(&r.to_json(), Some("job-1")).unwrap();
+        assert_eq!(again, r);
+    }
+
+    #[test]
+    fn exit_serializes_as_named_object() {
+        assert_eq!(
+            serde_json::to_string(&Exit::Code(3)).unwrap(),
+            r#"{"code":3}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Exit::Signal(9)).unwrap(),
+            r#"{"signal":9}"#
+        );
+    }
+
+    #[test]
+    fn rejects_bad_records() {
+        let good = serde_json::to_value(sample()).unwrap();
+        let cases: Vec<(&str, Value)> = vec![
+            ("wrong type", {
+                let mut v = good.clone();
+                v["holder"]["pid"] = "x".into();
+                v
+            }),
+            ("pid zero", {
+                let mut v = good.clone();
+                v["holder"]["pid"] = 0.into();
+                v
+            }),
+            ("pid negative", {
+                let mut v = good.clone();
+                v["holder"]["pid"] = (-1).into();
+                v
+            }),
+            ("bad status", {
+                let mut v = good.clone();
+                v["status"] = "zombie".into();
+                v
+            }),
+            ("ttl too small", {
+                let mut v = good.clone();
+                v["lease"]["ttl_ms"] = 1500.into();
+                v
+            }),
+            ("no protocol", {
+                let mut v = good.clone();
+                v.as_object_mut().unwrap().remove("protocol");
+                v
+            }),
+        ];
+        for (what, v) in cases {
+            let r = Record::parse(&serde_json::to_vec(&v).unwrap(), Some("job-1"));
+            assert!(matches!(r, Err(RecordError::Corrupt(_))), "{what}: {r:?}");
+        }
+        assert!(Record::parse(b"", None).is_err());
+        assert!(Record::parse(b"{\"protocol\":1", None).is_err());
+        assert!(Record::parse(&[0xff, 0xfe], None).is_err());
+        let deep = "[".repeat(100_000);
+        assert!(Record::parse(deep.as_bytes(), None).is_err());
+        let mut v = good.clone();
+        v["protocol"] = 2.into();
+        assert_eq!(
+            Record::parse(&serde_json::to_vec(&v).unwrap(), None),
+            Err(RecordError::Unsupported(2))
+        );
+        let r = Record::parse(&serde_json::to_vec(&good).unwrap(), Some("other"));
+        assert!(matches!(r, Err(RecordError::Corrupt(_))));
+    }
+}

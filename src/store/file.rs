@@ -1,0 +1,512 @@
+//! The file store: one JSON file per job, a lock file beside it, atomic replace (protocol.md 6).
+
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write as _};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::{Change, Listed, Store, StoreError};
+use crate::id::JobId;
+use crate::record::{MAX_RECORD_BYTES, Record};
+
+/// The resolved state directory (protocol.md section 2).
+#[derive(Clone, Debug)]
+pub struct StateDir {
+    pub root: PathBuf,
+}
+
+impl StateDir {
+    /// `--dir`, else `$TETHER_DIR`, else `$XDG_STATE_HOME/tether`, else `~/.local/state/tether`.
+    pub fn resolve(flag: Option<&Path>) -> Result<StateDir, StoreError> {
+        let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+        let root = if let Some(d) = flag {
+            d.to_path_buf()
+        } else if let Some(d) = env("TETHER_DIR") {
+            PathBuf::from(d)
+        } else if let Some(x) = env("XDG_STATE_HOME").filter(|x| Path::new(x).is_absolute()) {
+            PathBuf::from(x).join("tether")
+        } else if let Some(h) = env("HOME") {
+            PathBuf::from(h).join(".local/state/tether")
+        } else {
+            return Err(StoreError::Dir {
+                path: PathBuf::from("~/.local/state/tether"),
+                why: "cannot find the state directory: set TETHER_DIR or HOME, or pass --dir"
+                    .into(),
+            });
+        };
+        Ok(StateDir { root })
+    }
+
+    pub fn jobs(&self) -> PathBuf {
+        self.root.join("jobs")
+    }
+}
+
+/// The file-backed store.
+#[derive(Clone, Debug)]
+pub struct FileStore {
+    dir: StateDir,
+    jobs: PathBuf,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |err| {
+        if err.raw_os_error() == Some(rustix::io::Errno::ROFS.raw_os_error()) {
+            StoreError::ReadOnly(path.parent().unwrap_or(path).to_path_buf())
+        } else {
+            StoreError::Io {
+                path: path.to_path_buf(),
+                err,
+            }
+        }
+    }
+}
+
+/// Refuses a directory that is a symlink, not ours, or open to others (protocol.md section 2).
+fn check_private_dir(path: &Path) -> Result<(), StoreError> {
+    let bad = |why: String| StoreError::Dir {
+        path: path.to_path_buf(),
+        why,
+    };
+    let md = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(bad(
+                "state directory does not exist; run `tether run` to create it, or pass --dir"
+                    .into(),
+            ));
+        }
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    if md.file_type().is_symlink() {
+        return Err(bad(
+            "is a symbolic link; point --dir or TETHER_DIR at the real directory".into(),
+        ));
+    }
+    if !md.is_dir() {
+        return Err(bad("is not a directory".into()));
+    }
+    let uid = rustix::process::geteuid().as_raw();
+    if md.uid() != uid {
+        return Err(bad(format!(
+            "is owned by uid {}, not by you (uid {uid}); use your own state directory",
+            md.uid()
+        )));
+    }
+    if md.mode() & 0o022 != 0 {
+        return Err(bad(format!(
+            "is writable by others (mode {:o}); run `chmod 700 {}`",
+            md.mode() & 0o777,
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+fn create_private_dir(path: &Path) -> Result<(), StoreError> {
+    match fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+impl FileStore {
+    /// Opens the store; with `create`, makes the directories (mode 0700) first.
+    pub fn open(dir: StateDir, create: bool) -> Result<FileStore, StoreError> {
+        let jobs = dir.jobs();
+        if create {
+            if let Some(parent) = dir.root.parent() {
+                if !parent.as_os_str().is_empty() && !parent.exists() {
+                    fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(parent)
+                        .map_err(io_err(parent))?;
+                }
+            }
+            create_private_dir(&dir.root)?;
+            check_private_dir(&dir.root)?;
+            create_private_dir(&jobs)?;
+        } else {
+            check_private_dir(&dir.root)?;
+        }
+        match check_private_dir(&jobs) {
+            Err(StoreError::Dir { why, .. }) if !create && why.contains("does not exist") => {
+                // A fresh state directory without jobs yet: an empty store, not an error.
+            }
+            r => r?,
+        }
+        Ok(FileStore { dir, jobs })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.dir.root
+    }
+    pub fn record_path(&self, id: &JobId) -> PathBuf {
+        self.jobs.join(format!("{id}.json"))
+    }
+    pub fn lock_path(&self, id: &JobId) -> PathBuf {
+        self.jobs.join(format!("{id}.lock"))
+    }
+    pub fn log_path(&self, id: &JobId) -> PathBuf {
+        self.jobs.join(format!("{id}.log"))
+    }
+    fn tmp_path(&self, id: &JobId) -> PathBuf {
+        self.jobs
+            .join(format!(".{id}.json.tmp.{}", std::process::id()))
+    }
+
+    /// Takes the job's exclusive lock; released when the returned file is dropped (or we die).
+    fn lock(&self, id: &JobId) -> Result<File, StoreError> {
+        let path = self.lock_path(id);
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc_flags::NOFOLLOW | libc_flags::CLOEXEC)
+            .open(&path)
+            .map_err(|e| match e.raw_os_error() {
+                Some(c) if c == rustix::io::Errno::LOOP.raw_os_error() => StoreError::Dir {
+                    path: path.clone(),
+                    why: "lock file is a symbolic link; remove it".into(),
+                },
+                _ => io_err(&path)(e),
+            })?;
+        // fs4's trait method, named explicitly: std's inherent `File::lock` would shadow it.
+        fs4::FileExt::lock(&f).map_err(io_err(&path))?;
+        Ok(f)
+    }
+
+    /// Reads a record file: no symlinks, no FIFOs (opened non-blocking), at most 1 MiB.
+    fn read_record(&self, id: &JobId) -> Result<Record, StoreError> {
+        let path = self.record_path(id);
+        let corrupt = |why: String| StoreError::Record {
+            path: path.clone(),
+            err: crate::record::RecordError::Corrupt(why),
+        };
+        let mut f = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc_flags::NOFOLLOW | libc_flags::NONBLOCK | libc_flags::CLOEXEC)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::NotFound(id.clone(), self.dir.root.clone()));
+            }
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                return Err(corrupt(
+                    "record is a symbolic link; tether never follows one (left in place)".into(),
+                ));
+            }
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let md = f.metadata().map_err(io_err(&path))?;
+        if !md.is_file() {
+            return Err(corrupt(
+                "record is not a regular file (left in place)".into(),
+            ));
+        }
+        if md.len() > MAX_RECORD_BYTES {
+            return Err(corrupt(format!(
+                "record is {} bytes, over the 1 MiB limit (left in place)",
+                md.len()
+            )));
+        }
+        let mut buf = Vec::with_capacity(md.len() as usize + 1);
+        (&mut f)
+            .take(MAX_RECORD_BYTES + 1)
+            .read_to_end(&mut buf)
+            .map_err(io_err(&path))?;
+        Record::parse(&buf, Some(id.as_str())).map_err(|err| StoreError::Record {
+            path: path.clone(),
+            err,
+        })
+    }
+
+    /// Writes `rec` to a private temp file; the caller renames or links it into place.
+    fn write_tmp(&self, id: &JobId, rec: &Record, durable: bool) -> Result<PathBuf, StoreError> {
+        let tmp = self.tmp_path(id);
+        // We hold the job's lock, so a temp file of ours left here is from a dead writer.
+        let _ = fs::remove_file(&tmp);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc_flags::NOFOLLOW | libc_flags::CLOEXEC)
+            .open(&tmp)
+            .map_err(io_err(&tmp))?;
+        let bytes = rec.to_json();
+        let res = f
+            .write_all(&bytes)
+            .and_then(|()| if durable { f.sync_all() } else { Ok(()) });
+        if let Err(e) = res {
+            let _ = fs::remove_file(&tmp);
+            return Err(io_err(&tmp)(e));
+        }
+        Ok(tmp)
+    }
+
+    fn sync_dir(&self) -> Result<(), StoreError> {
+        File::open(&self.jobs)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&self.jobs))
+    }
+
+    fn ensure_jobs_dir(&self) -> Result<(), StoreError> {
+        if !self.jobs.exists() {
+            create_private_dir(&self.jobs)?;
+        }
+        Ok(())
+    }
+}
+
+/// Open flags std has no names for; the values come from rustix so they are right per platform.
+mod libc_flags {
+    use rustix::fs::OFlags;
+    pub const NOFOLLOW: i32 = OFlags::NOFOLLOW.bits() as i32;
+    pub const NONBLOCK: i32 = OFlags::NONBLOCK.bits() as i32;
+    pub const CLOEXEC: i32 = OFlags::CLOEXEC.bits() as i32;
+}
+
+fn id_of(name: &OsStr) -> Option<JobId> {
+    let name = name.to_str()?;
+    let stem = name.strip_suffix(".json")?;
+    JobId::parse(stem).ok()
+}
+
+impl Store for FileStore {
+    fn create(&self, rec: &Record) -> Result<(), StoreError> {
+        let id = JobId::parse(&rec.id).map_err(|e| StoreError::Dir {
+            path: self.jobs.clone(),
+            why: e.to_string(),
+        })?;
+        self.ensure_jobs_dir()?;
+        let _lock = self.lock(&id)?;
+        let path = self.record_path(&id);
+        let tmp = self.write_tmp(&id, rec, true)?;
+        // link() fails if the record exists: creation is exclusive even against another creator.
+        let linked = fs::hard_link(&tmp, &path);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => self.sync_dir(),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                Err(StoreError::Exists(id, self.dir.root.clone()))
+            }
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    fn load(&self, id: &JobId) -> Result<Record, StoreError> {
+        self.read_record(id)
+    }
+
+    fn ids(&self) -> Result<Vec<JobId>, StoreError> {
+        let rd = match fs::read_dir(&self.jobs) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(io_err(&self.jobs)(e)),
+        };
+        let mut ids = Vec::new();
+        for entry in rd {
+            let entry = entry.map_err(io_err(&self.jobs))?;
+            if let Some(id) = id_of(&entry.file_name()) {
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    fn list(&self) -> Result<Vec<Listed>, StoreError> {
+        Ok(self
+            .ids()?
+            .into_iter()
+            .map(|id| self.read_record(&id))
+            .collect())
+    }
+
+    fn update<T>(
+        &self,
+        id: &JobId,
+        f: &mut dyn FnMut(&Record) -> Change<T>,
+    ) -> Result<(T, Record), StoreError> {
+        let _lock = self.lock(id)?;
+        let cur = self.read_record(id)?;
+        match f(&cur) {
+            Change::Keep(v) => Ok((v, cur)),
+            Change::Write {
+                record,
+                durable,
+                value,
+            } => {
+                let path = self.record_path(id);
+                let tmp = self.write_tmp(id, &record, durable)?;
+                if let Err(e) = fs::rename(&tmp, &path) {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(io_err(&path)(e));
+                }
+                if durable {
+                    self.sync_dir()?;
+                }
+                Ok((value, record))
+            }
+        }
+    }
+
+    fn remove(
+        &self,
+        id: &JobId,
+        only_if: &mut dyn FnMut(&Record) -> bool,
+    ) -> Result<bool, StoreError> {
+        let lock = self.lock(id)?;
+        let rec = self.read_record(id)?;
+        if !only_if(&rec) {
+            return Ok(false);
+        }
+        let path = self.record_path(id);
+        fs::remove_file(&path).map_err(io_err(&path))?;
+        for p in [self.log_path(id), self.jobs.join(format!("{id}.log.1"))] {
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&p)(e)),
+            }
+        }
+        let _ = fs::remove_file(self.lock_path(id));
+        drop(lock);
+        self.sync_dir()?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::tests::sample;
+    use crate::record::{RecordError, Status};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn store() -> (tempfile::TempDir, FileStore) {
+        let t = tempfile::tempdir().unwrap();
+        let s = FileStore::open(
+            StateDir {
+                root: t.path().join("state"),
+            },
+            true,
+        )
+        .unwrap();
+        (t, s)
+    }
+
+    #[test]
+    fn create_load_update_list() {
+        let (_t, s) = store();
+        let rec = sample();
+        s.create(&rec).unwrap();
+        assert!(matches!(s.create(&rec), Err(StoreError::Exists(..))));
+        let id = JobId::parse("job-1").unwrap();
+        assert_eq!(s.load(&id).unwrap(), rec);
+        let (v, after) = s
+            .update(&id, &mut |r| {
+                let mut n = r.clone();
+                n.status = Status::Lost;
+                Change::Write {
+                    record: n,
+                    durable: true,
+                    value: 7,
+                }
+            })
+            .unwrap();
+        assert_eq!(v, 7);
+        assert_eq!(after.status, Status::Lost);
+        assert_eq!(s.load(&id).unwrap().status, Status::Lost);
+        assert_eq!(s.list().unwrap().len(), 1);
+        let mode = fs::metadata(s.root()).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let mode = fs::metadata(s.record_path(&id)).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn corrupt_records_are_reported_kept_and_do_not_hide_others() {
+        let (_t, s) = store();
+        s.create(&sample()).unwrap();
+        let bad = s.jobs.join("broken.json");
+        fs::write(&bad, b"{\"protocol\":1,").unwrap();
+        let listed = s.list().unwrap();
+        assert_eq!(listed.len(), 2);
+        let errs: Vec<_> = listed.iter().filter_map(|l| l.as_ref().err()).collect();
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].to_string().contains("broken.json"), "{}", errs[0]);
+        assert!(bad.exists());
+        // An update on a corrupt record refuses and leaves the bytes alone.
+        let id = JobId::parse("broken").unwrap();
+        let r = s.update(&id, &mut |r| Change::Write {
+            record: r.clone(),
+            durable: true,
+            value: (),
+        });
+        assert!(matches!(
+            r,
+            Err(StoreError::Record {
+                err: RecordError::Corrupt(_),
+                ..
+            })
+        ));
+        assert_eq!(fs::read(&bad).unwrap(), b"{\"protocol\":1,");
+    }
+
+    #[test]
+    fn refuses_symlinks_fifos_and_open_dirs() {
+        let (t, s) = store();
+        let target = t.path().join("elsewhere.json");
+        fs::write(&target, sample().to_json()).unwrap();
+        std::os::unix::fs::symlink(&target, s.jobs.join("job-1.json")).unwrap();
+        let id = JobId::parse("job-1").unwrap();
+        let e = s.load(&id).unwrap_err().to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            s.jobs.join("fifo.json").as_path(),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let e = s
+            .load(&JobId::parse("fifo").unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+
+        fs::set_permissions(s.root(), fs::Permissions::from_mode(0o777)).unwrap();
+        let e = FileStore::open(
+            StateDir {
+                root: s.root().to_path_buf(),
+            },
+            false,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("chmod 700"), "{e}");
+        let link = t.path().join("link");
+        std::os::unix::fs::symlink(s.root(), &link).unwrap();
+        let e = FileStore::open(StateDir { root: link }, false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        let e = FileStore::open(
+            StateDir {
+                root: t.path().join("missing"),
+            },
+            false,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("does not exist"), "{e}");
+    }
+}

@@ -1,0 +1,305 @@
+//! Who may change a record, and how (protocol.md sections 5 and 6.3-6.4).
+//!
+//! Pure: given the record read under the lock and the write a process wants, it returns the record to
+//! store or a refusal. The store only adds the lock and the atomic replace around it.
+
+use crate::clock::Timestamp;
+use crate::record::{Child, Exit, LateResult, Progress, Reason, Record, Status};
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Write {
+    /// The holder renews its lease; may move `starting` to `running` and attach the child.
+    Renew {
+        epoch: u64,
+        at: Timestamp,
+        mono_ms: u64,
+        running: bool,
+        child: Option<Child>,
+        progress: Option<Progress>,
+    },
+    /// The holder takes its lease again after finding it expired (protocol.md 6.3): epoch + 1.
+    Acquire {
+        epoch: u64,
+        at: Timestamp,
+        mono_ms: u64,
+    },
+    /// The holder records how the job ended.
+    Finish {
+        epoch: u64,
+        at: Timestamp,
+        status: Status,
+        reason: Reason,
+        exit: Option<Exit>,
+        progress: Option<Progress>,
+    },
+    /// A reader persists a `lost` verdict. The caller has re-judged the record under the lock.
+    Reap { at: Timestamp, reason: Reason },
+    /// The canceller ends an active job.
+    Cancel { at: Timestamp },
+}
+
+/// Why a write was refused; `late` is the record to store anyway when the write carried a result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refused {
+    pub why: String,
+    pub current: Status,
+    pub current_epoch: u64,
+    pub late: Option<Box<Record>>,
+}
+
+impl Write {
+    fn epoch(&self) -> Option<u64> {
+        match self {
+            Write::Renew { epoch, .. }
+            | Write::Acquire { epoch, .. }
+            | Write::Finish { epoch, .. } => Some(*epoch),
+            Write::Reap { .. } | Write::Cancel { .. } => None,
+        }
+    }
+
+    /// A result a refused write must not lose (protocol.md 6.4).
+    fn late_result(&self, epoch_held: u64, why: &str) -> Option<LateResult> {
+        match self {
+            Write::Finish {
+                at,
+                status,
+                reason,
+                exit,
+                progress,
+                ..
+            } => Some(LateResult {
+                at: *at,
+                epoch: epoch_held,
+                status: Some(*status),
+                reason: Some(*reason),
+                exit: *exit,
+                progress: progress.clone(),
+                note: format!("the holder's final result arrived after {why}"),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether a successful write of this kind must be durable (fsynced): all but renewals.
+    pub fn durable(&self) -> bool {
+        !matches!(self, Write::Renew { .. })
+    }
+}
+
+/// Applies `w` to `cur` (the record read under the lock).
+pub fn apply(cur: &Record, w: &Write) -> Result<Record, Box<Refused>> {
+    let refuse = |why: String| {
+        let late = w.epoch().and_then(|e| w.late_result(e, &why)).map(|l| {
+            let mut r = cur.clone();
+            r.push_late(l);
+            Box::new(r)
+        });
+        Err(Box::new(Refused {
+            why,
+            current: cur.status,
+            current_epoch: cur.lease.epoch,
+            late,
+        }))
+    };
+    if cur.status.is_terminal() {
+        return refuse(format!("the job was already {}", describe(cur)));
+    }
+    if let Some(e) = w.epoch() {
+        if e != cur.lease.epoch {
+            return refuse(format!(
+                "the lease was fenced (writer epoch {e}, record epoch {}; status {})",
+                cur.lease.epoch, cur.status
+            ));
+        }
+    }
+    let mut next = cur.clone();
+    match w {
+        Write::Renew {
+            at,
+            mono_ms,
+            running,
+            child,
+            progress,
+            ..
+        } => {
+            next.lease.renewed_at = *at;
+            next.lease.renewed_mono_ms = *mono_ms;
+            if *running {
+                next.status = Status::Running;
+            }
+            if child.is_some() {
+                next.child = child.clone();
+            }
+            if let Some(p) = progress {
+                next.progress = p.clone();
+            }
+        }
+        Write::Acquire { at, mono_ms, .. } => {
+            next.lease.epoch += 1;
+            next.lease.renewed_at = *at;
+            next.lease.renewed_mono_ms = *mono_ms;
+        }
+        Write::Finish {
+            at,
+            status,
+            reason,
+            exit,
+            progress,
+            ..
+        } => {
+            if status.is_active() {
+                return refuse(format!(
+                    "a finish must name a terminal status, not {status}"
+                ));
+            }
+            if *status == Status::Cancelled {
+                return refuse("only the canceller may write cancelled".into());
+            }
+            next.status = *status;
+            next.reason = Some(*reason);
+            next.exit = *exit;
+            next.finished_at = Some(*at);
+            if let Some(p) = progress {
+                next.progress = p.clone();
+            }
+        }
+        Write::Reap { at, reason } => {
+            if !reason.is_reader_reason() {
+                return refuse(format!("a reader may not write reason {reason}"));
+            }
+            next.status = Status::Lost;
+            next.reason = Some(*reason);
+            next.finished_at = Some(*at);
+        }
+        Write::Cancel { at } => {
+            next.status = Status::Cancelled;
+            next.reason = Some(Reason::Cancelled);
+            next.finished_at = Some(*at);
+        }
+    }
+    Ok(next)
+}
+
+/// "succeeded (exited, exit code 0)" and the like, for refusals and messages.
+pub fn describe(r: &Record) -> String {
+    let mut s = r.status.to_string();
+    match (r.reason, r.exit) {
+        (Some(reason), Some(exit)) => s.push_str(&format!(" ({reason}, {exit})")),
+        (Some(reason), None) => s.push_str(&format!(" ({reason})")),
+        (None, Some(exit)) => s.push_str(&format!(" ({exit})")),
+        (None, None) => {}
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::tests::sample;
+
+    fn finish(epoch: u64) -> Write {
+        Write::Finish {
+            epoch,
+            at: Timestamp(9),
+            status: Status::Succeeded,
+            reason: Reason::Exited,
+            exit: Some(Exit::Code(0)),
+            progress: None,
+        }
+    }
+
+    #[test]
+    fn holder_finishes_with_current_epoch() {
+        let r = apply(&sample(), &finish(1)).unwrap();
+        assert_eq!(r.status, Status::Succeeded);
+        assert_eq!(r.exit, Some(Exit::Code(0)));
+        assert_eq!(r.finished_at, Some(Timestamp(9)));
+    }
+
+    #[test]
+    fn stale_epoch_is_fenced_and_result_kept_late() {
+        let err = apply(&sample(), &finish(0)).unwrap_err();
+        let late = err.late.unwrap();
+        assert_eq!(late.status, Status::Running);
+        assert_eq!(late.late.len(), 1);
+        assert_eq!(late.late[0].exit, Some(Exit::Code(0)));
+    }
+
+    #[test]
+    fn terminal_is_final_for_everyone() {
+        let lost = apply(
+            &sample(),
+            &Write::Reap {
+                at: Timestamp(5),
+                reason: Reason::WorkerExited,
+            },
+        )
+        .unwrap();
+        for w in [
+            finish(1),
+            Write::Cancel { at: Timestamp(6) },
+            Write::Reap {
+                at: Timestamp(6),
+                reason: Reason::LeaseExpired,
+            },
+            Write::Acquire {
+                epoch: 1,
+                at: Timestamp(6),
+                mono_ms: 1,
+            },
+        ] {
+            let e = apply(&lost, &w).unwrap_err();
+            assert_eq!(e.current, Status::Lost);
+            if let Some(l) = e.late {
+                assert_eq!(l.status, Status::Lost);
+                assert_eq!(l.reason, Some(Reason::WorkerExited));
+            }
+        }
+        let e = apply(&lost, &finish(1)).unwrap_err();
+        assert_eq!(e.late.unwrap().late[0].status, Some(Status::Succeeded));
+    }
+
+    #[test]
+    fn acquire_bumps_epoch_and_fences_old_writer() {
+        let r = apply(
+            &sample(),
+            &Write::Acquire {
+                epoch: 1,
+                at: Timestamp(7),
+                mono_ms: 60_000,
+            },
+        )
+        .unwrap();
+        assert_eq!(r.lease.epoch, 2);
+        assert!(apply(&r, &finish(1)).is_err());
+        assert!(apply(&r, &finish(2)).is_ok());
+    }
+
+    #[test]
+    fn readers_only_write_reader_reasons() {
+        assert!(
+            apply(
+                &sample(),
+                &Write::Reap {
+                    at: Timestamp(1),
+                    reason: Reason::Exited
+                }
+            )
+            .is_err()
+        );
+        let mut f = finish(1);
+        if let Write::Finish { status, .. } = &mut f {
+            *status = Status::Cancelled;
+        }
+        assert!(apply(&sample(), &f).is_err());
+    }
+
+    #[test]
+    fn late_results_are_capped() {
+        let mut r = apply(&sample(), &Write::Cancel { at: Timestamp(1) }).unwrap();
+        for _ in 0..40 {
+            r = *apply(&r, &finish(1)).unwrap_err().late.unwrap();
+        }
+        assert_eq!(r.late.len(), crate::record::MAX_LATE);
+    }
+}
