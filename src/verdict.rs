@@ -327,6 +327,25 @@ mod tests {
         assert!(verdict(&r, &alive(), &rd).is_active());
     }
 
+    /// `expires_at` is shown to people and other tools, so on the wall rule it must be the expiry
+    /// of 7.3 (renewal + ttl + allowance), not "now + ttl".
+    #[test]
+    fn wall_rule_expiry_includes_the_allowance() {
+        let r = sample();
+        let mut rd = reader(0);
+        rd.host = "h2".into();
+        for offset in [-3_600_000, 0, 5_000, 40_000, 40_001] {
+            rd.now.wall = r.lease.renewed_at.plus_ms(offset);
+            let age = lease_age(&r, &rd);
+            assert_eq!(age.clock, ClockRule::Wall);
+            assert_eq!(
+                expires_at(&age, &rd.now),
+                r.lease.renewed_at.plus_ms(10_000 + SKEW_ALLOWANCE_MS),
+                "offset {offset}"
+            );
+        }
+    }
+
     #[test]
     fn other_host_uses_wall_clock_with_allowance() {
         let r = sample();
