@@ -237,6 +237,11 @@ impl Record {
                 _ => return Err(corrupt(format!("record has protocol {v}, expected 1"))),
             },
         }
+        // serde treats a missing `Option` field as null; `reason` is required all the same (4.4),
+        // so a writer that forgets it is caught here rather than by another implementation.
+        if !obj.contains_key("reason") {
+            return Err(corrupt("record has no \"reason\" field".into()));
+        }
         let rec: Record = serde_json::from_value(value)
             .map_err(|e| corrupt(format!("record has a bad field: {e}")))?;
         rec.validate(expected_id).map_err(corrupt)?;

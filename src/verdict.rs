@@ -80,7 +80,8 @@ pub struct LeaseAge {
     pub clock: ClockRule,
     /// Milliseconds since the last renewal on that clock (wall rule: before the skew allowance).
     pub age_ms: i64,
-    /// Milliseconds until expiry; negative once expired.
+    /// Milliseconds from now until the expiry of protocol.md 7.3 (wall rule: allowance included);
+    /// negative once expired.
     pub expires_in_ms: i64,
 }
 
@@ -147,11 +148,13 @@ pub fn lease_age(rec: &Record, reader: &Reader) -> LeaseAge {
             .wall
             .ms()
             .saturating_sub(rec.lease.renewed_at.ms());
-        let judged = age.saturating_sub(SKEW_ALLOWANCE_MS).max(0);
+        // Expiry is `renewed_at + ttl + allowance` (7.3), so the time left is measured to that
+        // instant: a renewal stamped in the future has more than the ttl left, not exactly the ttl.
+        // Expired (negative) exactly when `age - allowance > ttl`, as the protocol states.
         LeaseAge {
             clock: ClockRule::Wall,
             age_ms: age,
-            expires_in_ms: ttl.saturating_sub(judged),
+            expires_in_ms: ttl.saturating_add(SKEW_ALLOWANCE_MS).saturating_sub(age),
         }
     }
 }
@@ -322,6 +325,25 @@ mod tests {
         assert!(verdict(&r, &alive(), &rd).is_active());
         rd.now.wall = Timestamp(r.lease.renewed_at.ms() - 10 * 3_600_000);
         assert!(verdict(&r, &alive(), &rd).is_active());
+    }
+
+    /// `expires_at` is shown to people and other tools, so on the wall rule it must be the expiry
+    /// of 7.3 (renewal + ttl + allowance), not "now + ttl".
+    #[test]
+    fn wall_rule_expiry_includes_the_allowance() {
+        let r = sample();
+        let mut rd = reader(0);
+        rd.host = "h2".into();
+        for offset in [-3_600_000, 0, 5_000, 40_000, 40_001] {
+            rd.now.wall = r.lease.renewed_at.plus_ms(offset);
+            let age = lease_age(&r, &rd);
+            assert_eq!(age.clock, ClockRule::Wall);
+            assert_eq!(
+                expires_at(&age, &rd.now),
+                r.lease.renewed_at.plus_ms(10_000 + SKEW_ALLOWANCE_MS),
+                "offset {offset}"
+            );
+        }
     }
 
     #[test]

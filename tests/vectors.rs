@@ -1,0 +1,290 @@
+//! Runs every conformance vector in `tests/vectors/` (protocol.md section 10).
+//!
+//! The vectors are the contract other implementations are held to, so this runner is deliberately
+//! strict about their shape (unknown keys are errors, not ignored): a typo in a vector must fail here
+//! rather than silently test nothing. Every failing vector is reported by name before the test fails,
+//! so one wrong expectation does not hide the next.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+use tether::clock::{Now, Timestamp};
+use tether::record::{Record, RecordError};
+use tether::verdict::{Outcome, Probe, Reader, verdict};
+
+/// Below this the suite has lost vectors (a bad glob, a deleted directory), not gained confidence.
+const MIN_VECTORS: usize = 40;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Vector {
+    name: String,
+    record: Value,
+    probe: ProbeSpec,
+    reader: ReaderSpec,
+    expect: Expect,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProbeSpec {
+    holder: String,
+    #[serde(default)]
+    start: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReaderSpec {
+    boot_id: String,
+    host: String,
+    time_ns: Option<String>,
+    now_wall: String,
+    now_mono_ms: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    verdict: String,
+    #[serde(default)]
+    status: Option<String>,
+    /// Absent means "not checked"; present and null means "the recorded reason is null".
+    #[serde(default, deserialize_with = "present")]
+    reason: Option<Option<String>>,
+    #[serde(default)]
+    rule: Option<String>,
+    #[serde(default)]
+    expires_in_ms: Option<i64>,
+}
+
+/// Distinguishes `"reason": null` from a missing `reason`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// The reasons of protocol.md 7.2; a vector naming anything else is itself wrong.
+const REASONS: &[&str] = &[
+    "exited",
+    "signaled",
+    "start-failed",
+    "heartbeat-timeout",
+    "holder-signaled",
+    "cancelled",
+    "worker-exited",
+    "pid-reused",
+    "lease-expired",
+    "host-rebooted",
+];
+const READER_REASONS: &[&str] = &[
+    "worker-exited",
+    "pid-reused",
+    "lease-expired",
+    "host-rebooted",
+];
+
+/// What an implementation concluded, in the vocabulary of section 10.
+#[derive(Debug, Default, PartialEq)]
+struct Got {
+    verdict: String,
+    status: Option<String>,
+    reason: Option<String>,
+    rule: Option<String>,
+    expires_in_ms: Option<i64>,
+}
+
+fn vectors_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
+}
+
+fn probe_of(p: &ProbeSpec) -> Result<Probe, String> {
+    match p.holder.as_str() {
+        "gone" if p.start.is_none() => Ok(Probe::Gone),
+        "gone" => Err("probe.start is only meaningful with holder \"alive\"".into()),
+        "alive" => Ok(Probe::Alive {
+            start: p.start.clone(),
+        }),
+        other => Err(format!(
+            "probe.holder {other:?} is not \"gone\" or \"alive\""
+        )),
+    }
+}
+
+fn reader_of(r: &ReaderSpec) -> Result<Reader, String> {
+    Ok(Reader {
+        boot_id: r.boot_id.clone(),
+        host: r.host.clone(),
+        time_ns: r.time_ns.clone(),
+        now: Now {
+            wall: Timestamp::parse(&r.now_wall).map_err(|e| format!("reader.now_wall: {e}"))?,
+            mono_ms: r.now_mono_ms,
+        },
+    })
+}
+
+/// Section 10: `record` is an object, or a string holding the file's raw text. Vectors carry no
+/// file name, so the id-matches-file-name check of 4.4 is not exercised here.
+fn record_bytes(v: &Value) -> Result<Vec<u8>, String> {
+    match v {
+        Value::String(s) => Ok(s.as_bytes().to_vec()),
+        Value::Object(_) => Ok(serde_json::to_vec(v).unwrap()),
+        _ => Err("record must be a JSON object or a string of raw record text".into()),
+    }
+}
+
+fn evaluate(v: &Vector) -> Result<Got, String> {
+    let bytes = record_bytes(&v.record)?;
+    let probe = probe_of(&v.probe)?;
+    let reader = reader_of(&v.reader)?;
+    let rec = match Record::parse(&bytes, None) {
+        Ok(r) => r,
+        Err(RecordError::Unsupported(_)) => {
+            return Ok(Got {
+                verdict: "unsupported".into(),
+                rule: Some("R0".into()),
+                ..Got::default()
+            });
+        }
+        Err(RecordError::Corrupt(_)) => {
+            return Ok(Got {
+                verdict: "corrupt".into(),
+                ..Got::default()
+            });
+        }
+    };
+    let vd = verdict(&rec, &probe, &reader);
+    let (name, status, reason) = match vd.outcome {
+        Outcome::Active => ("active", rec.status, None),
+        Outcome::Terminal { status, reason } => ("terminal", status, reason),
+        Outcome::Lost { reason } => ("lost", vd.status(&rec), Some(reason)),
+    };
+    Ok(Got {
+        verdict: name.into(),
+        status: Some(status.as_str().into()),
+        reason: reason.map(|r| r.as_str().into()),
+        rule: Some(format!("{:?}", vd.rule)),
+        expires_in_ms: vd.lease.map(|l| l.expires_in_ms),
+    })
+}
+
+/// Checks the vector against the section 10 rules before trusting its expectation.
+fn lint(v: &Vector) -> Result<(), String> {
+    let e = &v.expect;
+    let verdicts = ["active", "terminal", "lost", "unsupported", "corrupt"];
+    if !verdicts.contains(&e.verdict.as_str()) {
+        return Err(format!(
+            "expect.verdict {:?} is not one of {verdicts:?}",
+            e.verdict
+        ));
+    }
+    if let Some(Some(r)) = &e.reason {
+        if !REASONS.contains(&r.as_str()) {
+            return Err(format!(
+                "expect.reason {r:?} is not a reason of protocol.md 7.2"
+            ));
+        }
+        if e.verdict == "lost" && !READER_REASONS.contains(&r.as_str()) {
+            return Err(format!("expect.reason {r:?} is not a reader reason"));
+        }
+    }
+    match (e.verdict.as_str(), &e.rule) {
+        ("corrupt", Some(_)) => return Err("a corrupt vector names no rule".into()),
+        ("corrupt", None) => {}
+        (_, None) => return Err("expect.rule is required except for corrupt".into()),
+        (_, Some(_)) => {}
+    }
+    if e.verdict == "terminal" && (e.status.is_none() || e.reason.is_none()) {
+        return Err("a terminal vector names the recorded status and reason".into());
+    }
+    if e.verdict == "lost" && !matches!(e.reason, Some(Some(_))) {
+        return Err("a lost vector names the reader reason".into());
+    }
+    if e.expires_in_ms.is_some() && e.verdict != "active" {
+        return Err("expires_in_ms is only defined for active verdicts".into());
+    }
+    Ok(())
+}
+
+fn check(v: &Vector) -> Result<(), String> {
+    lint(v)?;
+    let got = evaluate(v)?;
+    let e = &v.expect;
+    let mut diffs = Vec::new();
+    if got.verdict != e.verdict {
+        diffs.push(format!("verdict: want {}, got {}", e.verdict, got.verdict));
+    }
+    if e.status.is_some() && got.status != e.status {
+        diffs.push(format!("status: want {:?}, got {:?}", e.status, got.status));
+    }
+    if let Some(want) = &e.reason {
+        if got.reason != *want {
+            diffs.push(format!("reason: want {want:?}, got {:?}", got.reason));
+        }
+    }
+    if got.rule != e.rule {
+        diffs.push(format!("rule: want {:?}, got {:?}", e.rule, got.rule));
+    }
+    if let Some(want) = e.expires_in_ms {
+        if got.expires_in_ms != Some(want) {
+            diffs.push(format!(
+                "expires_in_ms: want {want}, got {:?}",
+                got.expires_in_ms
+            ));
+        }
+    }
+    if diffs.is_empty() {
+        Ok(())
+    } else {
+        Err(diffs.join("; "))
+    }
+}
+
+#[test]
+fn conformance_vectors() {
+    let dir = vectors_dir();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let mut failures = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for path in &files {
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                failures.push(format!("{file}: {e}"));
+                continue;
+            }
+        };
+        let v: Vector = match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(e) => {
+                failures.push(format!("{file}: not a vector: {e}"));
+                continue;
+            }
+        };
+        if !names.insert(v.name.clone()) {
+            failures.push(format!("{file} ({}): duplicate vector name", v.name));
+        }
+        if let Err(e) = check(&v) {
+            failures.push(format!("{file} ({}): {e}", v.name));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} vectors failed:\n  {}",
+        failures.len(),
+        files.len(),
+        failures.join("\n  ")
+    );
+    assert!(
+        files.len() >= MIN_VECTORS,
+        "only {} vectors in {}; expected at least {MIN_VECTORS}",
+        files.len(),
+        dir.display()
+    );
+}
