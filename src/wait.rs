@@ -146,11 +146,11 @@ mod sys {
 
         /// Sleeps until something may have changed the verdict (true) or `until` (false).
         pub(super) fn sleep(&mut self, j: &Judged, until: Instant) -> bool {
-            let mut degraded = self.inotify.is_none();
+            // On another host there is no pid to pin (R2): the record and the lease expiry are
+            // all that can change the verdict, so that is not a reason to poll.
+            let remote = j.record.holder.host != self.host;
             let pinned = self.pin_for(j).is_some();
-            if !pinned {
-                degraded = true;
-            }
+            let degraded = self.inotify.is_none() || (!remote && !pinned);
             let now = Instant::now();
             let mut until = until;
             if degraded {

@@ -28,6 +28,7 @@ fn wait_returns_lost_when_the_holder_is_killed() {
     kids.0[0].kill().unwrap();
     let (o, _) = waiter.join().unwrap();
     let took = killed_at.elapsed();
+    eprintln!("status --wait returned {took:?} after the holder was killed");
     assert_eq!(code(&o), 3, "{}{}", stdout(&o), stderr(&o));
     assert!(took < Duration::from_secs(5), "took {took:?}");
     assert!(stdout(&o).contains("worker-exited"), "{}", stdout(&o));
