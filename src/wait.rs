@@ -20,6 +20,8 @@ use crate::store::{FileStore, StoreError};
 
 /// Where nothing better is available (no pidfd, no inotify, unknown start time), how often to look.
 pub const POLL_FALLBACK: Duration = Duration::from_millis(200);
+/// The longest single sleep, so that no value read from a record can overflow an `Instant`.
+const MAX_SLEEP_MS: u64 = 3_600_000;
 /// How often `tick` is called while waiting, for a live status line.
 pub const TICK: Duration = Duration::from_secs(1);
 
@@ -43,7 +45,8 @@ pub struct Options<'a> {
 /// Blocks until job `id` is no longer active, or the timeout passes.
 pub fn wait(store: &FileStore, id: &JobId, mut opts: Options<'_>) -> Result<Waited, StoreError> {
     let start = Instant::now();
-    let deadline = opts.timeout.map(|t| start + t);
+    // A timeout too large for the clock's range is no timeout at all.
+    let deadline = opts.timeout.and_then(|t| start.checked_add(t));
     let mut waker = sys::Waker::new(store, id);
     let mut next_tick = start + TICK;
     loop {
@@ -56,10 +59,12 @@ pub fn wait(store: &FileStore, id: &JobId, mut opts: Options<'_>) -> Result<Wait
             return Ok(Waited::TimedOut(Box::new(j)));
         }
         // The verdict flips from time alone only when the lease expires, strictly after its ttl.
+        // Capped so a record with an absurd ttl cannot overflow the clock; waking early only
+        // costs one more judgment.
         let expiry = j
             .verdict
             .lease
-            .map(|l| Duration::from_millis(l.expires_in_ms.max(0) as u64 + 1));
+            .map(|l| Duration::from_millis((l.expires_in_ms.max(0) as u64).min(MAX_SLEEP_MS) + 1));
         let mut wake = now + expiry.unwrap_or(POLL_FALLBACK);
         if let Some(d) = deadline {
             wake = wake.min(d);
