@@ -209,3 +209,21 @@ fn bad_ids_and_bad_records_get_their_exit_codes() {
     let o = tether(&e, &["status", "--wait"]);
     assert_eq!(code(&o), 2);
 }
+
+#[test]
+fn status_json_is_an_object_for_one_id_and_an_array_otherwise() {
+    let e = env();
+    let mut kids = Kids::default();
+    job(&e, &mut kids, "one", 1000, 10_000);
+    job(&e, &mut kids, "two", 1000, 10_000);
+    let v = json(&tether(&e, &["status", "--json", "one"]));
+    assert_eq!(v["id"], "one");
+    for k in ["epoch", "renewed_at", "expires_at", "interval_ms", "ttl_ms"] {
+        assert!(!v["lease"][k].is_null(), "lease.{k}");
+    }
+    assert_eq!(v["holder"]["pid"], kids.0[0].id());
+    assert!(v["late"].is_array());
+    let v = json(&tether(&e, &["status", "--json", "one", "tw"]));
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert_eq!(v[1]["id"], "two");
+}
