@@ -13,3 +13,4 @@ pub mod record;
 pub mod store;
 pub mod transition;
 pub mod verdict;
+pub mod wait;

@@ -1,10 +1,15 @@
-//! `tether gc`.
+//! `tether gc`: removes old finished jobs, never an active one.
 
 use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{CliError, CliResult};
+use super::view::{self, UnsavedNote};
+use super::{CliError, CliResult, exit, open_store};
+use crate::clock::{Timestamp, short_duration};
+use crate::judge::settle;
+use crate::record::Record;
+use crate::store::{Store, StoreError};
 
 #[derive(Args, Debug)]
 pub struct GcArgs {
@@ -16,6 +21,76 @@ pub struct GcArgs {
     pub dry_run: bool,
 }
 
-pub fn gc(_dir: Option<PathBuf>, _a: GcArgs) -> CliResult {
-    Err(CliError::new(super::exit::IO, "tether gc is not built yet"))
+/// Age of a terminal record by when it finished (created, if it never recorded that); None for an
+/// active record, which is never collectable.
+fn finished_age_ms(r: &Record, now: Timestamp) -> Option<i64> {
+    r.status.is_terminal().then(|| {
+        now.ms()
+            .saturating_sub(r.finished_at.unwrap_or(r.created_at).ms())
+    })
+}
+
+pub fn gc(dir: Option<PathBuf>, a: GcArgs) -> CliResult {
+    let store = open_store(&dir)?;
+    let min_age = a.older_than.as_millis().min(i64::MAX as u128) as i64;
+    let mut code = exit::OK;
+    let mut note = UnsavedNote::default();
+    let mut n = 0usize;
+    let mut report = |e: CliError| {
+        eprintln!("tether: {}", e.message);
+        if code == exit::OK || e.code == exit::CORRUPT {
+            code = e.code;
+        }
+    };
+    for id in store.ids()? {
+        // Settle first: a dead job is recorded lost now, and so is not old enough until later.
+        let j = match settle(&store, &id) {
+            Ok(j) => j,
+            Err(StoreError::NotFound(..)) => continue,
+            Err(e) => {
+                report(e.into());
+                continue;
+            }
+        };
+        note.note(&j);
+        let now = Timestamp::now();
+        let Some(age) = finished_age_ms(&j.record, now) else {
+            continue;
+        };
+        if age <= min_age {
+            continue;
+        }
+        if a.dry_run {
+            view::out(format!(
+                "would remove {id}: {}, finished {} ago",
+                view::describe(&j),
+                short_duration(age)
+            ));
+            n += 1;
+            continue;
+        }
+        // Re-checked under the lock: nothing may turn an old terminal record active, but the
+        // check costs nothing and keeps gc honest if that ever changes.
+        let mut still_old =
+            |r: &Record| finished_age_ms(r, Timestamp::now()).is_some_and(|age| age > min_age);
+        match store.remove(&id, &mut still_old) {
+            Ok(true) => {
+                view::out(format!(
+                    "removed {id}: {}, finished {} ago",
+                    view::describe(&j),
+                    short_duration(age)
+                ));
+                n += 1;
+            }
+            Ok(false) | Err(StoreError::NotFound(..)) => {}
+            Err(e) => report(e.into()),
+        }
+    }
+    let verb = if a.dry_run { "would remove" } else { "removed" };
+    eprintln!(
+        "tether: {verb} {n} job{} finished more than {} ago",
+        if n == 1 { "" } else { "s" },
+        humantime::format_duration(a.older_than)
+    );
+    Ok(code)
 }

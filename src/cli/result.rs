@@ -1,10 +1,20 @@
-//! `tether result`.
+//! `tether result`: a finished job's outcome and the tail of its log.
 
-use std::path::PathBuf;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use super::{CliError, CliResult};
+use super::view::{self, UnsavedNote};
+use super::{CliResult, exit, open_store, resolve_id};
+use crate::clock::short_duration;
+use crate::judge::settle;
+use crate::process;
+
+/// How much of the log `result` shows: enough to see why a job failed, not a flood.
+pub const TAIL_LINES: usize = 20;
+/// Only the end of the log is read, so a huge log costs nothing.
+const TAIL_BYTES: u64 = 64 * 1024;
 
 #[derive(Args, Debug)]
 pub struct ResultArgs {
@@ -15,9 +25,100 @@ pub struct ResultArgs {
     pub json: bool,
 }
 
-pub fn result(_dir: Option<PathBuf>, _a: ResultArgs) -> CliResult {
-    Err(CliError::new(
-        super::exit::IO,
-        "tether result is not built yet",
-    ))
+pub fn result(dir: Option<PathBuf>, a: ResultArgs) -> CliResult {
+    let store = open_store(&dir)?;
+    let id = resolve_id(&store, &a.id)?;
+    // Through settle, like `status`: the two commands can never disagree about this job.
+    let j = settle(&store, &id)?;
+    UnsavedNote::default().note(&j);
+    let reader = process::reader();
+    let r = &j.record;
+    let status = j.status();
+    let tail = log_tail(&store.log_path(&id), TAIL_LINES);
+    if a.json {
+        let mut v = view::job_json(&j, &reader);
+        v["duration_ms"] = serde_json::json!(r.finished_at.map(|f| f.ms() - r.created_at.ms()));
+        v["log_tail"] = serde_json::json!(tail);
+        view::print_json(&v);
+        return Ok(view::status_code(status));
+    }
+    if status.is_active() {
+        let msg = r.progress.message.as_deref().unwrap_or("");
+        view::out(format!(
+            "job {} is still {} (started {} ago, last beat {} ago{}{}); `tether status --wait {}` waits for it",
+            r.id,
+            status,
+            view::short_age(Some(view::age_since_created_ms(r, &reader))),
+            view::short_age(Some(view::last_beat_ms(r, &reader))),
+            if msg.is_empty() { "" } else { ", progress: " },
+            view::one_line(msg, 80),
+            r.id,
+        ));
+        return Ok(exit::ACTIVE_OR_REFUSED);
+    }
+    let name = r
+        .name
+        .as_deref()
+        .map(|n| format!(" ({n})"))
+        .unwrap_or_default();
+    view::out(format!("job {}{name}: {}", r.id, view::describe(&j)));
+    view::out(format!("command   {}", r.argv.join(" ")));
+    view::out(format!("created   {}", r.created_at));
+    match r.finished_at {
+        Some(f) => view::out(format!(
+            "finished  {f} (ran {})",
+            short_duration(f.ms() - r.created_at.ms())
+        )),
+        None => view::out("finished  (not recorded: the state directory is read-only)"),
+    }
+    if let Some(m) = &r.progress.message {
+        view::out(format!(
+            "progress  {} ({} beats)",
+            view::one_line(m, 100),
+            r.progress.count
+        ));
+    }
+    for l in &r.late {
+        view::out(format!(
+            "late      at {}: {} {} {}: {}",
+            l.at,
+            l.status.map(|s| s.to_string()).unwrap_or_default(),
+            l.reason.map(|s| s.to_string()).unwrap_or_default(),
+            l.exit.map(|s| s.to_string()).unwrap_or_default(),
+            l.note
+        ));
+    }
+    match tail {
+        Some(lines) if !lines.is_empty() => {
+            view::out(format!(
+                "--- last {} lines of {} ---",
+                lines.len(),
+                store.log_path(&id).display()
+            ));
+            for l in lines {
+                view::out(l);
+            }
+        }
+        Some(_) => view::out("(the log is empty)"),
+        None => view::out("(no log)"),
+    }
+    Ok(view::status_code(status))
+}
+
+/// The last `n` lines of a log; None when there is no log file. Invalid UTF-8 is shown lossily
+/// rather than refused: a log is whatever the job printed.
+pub fn log_tail(path: &Path, n: usize) -> Option<Vec<String>> {
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    let from = len.saturating_sub(TAIL_BYTES);
+    f.seek(SeekFrom::Start(from)).ok()?;
+    let mut buf = Vec::new();
+    f.take(TAIL_BYTES).read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    let mut lines: Vec<&str> = text.lines().collect();
+    if from > 0 && !lines.is_empty() {
+        lines.remove(0); // a cut line
+    }
+    let skip = lines.len().saturating_sub(n);
+    Some(lines[skip..].iter().map(|s| s.to_string()).collect())
 }

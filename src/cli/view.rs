@@ -1,0 +1,203 @@
+//! Rendering shared by the reader commands, so `status`, `result`, `inspect` and `wait` describe a
+//! job with the same words, the same JSON shape and the same exit code.
+
+use serde_json::{Value, json};
+
+use crate::clock::short_duration;
+use crate::judge::Judged;
+use crate::record::{Reason, Record, Status};
+use crate::verdict::{Reader, Rule, expires_at, lease_age};
+
+use super::exit;
+
+/// The exit code protocol.md section 9 gives a job's status (`result`, `status --wait`).
+pub fn status_code(s: Status) -> i32 {
+    match s {
+        Status::Succeeded => exit::OK,
+        Status::Failed => exit::FAILED,
+        Status::Lost => exit::LOST,
+        Status::Cancelled => exit::CANCELLED,
+        Status::Starting | Status::Running => exit::ACTIVE_OR_REFUSED,
+    }
+}
+
+/// Milliseconds since the job last showed life: its lease renewal or its last progress, whichever
+/// is newer. The renewal age uses the same clock rule as the verdict, so it agrees with it.
+pub fn last_beat_ms(rec: &Record, reader: &Reader) -> i64 {
+    let lease = lease_age(rec, reader).age_ms;
+    match rec.progress.at {
+        Some(at) => lease.min(reader.now.wall.ms().saturating_sub(at.ms())),
+        None => lease,
+    }
+}
+
+pub fn age_since_created_ms(rec: &Record, reader: &Reader) -> i64 {
+    reader.now.wall.ms().saturating_sub(rec.created_at.ms())
+}
+
+/// The rule that produced a reader-written `lost`, so a reaped job still names its evidence after
+/// the record became terminal (and R1 alone would explain nothing).
+pub fn reaped_by_rule(rec: &Record, reader: &Reader) -> Option<Rule> {
+    if rec.status != Status::Lost {
+        return None;
+    }
+    match rec.reason? {
+        Reason::WorkerExited => Some(Rule::R4),
+        Reason::PidReused => Some(Rule::R5),
+        Reason::HostRebooted => Some(Rule::R3),
+        Reason::LeaseExpired if rec.holder.host != reader.host => Some(Rule::R2),
+        Reason::LeaseExpired => Some(Rule::R6),
+        _ => None,
+    }
+}
+
+/// "succeeded (exited, exit code 0)": the status every command prints for a judged job.
+pub fn describe(j: &Judged) -> String {
+    let mut s = j.status().to_string();
+    let reason = j.verdict.reason();
+    let exit = j.record.exit;
+    match (reason, exit) {
+        (Some(r), Some(e)) => s.push_str(&format!(" ({r}, {e})")),
+        (Some(r), None) => s.push_str(&format!(" ({r})")),
+        (None, Some(e)) => s.push_str(&format!(" ({e})")),
+        (None, None) => {}
+    }
+    s
+}
+
+/// The JSON object `status --json` prints per job; `result` and `inspect` extend it.
+pub fn job_json(j: &Judged, reader: &Reader) -> Value {
+    let r = &j.record;
+    let age = lease_age(r, reader);
+    json!({
+        "id": r.id,
+        "name": r.name,
+        "status": j.status(),
+        "reason": j.verdict.reason(),
+        "exit": r.exit,
+        "argv": r.argv,
+        "created_at": r.created_at,
+        "finished_at": r.finished_at,
+        "progress": r.progress,
+        "lease": {
+            "epoch": r.lease.epoch,
+            "renewed_at": r.lease.renewed_at,
+            "expires_at": expires_at(&age, &reader.now),
+            "interval_ms": r.lease.interval_ms,
+            "ttl_ms": r.lease.ttl_ms,
+        },
+        "holder": r.holder,
+        "child": r.child,
+        "late": r.late,
+        "rule": j.verdict.rule,
+        "reaped": j.reaped,
+        "unsaved": j.unsaved,
+    })
+}
+
+/// Prints JSON to stdout; a closed pipe (`| head`) is not an error worth a panic.
+pub fn print_json(v: &Value) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer_pretty(&mut out, v);
+    let _ = writeln!(out);
+}
+
+/// Prints a line to stdout, ignoring a closed pipe instead of panicking like `println!`.
+pub fn out(line: impl AsRef<str>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{}", line.as_ref());
+}
+
+/// Tells the user once per command that a verdict could not be recorded.
+#[derive(Default)]
+pub struct UnsavedNote(bool);
+
+impl UnsavedNote {
+    pub fn note(&mut self, j: &Judged) {
+        if let (false, Some(why)) = (self.0, &j.unsaved) {
+            eprintln!("tether: note: {why}");
+            self.0 = true;
+        }
+    }
+}
+
+/// Ages for tables: "-" for nothing, else a short duration.
+pub fn short_age(ms: Option<i64>) -> String {
+    match ms {
+        Some(ms) => short_duration(ms.max(0)),
+        None => "-".into(),
+    }
+}
+
+/// Left-aligned columns, two spaces apart; the last column is not padded.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> Vec<String> {
+    let n = header.len();
+    let mut width = vec![0usize; n];
+    for (i, h) in header.iter().enumerate() {
+        width[i] = h.chars().count();
+    }
+    for row in rows {
+        for (i, c) in row.iter().enumerate().take(n) {
+            width[i] = width[i].max(c.chars().count());
+        }
+    }
+    let fmt = |cells: Vec<&str>| {
+        let mut line = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                line.push_str(c);
+            } else {
+                line.push_str(c);
+                let pad = width[i] - c.chars().count() + 2;
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        line.trim_end().to_owned()
+    };
+    let mut lines = vec![fmt(header.to_vec())];
+    for row in rows {
+        lines.push(fmt(row.iter().map(String::as_str).collect()));
+    }
+    lines
+}
+
+/// Keeps a user-supplied progress message on one table line.
+pub fn one_line(s: &str, max: usize) -> String {
+    let flat: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if flat.chars().count() > max {
+        let mut t: String = flat.chars().take(max.saturating_sub(3)).collect();
+        t.push_str("...");
+        t
+    } else {
+        flat
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns() {
+        let t = table(
+            &["ID", "STATUS"],
+            &[
+                vec!["a".into(), "running".into()],
+                vec!["long-id".into(), "x".into()],
+            ],
+        );
+        assert_eq!(t[0], "ID       STATUS");
+        assert_eq!(t[1], "a        running");
+        assert_eq!(t[2], "long-id  x");
+    }
+
+    #[test]
+    fn one_line_flattens_and_cuts() {
+        assert_eq!(one_line("a\nb", 10), "a b");
+        assert_eq!(one_line("abcdefghij", 5), "ab...");
+    }
+}

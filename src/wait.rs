@@ -1,0 +1,265 @@
+//! Waiting for a job to end, in the library so a benchmark can measure the same machinery the CLI
+//! uses.
+//!
+//! The job this replaces re-read a file every 2 s and never looked at the pid. Here, on Linux, one
+//! `poll(2)` sleeps on everything that can change the verdict: a pidfd of the holder (readable the
+//! moment it exits), an inotify watch on `jobs/` (a rename of `<id>.json` is every record write,
+//! protocol.md 6.1), and a timeout at the lease's expiry (the only change that comes from time
+//! alone). Each wake re-judges through `judge::settle`, so the waiter reaches the same verdict as
+//! every other command and persists a `lost` one. Elsewhere it polls every 200 ms.
+//!
+//! inotify comes from rustix (already a dependency, feature `fs`) rather than the `notify` crate:
+//! we need the raw fd inside our own `poll` set next to the pidfd, which `notify`'s callback thread
+//! would hide behind a channel.
+
+use std::time::{Duration, Instant};
+
+use crate::id::JobId;
+use crate::judge::{Judged, settle};
+use crate::store::{FileStore, StoreError};
+
+/// Where nothing better is available (no pidfd, no inotify, unknown start time), how often to look.
+pub const POLL_FALLBACK: Duration = Duration::from_millis(200);
+/// The longest single sleep, so that no value read from a record can overflow an `Instant`.
+const MAX_SLEEP_MS: u64 = 3_600_000;
+/// How often `tick` is called while waiting, for a live status line.
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// How a wait ended.
+#[derive(Debug)]
+pub enum Waited {
+    /// The job is terminal, or was judged lost (persisted unless the directory is read-only).
+    Ended(Box<Judged>),
+    /// The timeout passed first; the job as last judged, still active.
+    TimedOut(Box<Judged>),
+}
+
+#[derive(Default)]
+pub struct Options<'a> {
+    /// Give up after this long; None waits as long as the job lives.
+    pub timeout: Option<Duration>,
+    /// Called about every `TICK` with the latest judgment while the job is active.
+    pub tick: Option<&'a mut dyn FnMut(&Judged)>,
+}
+
+/// Blocks until job `id` is no longer active, or the timeout passes.
+pub fn wait(store: &FileStore, id: &JobId, mut opts: Options<'_>) -> Result<Waited, StoreError> {
+    let start = Instant::now();
+    // A timeout too large for the clock's range is no timeout at all.
+    let deadline = opts.timeout.and_then(|t| start.checked_add(t));
+    let mut waker = sys::Waker::new(store, id);
+    let mut next_tick = start + TICK;
+    loop {
+        let j = settle(store, id)?;
+        if !j.verdict.is_active() {
+            return Ok(Waited::Ended(Box::new(j)));
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            return Ok(Waited::TimedOut(Box::new(j)));
+        }
+        // The verdict flips from time alone only when the lease expires, strictly after its ttl.
+        // Capped so a record with an absurd ttl cannot overflow the clock; waking early only
+        // costs one more judgment.
+        let expiry = j
+            .verdict
+            .lease
+            .map(|l| Duration::from_millis((l.expires_in_ms.max(0) as u64).min(MAX_SLEEP_MS) + 1));
+        let mut wake = now + expiry.unwrap_or(POLL_FALLBACK);
+        if let Some(d) = deadline {
+            wake = wake.min(d);
+        }
+        loop {
+            let mut until = wake;
+            if opts.tick.is_some() {
+                until = until.min(next_tick);
+            }
+            let woke = waker.sleep(&j, until);
+            if let Some(tick) = opts.tick.as_mut() {
+                if Instant::now() >= next_tick {
+                    tick(&j);
+                    next_tick = Instant::now() + TICK;
+                }
+            }
+            if woke || Instant::now() >= wake {
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod sys {
+    use std::mem::MaybeUninit;
+    use std::os::fd::{AsFd, OwnedFd};
+    use std::time::Instant;
+
+    use rustix::event::{PollFd, PollFlags, poll};
+    use rustix::fs::inotify;
+
+    use super::POLL_FALLBACK;
+    use crate::id::JobId;
+    use crate::judge::Judged;
+    use crate::process::{Pinned, host};
+    use crate::store::FileStore;
+
+    pub(super) struct Waker {
+        inotify: Option<OwnedFd>,
+        name: String,
+        /// The holder we pinned, keyed by (pid, start) so a changed holder gets a new pin.
+        pin: Option<((u32, String), Option<Pinned>)>,
+        host: String,
+    }
+
+    impl Waker {
+        pub(super) fn new(store: &FileStore, id: &JobId) -> Waker {
+            let path = store.record_path(id);
+            let inotify = path.parent().and_then(|dir| {
+                let fd =
+                    inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC)
+                        .ok()?;
+                let w = inotify::WatchFlags::MOVED_TO
+                    | inotify::WatchFlags::CLOSE_WRITE
+                    | inotify::WatchFlags::DELETE
+                    | inotify::WatchFlags::DELETE_SELF
+                    | inotify::WatchFlags::MOVE_SELF;
+                inotify::add_watch(&fd, dir, w).ok()?;
+                Some(fd)
+            });
+            Waker {
+                inotify,
+                name: format!("{id}.json"),
+                pin: None,
+                host: host(),
+            }
+        }
+
+        /// Pins the record's holder, once per holder identity. A failed pin means the holder is
+        /// gone or not provably ours: the next judgment says so, or we fall back to polling.
+        fn pin_for(&mut self, j: &Judged) -> Option<&Pinned> {
+            let h = &j.record.holder;
+            if h.host != self.host {
+                return None; // another host's pid means nothing here (R2)
+            }
+            let key = (h.pid, h.start.clone());
+            if self.pin.as_ref().map(|(k, _)| k) != Some(&key) {
+                let p = Pinned::open(h.pid, &h.start).ok();
+                self.pin = Some((key, p));
+            }
+            self.pin.as_ref().and_then(|(_, p)| p.as_ref())
+        }
+
+        /// Sleeps until something may have changed the verdict (true) or `until` (false).
+        pub(super) fn sleep(&mut self, j: &Judged, until: Instant) -> bool {
+            // On another host there is no pid to pin (R2): the record and the lease expiry are
+            // all that can change the verdict, so that is not a reason to poll.
+            let remote = j.record.holder.host != self.host;
+            let pinned = self.pin_for(j).is_some();
+            let degraded = self.inotify.is_none() || (!remote && !pinned);
+            let now = Instant::now();
+            let mut until = until;
+            if degraded {
+                until = until.min(now + POLL_FALLBACK);
+            }
+            let left = until.saturating_duration_since(now);
+            let ts = rustix::time::Timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: left.subsec_nanos() as i64,
+            };
+            let pin_fd = self
+                .pin
+                .as_ref()
+                .and_then(|(_, p)| p.as_ref())
+                .map(|p| p.fd());
+            let mut fds = Vec::with_capacity(2);
+            if let Some(fd) = &self.inotify {
+                fds.push(PollFd::new(fd, PollFlags::IN));
+            }
+            if let Some(fd) = &pin_fd {
+                fds.push(PollFd::new(fd, PollFlags::IN));
+            }
+            let n = match poll(&mut fds, Some(&ts)) {
+                Ok(n) => n,
+                Err(rustix::io::Errno::INTR) => return false,
+                Err(_) => {
+                    // A poll that cannot work must not become a busy loop.
+                    std::thread::sleep(POLL_FALLBACK.min(left));
+                    return true;
+                }
+            };
+            if n == 0 {
+                // In degraded mode the short timeout is itself the reason to look again.
+                return degraded;
+            }
+            let mut i = 0;
+            let mut inotify_ready = false;
+            if self.inotify.is_some() {
+                inotify_ready = !fds[0].revents().is_empty();
+                i = 1;
+            }
+            let pid_exited = fds.get(i).is_some_and(|f| !f.revents().is_empty());
+            drop(fds);
+            let mut fired = inotify_ready && self.drain();
+            if pid_exited {
+                // Keep the key, drop the fd: a readable pidfd stays readable, and if the judgment
+                // does not change we must not spin on it.
+                if let Some((_, p)) = self.pin.as_mut() {
+                    *p = None;
+                }
+                fired = true;
+            }
+            fired
+        }
+
+        /// Reads pending inotify events; true if one concerns our record (or events were lost).
+        fn drain(&self) -> bool {
+            let Some(fd) = &self.inotify else {
+                return false;
+            };
+            let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
+            let mut r = inotify::Reader::new(fd.as_fd(), &mut buf);
+            let mut relevant = false;
+            loop {
+                match r.next() {
+                    Ok(ev) => {
+                        let flags = ev.events();
+                        let ours = match ev.file_name() {
+                            Some(n) => n.to_bytes() == self.name.as_bytes(),
+                            None => true,
+                        };
+                        if ours || flags.contains(inotify::ReadFlags::QUEUE_OVERFLOW) {
+                            relevant = true;
+                        }
+                    }
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(_) => break,
+                }
+            }
+            relevant
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod sys {
+    use std::time::Instant;
+
+    use super::POLL_FALLBACK;
+    use crate::id::JobId;
+    use crate::judge::Judged;
+    use crate::store::FileStore;
+
+    /// Without pidfds and inotify, a short poll is the honest option.
+    pub(super) struct Waker;
+
+    impl Waker {
+        pub(super) fn new(_store: &FileStore, _id: &JobId) -> Waker {
+            Waker
+        }
+        pub(super) fn sleep(&mut self, _j: &Judged, until: Instant) -> bool {
+            let left = until.saturating_duration_since(Instant::now());
+            std::thread::sleep(left.min(POLL_FALLBACK));
+            true
+        }
+    }
+}
