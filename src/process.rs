@@ -118,6 +118,7 @@ pub enum IdentityError {
 /// while we hold it (Linux: a pidfd opened before the start time was checked).
 pub struct Pinned {
     pid: u32,
+    start: String,
     inner: sys::Pin,
 }
 
@@ -144,7 +145,11 @@ impl Pinned {
                     found,
                 })
             }
-            Probe::Alive { .. } => Ok(Pinned { pid, inner }),
+            Probe::Alive { .. } => Ok(Pinned {
+                pid,
+                start: expected_start.to_owned(),
+                inner,
+            }),
         }
     }
 
@@ -156,14 +161,23 @@ impl Pinned {
         self.inner.signal(sig)
     }
 
-    /// Signals the process group this pinned process leads. Safe against reuse because a pinned
-    /// leader keeps its pid, and so the group id, from being handed out again.
+    /// Signals the process group this pinned process leads.
+    ///
+    /// A pidfd does not reserve a pid number once its process is reaped, so the group id is only
+    /// trusted while the leader still holds it: its `/proc` entry (alive or zombie) must show the
+    /// recorded start time right before the signal. A leader that was already reaped gets no group
+    /// signal from here; its parent (the wrapper, which keeps it unreaped with `WNOWAIT` while it
+    /// signals the group) is the one process that can still do so safely.
     pub fn signal_group(&self, pgid: u32, sig: rustix::process::Signal) -> io::Result<()> {
         if pgid != self.pid {
             return Err(io::Error::other(format!(
                 "process group {pgid} is not led by pinned process {}; refusing to signal it",
                 self.pid
             )));
+        }
+        match sys::stat(pgid) {
+            Some(st) if st.start == self.start => {}
+            _ => return Ok(()), // the leader is reaped: the number may be someone else's now
         }
         let p = rustix::process::Pid::from_raw(pgid as i32)
             .ok_or_else(|| io::Error::other("bad pgid"))?;
