@@ -96,3 +96,74 @@ fn stopped_wrapper_expires_after_ttl_not_before_and_then_stops_its_child() {
     assert_eq!(r["status"], "lost");
     assert_eq!(r["late"].as_array().unwrap().len(), 1, "{r}");
 }
+
+#[test]
+fn wrapper_stopped_past_its_ttl_reacquires_with_a_new_epoch() {
+    let mut env = Env::new();
+    let (id, pid) = env.detach(&["--interval", "250ms", "--ttl", "1s", "--", "sleep", "30"]);
+    assert_eq!(env.record(&id)["lease"]["epoch"], 1);
+    signal(pid, Signal::STOP);
+    std::thread::sleep(Duration::from_millis(2000));
+    // No reader judged it meanwhile, so the wrapper may take its lease again (protocol.md 6.3).
+    signal(pid, Signal::CONT);
+    assert!(
+        wait_for(
+            Duration::from_secs(10),
+            || env.record(&id)["lease"]["epoch"] == 2
+        ),
+        "{}",
+        env.log(&id)
+    );
+    let r = env.record(&id);
+    assert_eq!(r["status"], "running");
+    assert!(alive(child_pid(&r)));
+    assert!(matches!(env.settle(&id).verdict.outcome, Outcome::Active));
+}
+
+#[test]
+fn cancel_by_someone_else_stops_the_group_and_keeps_the_result_late() {
+    use tether::store::{Change, FileStore, StateDir, Store};
+    use tether::transition::{Write, apply};
+    let mut env = Env::new();
+    let (id, pid) = env.detach(&[
+        "--interval",
+        "250ms",
+        "--ttl",
+        "1s",
+        "--grace",
+        "1s",
+        "--",
+        "sleep",
+        "30",
+    ]);
+    let child = child_pid(&env.record(&id));
+    let store = FileStore::open(
+        StateDir {
+            root: env.dir.clone(),
+        },
+        false,
+    )
+    .unwrap();
+    let jid = tether::id::JobId::parse(&id).unwrap();
+    store
+        .update(&jid, &mut |cur| Change::Write {
+            record: apply(
+                cur,
+                &Write::Cancel {
+                    at: tether::clock::Timestamp::now(),
+                },
+            )
+            .unwrap(),
+            durable: true,
+            value: (),
+        })
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || group_gone(child)),
+        "the wrapper did not stop a cancelled job"
+    );
+    assert!(wait_for(Duration::from_secs(10), || !alive(pid)));
+    let r = env.record(&id);
+    assert_eq!(r["status"], "cancelled");
+    assert_eq!(r["late"][0]["exit"]["signal"], 15, "{r}");
+}
