@@ -69,6 +69,15 @@ pub fn start_token(pid: u32) -> Option<String> {
     }
 }
 
+/// The start-time token of `pid` even if it is already a zombie: the wrapper reads its own child's
+/// token right after spawning, when a short command may have exited (but cannot be reaped yet).
+pub fn start_token_any(pid: u32) -> Option<String> {
+    if pid == 0 || pid > i32::MAX as u32 {
+        return None;
+    }
+    sys::stat(pid).map(|st| st.start)
+}
+
 /// `kill(pid, 0)`: ESRCH means gone, EPERM means alive but not ours.
 fn exists_by_signal(pid: u32) -> bool {
     let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {

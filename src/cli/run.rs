@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{CliError, CliResult, parse_duration};
+use crate::wrapper::{self, Failure, Mode, Options};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -36,6 +37,9 @@ pub struct RunArgs {
     /// Print machine-readable output
     #[arg(long)]
     pub json: bool,
+    /// Internal: this process is the background half of --detach
+    #[arg(long = "background-wrapper", hide = true)]
+    pub background: bool,
     /// The command and its arguments
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -66,16 +70,47 @@ pub struct BeatArgs {
     pub status: Option<String>,
 }
 
-pub fn run(_dir: Option<PathBuf>, _a: RunArgs) -> CliResult {
-    Err(CliError::new(
-        super::exit::IO,
-        "tether run is not built yet",
-    ))
+impl From<HeartbeatMode> for Mode {
+    fn from(m: HeartbeatMode) -> Mode {
+        match m {
+            HeartbeatMode::None => Mode::None,
+            HeartbeatMode::Notify => Mode::Notify,
+            HeartbeatMode::File => Mode::File,
+            HeartbeatMode::Output => Mode::Output,
+        }
+    }
 }
 
-pub fn beat(_a: BeatArgs) -> CliResult {
-    Err(CliError::new(
-        super::exit::IO,
-        "tether beat is not built yet",
-    ))
+fn failure(f: Failure) -> CliError {
+    CliError::new(f.code, f.message)
+}
+
+pub fn run(dir: Option<PathBuf>, a: RunArgs) -> CliResult {
+    let opts = Options {
+        dir,
+        id: a.id,
+        name: a.name,
+        interval: a.interval,
+        ttl: a.ttl,
+        heartbeat: a.heartbeat.into(),
+        on_stall: match a.on_stall {
+            OnStall::Kill => wrapper::OnStall::Kill,
+            OnStall::Keep => wrapper::OnStall::Keep,
+        },
+        grace: a.grace,
+        json: a.json,
+        command: a.command,
+    };
+    if a.background {
+        return wrapper::run(opts, wrapper::Ready::from_stdout()).map_err(failure);
+    }
+    if a.detach {
+        return wrapper::detach(&opts).map_err(failure);
+    }
+    wrapper::run(opts, None).map_err(failure)
+}
+
+pub fn beat(a: BeatArgs) -> CliResult {
+    wrapper::beat(a.status.as_deref()).map_err(failure)?;
+    Ok(super::exit::OK)
 }

@@ -1,0 +1,183 @@
+//! The supervised child: spawning it in its own process group, tied to the wrapper's life, and
+//! observing its exit without reaping it, so its process group can be signalled safely to the end.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, WaitIdStatus};
+
+use crate::record::{Child, Exit};
+
+/// Why the command could not start; the exit code follows the shell's convention.
+#[derive(Debug)]
+pub struct SpawnError {
+    pub code: i32,
+    pub message: String,
+}
+
+/// What the child's environment gets beyond the wrapper's own.
+pub struct ChildEnv {
+    pub set: Vec<(String, OsString)>,
+    pub remove: Vec<&'static str>,
+}
+
+/// A spawned child that has not been reaped yet. While it is unreaped its pid, and so its process
+/// group id, cannot be handed to another process: signalling the group is safe.
+pub struct Spawned {
+    pub pid: u32,
+    pub start: String,
+    pidfd: OwnedFd,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+    reaped: bool,
+}
+
+/// Spawns `argv` in a new process group with PR_SET_PDEATHSIG=SIGKILL. Must run on a thread that
+/// lives as long as the wrapper: the kernel sends the death signal when the *spawning thread* exits.
+pub fn spawn(argv: &[String], env: &ChildEnv, pipe_output: bool) -> Result<Spawned, SpawnError> {
+    let Some(program) = argv.first() else {
+        return Err(SpawnError {
+            code: 2,
+            message: "no command given; put it after `--`".into(),
+        });
+    };
+    let parent = rustix::process::getpid();
+    let mut cmd = Command::new(program);
+    cmd.args(&argv[1..]).process_group(0);
+    for k in &env.remove {
+        cmd.env_remove(k);
+    }
+    for (k, v) in &env.set {
+        cmd.env(k, v);
+    }
+    if pipe_output {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
+    // SAFETY: the closure only makes raw syscalls (prctl, getppid), which are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+            // The wrapper may have died between fork and prctl; then no death signal will come.
+            if rustix::process::getppid() != Some(parent) {
+                return Err(io::Error::from_raw_os_error(libc_errno::SRCH));
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| spawn_error(program, e))?;
+    let pid = child.id();
+    let stdout = child.stdout.take().map(OwnedFd::from);
+    let stderr = child.stderr.take().map(OwnedFd::from);
+    // Dropping a std Child neither kills nor reaps it; from here on we manage it by pid and pidfd.
+    drop(child);
+    let p = Pid::from_raw(pid as i32).expect("spawned pid is positive");
+    let pidfd =
+        rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).map_err(|e| {
+            SpawnError {
+                code: 10,
+                message: format!("cannot open a pidfd for {program} (pid {pid}): {e}"),
+            }
+        })?;
+    let start = crate::process::start_token_any(pid).unwrap_or_else(|| "unknown".into());
+    Ok(Spawned {
+        pid,
+        start,
+        pidfd,
+        stdout,
+        stderr,
+        reaped: false,
+    })
+}
+
+mod libc_errno {
+    pub const SRCH: i32 = rustix::io::Errno::SRCH.raw_os_error();
+}
+
+fn spawn_error(program: &str, e: io::Error) -> SpawnError {
+    use rustix::io::Errno;
+    let raw = e.raw_os_error().unwrap_or(0);
+    let not_found = [Errno::NOENT, Errno::NOTDIR]
+        .iter()
+        .any(|x| x.raw_os_error() == raw);
+    if not_found {
+        SpawnError {
+            code: 127,
+            message: format!("{program}: command not found; check the name and $PATH"),
+        }
+    } else {
+        SpawnError {
+            code: 126,
+            message: format!("{program}: cannot execute: {e}; check that it is an executable file"),
+        }
+    }
+}
+
+impl Spawned {
+    pub fn record(&self) -> Child {
+        Child {
+            pid: self.pid,
+            start: self.start.clone(),
+            pgid: self.pid,
+        }
+    }
+
+    /// Signals the child's whole process group; a no-op once it is reaped (the group id may then
+    /// belong to someone else).
+    pub fn signal_group(&self, sig: Signal) {
+        if self.reaped {
+            return;
+        }
+        if let Some(p) = Pid::from_raw(self.pid as i32) {
+            let _ = rustix::process::kill_process_group(p, sig);
+        }
+    }
+
+    /// Starts a thread that waits for the child to exit without reaping it (WNOWAIT) and reports how.
+    pub fn watch_exit(&self) -> io::Result<tokio::sync::oneshot::Receiver<io::Result<Exit>>> {
+        let fd = self.pidfd.try_clone()?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("tether-child-exit".into())
+            .spawn(move || {
+                let _ = tx.send(wait(&fd, WaitIdOptions::EXITED | WaitIdOptions::NOWAIT));
+            })?;
+        Ok(rx)
+    }
+
+    /// Reaps the child (it must have exited). After this the group is never signalled again.
+    pub fn reap(&mut self) -> io::Result<Exit> {
+        let r = wait(&self.pidfd, WaitIdOptions::EXITED);
+        self.reaped = true;
+        r
+    }
+}
+
+fn wait(fd: &OwnedFd, opts: WaitIdOptions) -> io::Result<Exit> {
+    loop {
+        match rustix::process::waitid(WaitId::PidFd(fd.as_fd()), opts) {
+            Ok(Some(st)) => return Ok(to_exit(&st)),
+            Ok(None) => continue,
+            Err(e) if e == rustix::io::Errno::INTR => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn to_exit(st: &WaitIdStatus) -> Exit {
+    if st.exited() {
+        Exit::Code(st.exit_status().unwrap_or(0))
+    } else {
+        Exit::Signal(st.terminating_signal().unwrap_or(0))
+    }
+}
+
+/// The wrapper's exit code for a child outcome, as a shell reports it.
+pub fn exit_code(e: Exit) -> i32 {
+    match e {
+        Exit::Code(c) => c,
+        Exit::Signal(s) => 128 + s,
+    }
+}

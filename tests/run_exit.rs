@@ -1,0 +1,157 @@
+//! `tether run` in the foreground: exit codes, records, the log and the child's environment.
+
+mod run_support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use run_support::*;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+#[test]
+fn true_succeeds() {
+    let mut env = Env::new();
+    let (code, _, err) = env.run_fg(&["--id", "ok", "--", "true"], LIMIT);
+    assert_eq!(code, 0, "{err}");
+    let r = env.record("ok");
+    assert_eq!(r["status"], "succeeded");
+    assert_eq!(r["reason"], "exited");
+    assert_eq!(r["exit"]["code"], 0);
+    assert!(r["child"]["pid"].as_u64().unwrap() > 1);
+    assert!(r["finished_at"].is_string());
+}
+
+#[test]
+fn exit_code_is_passed_through_and_output_is_logged() {
+    let mut env = Env::new();
+    let (code, out, err) = env.run_fg(
+        &[
+            "--id",
+            "three",
+            "--",
+            "sh",
+            "-c",
+            "echo to-out; echo to-err >&2; echo \"$TETHER_JOB_ID $TETHER_DIR\"; exit 3",
+        ],
+        LIMIT,
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(out.contains("to-out"), "{out}");
+    assert!(err.contains("to-err"), "{err}");
+    let r = env.record("three");
+    assert_eq!(r["status"], "failed");
+    assert_eq!(r["reason"], "exited");
+    assert_eq!(r["exit"]["code"], 3);
+    let log = env.log("three");
+    assert!(log.contains("to-out") && log.contains("to-err"), "{log}");
+    let abs = std::fs::canonicalize(&env.dir).unwrap();
+    assert!(log.contains(&format!("three {}", abs.display())), "{log}");
+    let mode = std::fs::metadata(env.dir.join("jobs/three.log"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn killed_child_gives_128_plus_signal() {
+    let mut env = Env::new();
+    let (code, _, err) = env.run_fg(&["--id", "k", "--", "sh", "-c", "kill -9 $$"], LIMIT);
+    assert_eq!(code, 137, "{err}");
+    let r = env.record("k");
+    assert_eq!(r["status"], "failed");
+    assert_eq!(r["reason"], "signaled");
+    assert_eq!(r["exit"]["signal"], 9);
+}
+
+#[test]
+fn missing_command_is_127_and_start_failed() {
+    let mut env = Env::new();
+    let (code, _, err) = env.run_fg(&["--id", "m", "--", "no-such-command-xyz"], LIMIT);
+    assert_eq!(code, 127);
+    assert!(err.contains("no-such-command-xyz"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let r = env.record("m");
+    assert_eq!(r["status"], "failed");
+    assert_eq!(r["reason"], "start-failed");
+}
+
+#[test]
+fn non_executable_is_126() {
+    let mut env = Env::new();
+    let f = env.tmp.path().join("script");
+    std::fs::write(&f, "#!/bin/sh\necho hi\n").unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = env.run_fg(&["--id", "n", "--", path_str(&f)], LIMIT);
+    assert_eq!(code, 126, "{err}");
+    assert!(err.contains("script"), "{err}");
+    assert_eq!(env.record("n")["reason"], "start-failed");
+}
+
+#[test]
+fn bad_usage_is_2_before_anything_is_written() {
+    let mut env = Env::new();
+    let (code, _, err) = env.run_fg(&["--id", "../x", "--", "true"], LIMIT);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = env.run_fg(&["--interval", "1s", "--ttl", "1s", "--", "true"], LIMIT);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("twice"), "{err}");
+    assert!(
+        !env.dir.join("jobs").exists() || env.dir.join("jobs").read_dir().unwrap().count() == 0
+    );
+    let (code, _, _) = env.run_fg(&["--id", "dup", "--", "true"], LIMIT);
+    assert_eq!(code, 0);
+    let (code, _, err) = env.run_fg(&["--id", "dup", "--", "true"], LIMIT);
+    assert_eq!(code, 2);
+    assert!(err.contains("already exists"), "{err}");
+}
+
+#[test]
+fn generated_ids_are_used() {
+    let mut env = Env::new();
+    let (code, _, err) = env.run_fg(&["--", "true"], LIMIT);
+    assert_eq!(code, 0, "{err}");
+    let id = env.only_id();
+    assert_eq!(env.record(&id)["status"], "succeeded");
+}
+
+#[test]
+fn sigterm_to_the_wrapper_is_forwarded_and_recorded() {
+    let mut env = Env::new();
+    let mut c = env.cmd();
+    c.args(["run", "--id", "t", "--", "sleep", "30"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut wrapper = c.spawn().unwrap();
+    let wp = wrapper.id();
+    assert!(wait_for(Duration::from_secs(10), || {
+        std::fs::read(env.dir.join("jobs/t.json"))
+            .map(|_| env.record("t")["status"] == "running")
+            .unwrap_or(false)
+    }));
+    let rec = env.record("t");
+    env.adopt(
+        child_pid(&rec),
+        rec["child"]["start"].as_str().unwrap(),
+        true,
+    );
+    signal(wp, rustix::process::Signal::TERM);
+    let st = wrapper.wait().unwrap();
+    assert_eq!(st.code(), Some(128 + 15));
+    let r = env.record("t");
+    assert_eq!(r["status"], "failed");
+    assert_eq!(r["reason"], "holder-signaled");
+    assert_eq!(r["exit"]["signal"], 15);
+    assert!(!alive(child_pid(&r)));
+}
+
+#[test]
+fn beat_outside_a_job_is_a_usage_error() {
+    let env = Env::new();
+    let out = env.cmd().args(["beat", "--status", "x"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--heartbeat notify"), "{err}");
+}

@@ -1,0 +1,196 @@
+//! Shared helpers for the `tether run` integration tests: real processes, bounded waits, and cleanup
+//! of every process a test starts (by pid, proven by start time before it is signalled).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tether::id::JobId;
+use tether::judge::{Judged, settle};
+use tether::store::{FileStore, StateDir};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tether");
+
+pub struct Env {
+    pub tmp: tempfile::TempDir,
+    pub dir: PathBuf,
+    /// (pid, start token, is a group leader) of processes to kill when the test ends.
+    reap: Vec<(u32, String, bool)>,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
+        Env {
+            tmp,
+            dir,
+            reap: vec![],
+        }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--dir").arg(&self.dir);
+        c.env_remove("NOTIFY_SOCKET")
+            .env_remove("TETHER_HEARTBEAT_FILE")
+            .env_remove("TETHER_DIR");
+        c
+    }
+
+    /// Runs `tether run ARGS` in the foreground; returns (exit code, stdout, stderr).
+    pub fn run_fg(&mut self, args: &[&str], limit: Duration) -> (i32, String, String) {
+        let out = self.tmp.path().join("fg.out");
+        let err = self.tmp.path().join("fg.err");
+        let mut c = self.cmd();
+        c.arg("run")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap());
+        let mut child = c.spawn().unwrap();
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("tether run {args:?} did not finish within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (
+            status.code().unwrap_or(-1),
+            std::fs::read_to_string(out).unwrap(),
+            std::fs::read_to_string(err).unwrap(),
+        )
+    }
+
+    /// `tether run --detach --json ARGS`: returns (id, wrapper pid); both wrapper and child are
+    /// registered for cleanup.
+    pub fn detach(&mut self, args: &[&str]) -> (String, u32) {
+        let out = self
+            .cmd()
+            .args(["run", "--detach", "--json"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "detach failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let id = v["id"].as_str().unwrap().to_string();
+        let pid = v["pid"].as_u64().unwrap() as u32;
+        let rec = self.record(&id);
+        self.adopt(pid, rec["holder"]["start"].as_str().unwrap(), false);
+        let c = &rec["child"];
+        self.adopt(
+            c["pid"].as_u64().unwrap() as u32,
+            c["start"].as_str().unwrap(),
+            true,
+        );
+        (id, pid)
+    }
+
+    pub fn adopt(&mut self, pid: u32, start: &str, leader: bool) {
+        self.reap.push((pid, start.to_string(), leader));
+    }
+
+    pub fn record(&self, id: &str) -> Value {
+        let p = self.dir.join("jobs").join(format!("{id}.json"));
+        serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
+    }
+
+    pub fn log(&self, id: &str) -> String {
+        std::fs::read_to_string(self.dir.join("jobs").join(format!("{id}.log"))).unwrap_or_default()
+    }
+
+    pub fn settle(&self, id: &str) -> Judged {
+        let store = FileStore::open(
+            StateDir {
+                root: self.dir.clone(),
+            },
+            false,
+        )
+        .unwrap();
+        settle(&store, &JobId::parse(id).unwrap()).unwrap()
+    }
+
+    pub fn only_id(&self) -> String {
+        let mut ids: Vec<String> = std::fs::read_dir(self.dir.join("jobs"))
+            .unwrap()
+            .filter_map(|e| {
+                let n = e.unwrap().file_name().into_string().unwrap();
+                n.strip_suffix(".json").map(str::to_owned)
+            })
+            .collect();
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        ids.pop().unwrap()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for (pid, start, leader) in self.reap.drain(..).rev() {
+            if let Ok(p) = tether::process::Pinned::open(pid, &start) {
+                let _ = p.signal(rustix::process::Signal::CONT);
+                if leader {
+                    let _ = p.signal_group(pid, rustix::process::Signal::KILL);
+                }
+                let _ = p.signal(rustix::process::Signal::KILL);
+                p.wait_exit(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Polls `f` every 50 ms until it is true or `limit` passes.
+pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The process exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            let rest = &s[s.rfind(')').unwrap() + 1..];
+            !matches!(rest.split_whitespace().next(), Some("Z" | "X"))
+        }
+        Err(_) => false,
+    }
+}
+
+/// `kill(-pgid, 0)` fails with ESRCH.
+pub fn group_gone(pgid: u32) -> bool {
+    let p = rustix::process::Pid::from_raw(pgid as i32).unwrap();
+    rustix::process::test_kill_process_group(p) == Err(rustix::io::Errno::SRCH)
+}
+
+pub fn signal(pid: u32, sig: rustix::process::Signal) {
+    let p = rustix::process::Pid::from_raw(pid as i32).unwrap();
+    let _ = rustix::process::kill_process(p, sig);
+}
+
+pub fn child_pid(rec: &Value) -> u32 {
+    rec["child"]["pid"].as_u64().unwrap() as u32
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
