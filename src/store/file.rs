@@ -228,8 +228,12 @@ impl FileStore {
     }
 
     /// Writes `rec` to a private temp file; the caller renames or links it into place.
+    ///
+    /// Errors name the record, not the temp file: the temp file is gone by the time the user reads
+    /// the message, and the record is what they will look at (a full disk, say).
     fn write_tmp(&self, id: &JobId, rec: &Record, durable: bool) -> Result<PathBuf, StoreError> {
         let tmp = self.tmp_path(id);
+        let path = self.record_path(id);
         // We hold the job's lock, so a temp file of ours left here is from a dead writer.
         let _ = fs::remove_file(&tmp);
         let mut f = OpenOptions::new()
@@ -238,14 +242,14 @@ impl FileStore {
             .mode(0o600)
             .custom_flags(libc_flags::NOFOLLOW | libc_flags::CLOEXEC)
             .open(&tmp)
-            .map_err(io_err(&tmp))?;
+            .map_err(io_err(&path))?;
         let bytes = rec.to_json();
         let res = f
             .write_all(&bytes)
             .and_then(|()| if durable { f.sync_all() } else { Ok(()) });
         if let Err(e) = res {
             let _ = fs::remove_file(&tmp);
-            return Err(io_err(&tmp)(e));
+            return Err(io_err(&path)(e));
         }
         Ok(tmp)
     }
