@@ -202,6 +202,12 @@ impl FileStore {
                     "record is a symbolic link; tether never follows one (left in place)".into(),
                 ));
             }
+            // A Unix socket cannot be opened at all; it is as much "not a record" as a FIFO is.
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) => {
+                return Err(corrupt(
+                    "record is not a regular file (left in place)".into(),
+                ));
+            }
             Err(e) => return Err(io_err(&path)(e)),
         };
         let md = f.metadata().map_err(io_err(&path))?;
@@ -252,6 +258,21 @@ impl FileStore {
             return Err(io_err(&path)(e));
         }
         Ok(tmp)
+    }
+
+    /// Fails with `NotFound` before any lock is taken when the record does not exist. Taking the
+    /// lock creates the lock file, so without this a typo in `tether cancel ID` would leave a stray
+    /// `ID.lock` behind, and on a read-only directory report "read-only" instead of "no such job".
+    /// A record created right after this check is simply one we did not see, as with any read.
+    fn must_exist(&self, id: &JobId) -> Result<(), StoreError> {
+        let path = self.record_path(id);
+        match fs::symlink_metadata(&path) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(StoreError::NotFound(id.clone(), self.dir.root.clone()))
+            }
+            Err(e) => Err(io_err(&path)(e)),
+        }
     }
 
     fn sync_dir(&self) -> Result<(), StoreError> {
@@ -338,6 +359,7 @@ impl Store for FileStore {
         id: &JobId,
         f: &mut dyn FnMut(&Record) -> Change<T>,
     ) -> Result<(T, Record), StoreError> {
+        self.must_exist(id)?;
         let _lock = self.lock(id)?;
         let cur = self.read_record(id)?;
         match f(&cur) {
@@ -366,6 +388,7 @@ impl Store for FileStore {
         id: &JobId,
         only_if: &mut dyn FnMut(&Record) -> bool,
     ) -> Result<bool, StoreError> {
+        self.must_exist(id)?;
         let lock = self.lock(id)?;
         let rec = self.read_record(id)?;
         if !only_if(&rec) {
