@@ -25,6 +25,15 @@ use tether::verdict::Outcome;
 
 const SKIP: &str = "skipped: cannot mount tmpfs (needs root)";
 
+/// The tests of this file run one at a time. A child spawned by one test holds copies of every
+/// descriptor the process has open from its fork until its exec; on a tiny tmpfs a record or filler
+/// file pinned that way frees its pages a moment later than the test expects, so a "full" disk
+/// suddenly had room (seen twice in ten soak runs on 2 loaded cores).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A mounted filesystem, unmounted on drop (lazily if something still holds it).
 struct Mount(PathBuf);
 
@@ -198,9 +207,8 @@ fn fill(path: &Path) -> fs::File {
     panic!("{} never filled up", path.display());
 }
 
-/// Waits (bounded) until the filesystem reports the freed space. Freeing is not always immediate:
-/// a sibling test's child can hold a copy of the filler's descriptor between its fork and its exec,
-/// and the inode's pages go only when the last copy does. Seen once in ten soak runs.
+/// Waits (bounded) until the filesystem reports the freed space: a belt to `serial`'s braces, in
+/// case some other thread of this process forks while the filler is still open.
 fn wait_for_space(mnt: &Path) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
@@ -232,6 +240,7 @@ fn assert_names_record(e: &StoreError, rec_path: &Path, what: &str) {
 
 #[test]
 fn full_disk_refuses_writes_cleanly_and_recovers() {
+    let _serial = serial();
     let t = tempfile::tempdir().unwrap();
     let Some(_m) = Mount::tmpfs("256k", &t.path().join("mnt")) else {
         eprintln!("{SKIP}");
@@ -294,6 +303,7 @@ fn full_disk_refuses_writes_cleanly_and_recovers() {
 
 #[test]
 fn read_only_state_dir_is_reported_and_the_verdict_still_shown() {
+    let _serial = serial();
     let t = tempfile::tempdir().unwrap();
     let Some(m) = Mount::tmpfs("1m", &t.path().join("mnt")) else {
         eprintln!("{SKIP}");
@@ -354,6 +364,7 @@ fn ext4_shutdown(dir: &Path) -> std::io::Result<()> {
 
 #[test]
 fn io_errors_from_a_dying_disk_are_reported_and_leave_the_last_good_record() {
+    let _serial = serial();
     let t = tempfile::tempdir().unwrap();
     let img = t.path().join("disk.img");
     fs::File::create(&img).unwrap().set_len(8 << 20).unwrap();
