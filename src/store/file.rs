@@ -202,6 +202,12 @@ impl FileStore {
                     "record is a symbolic link; tether never follows one (left in place)".into(),
                 ));
             }
+            // A Unix socket cannot be opened at all; it is as much "not a record" as a FIFO is.
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) => {
+                return Err(corrupt(
+                    "record is not a regular file (left in place)".into(),
+                ));
+            }
             Err(e) => return Err(io_err(&path)(e)),
         };
         let md = f.metadata().map_err(io_err(&path))?;
@@ -228,8 +234,12 @@ impl FileStore {
     }
 
     /// Writes `rec` to a private temp file; the caller renames or links it into place.
+    ///
+    /// Errors name the record, not the temp file: the temp file is gone by the time the user reads
+    /// the message, and the record is what they will look at (a full disk, say).
     fn write_tmp(&self, id: &JobId, rec: &Record, durable: bool) -> Result<PathBuf, StoreError> {
         let tmp = self.tmp_path(id);
+        let path = self.record_path(id);
         // We hold the job's lock, so a temp file of ours left here is from a dead writer.
         let _ = fs::remove_file(&tmp);
         let mut f = OpenOptions::new()
@@ -238,16 +248,31 @@ impl FileStore {
             .mode(0o600)
             .custom_flags(libc_flags::NOFOLLOW | libc_flags::CLOEXEC)
             .open(&tmp)
-            .map_err(io_err(&tmp))?;
+            .map_err(io_err(&path))?;
         let bytes = rec.to_json();
         let res = f
             .write_all(&bytes)
             .and_then(|()| if durable { f.sync_all() } else { Ok(()) });
         if let Err(e) = res {
             let _ = fs::remove_file(&tmp);
-            return Err(io_err(&tmp)(e));
+            return Err(io_err(&path)(e));
         }
         Ok(tmp)
+    }
+
+    /// Fails with `NotFound` before any lock is taken when the record does not exist. Taking the
+    /// lock creates the lock file, so without this a typo in `tether cancel ID` would leave a stray
+    /// `ID.lock` behind, and on a read-only directory report "read-only" instead of "no such job".
+    /// A record created right after this check is simply one we did not see, as with any read.
+    fn must_exist(&self, id: &JobId) -> Result<(), StoreError> {
+        let path = self.record_path(id);
+        match fs::symlink_metadata(&path) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(StoreError::NotFound(id.clone(), self.dir.root.clone()))
+            }
+            Err(e) => Err(io_err(&path)(e)),
+        }
     }
 
     fn sync_dir(&self) -> Result<(), StoreError> {
@@ -334,6 +359,7 @@ impl Store for FileStore {
         id: &JobId,
         f: &mut dyn FnMut(&Record) -> Change<T>,
     ) -> Result<(T, Record), StoreError> {
+        self.must_exist(id)?;
         let _lock = self.lock(id)?;
         let cur = self.read_record(id)?;
         match f(&cur) {
@@ -362,6 +388,7 @@ impl Store for FileStore {
         id: &JobId,
         only_if: &mut dyn FnMut(&Record) -> bool,
     ) -> Result<bool, StoreError> {
+        self.must_exist(id)?;
         let lock = self.lock(id)?;
         let rec = self.read_record(id)?;
         if !only_if(&rec) {
