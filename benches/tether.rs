@@ -102,6 +102,14 @@ fn main() {
         "<= 50 us",
         |s| s.median <= 50.0,
     ));
+    let full = record_write_cost(&tmp.path().join("record-write"), n(5_000, 1_000));
+    rows.push(Row::new(
+        "for contrast: whole-record write (rename)",
+        "us",
+        full,
+        "-",
+        |_| true,
+    ));
 
     let (st10, st10k, list10k) = status_latency(
         &tmp.path().join("status"),
@@ -293,6 +301,38 @@ fn renewal_cost(dir: &Path, total: usize) -> Vec<f64> {
         .expect("create");
     let mut per = Vec::new();
     let batch = 1000;
+    // The path the wrapper takes on every tick: the in-place lease file (protocol.md 6.5).
+    let mut renewer = store.renewer(&id).expect("renewer");
+    let progress = Progress::default();
+    for _ in 0..total / batch {
+        let c0 = self_cpu_ns();
+        for _ in 0..batch {
+            renewer
+                .renew(1, Timestamp::now(), mono_ms(), &progress)
+                .expect("renew")
+                .expect("not refused");
+        }
+        per.push((self_cpu_ns() - c0) as f64 / batch as f64 / 1e3);
+    }
+    per
+}
+
+/// The same renewal written as a whole record (temp file, rename): the write a status change
+/// takes, and what every renewal cost before the lease file.
+fn record_write_cost(dir: &Path, total: usize) -> Vec<f64> {
+    let store = FileStore::open(
+        StateDir {
+            root: dir.to_path_buf(),
+        },
+        true,
+    )
+    .expect("store");
+    let id = JobId::parse("record-bench").unwrap();
+    store
+        .create(&fake_record(&id, Status::Running))
+        .expect("create");
+    let mut per = Vec::new();
+    let batch = 500;
     for _ in 0..total / batch {
         let c0 = self_cpu_ns();
         for _ in 0..batch {

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod clock;
 pub mod id;
 pub mod judge;
+pub mod lease;
 pub mod notify;
 pub mod process;
 pub mod record;

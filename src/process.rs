@@ -35,11 +35,19 @@ pub fn current() -> io::Result<Identity> {
 }
 
 /// The reader's side of the verdict: machine identity plus both clocks, read now.
+///
+/// The machine identity is read once per process: the boot id cannot change under a running
+/// process, and re-reading three files per record made listing 10,000 jobs measurably slower.
 pub fn reader() -> Reader {
+    static MACHINE: std::sync::OnceLock<(String, String, Option<String>)> =
+        std::sync::OnceLock::new();
+    let (boot_id, host, time_ns) = MACHINE
+        .get_or_init(|| (boot_id(), host(), time_ns()))
+        .clone();
     Reader {
-        boot_id: boot_id(),
-        host: host(),
-        time_ns: time_ns(),
+        boot_id,
+        host,
+        time_ns,
         now: crate::clock::Now::read(),
     }
 }

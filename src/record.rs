@@ -180,6 +180,8 @@ pub struct Record {
     pub cwd: Option<String>,
     pub created_at: Timestamp,
     pub status: Status,
+    /// Required though nullable (4.4): `deserialize_with` stops serde from reading "missing" as null.
+    #[serde(deserialize_with = "required_nullable")]
     pub reason: Option<Reason>,
     pub holder: Holder,
     #[serde(default)]
@@ -196,6 +198,10 @@ pub struct Record {
     /// Fields from a newer minor revision or another tool: kept verbatim on rewrite.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+fn required_nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Reason>, D::Error> {
+    Option::<Reason>::deserialize(d)
 }
 
 /// Why bytes are not a usable record. `Unsupported` is not corruption: the file is fine, we are old.
@@ -221,6 +227,18 @@ impl Record {
         }
         if bytes.is_empty() {
             return Err(corrupt("record is empty".into()));
+        }
+        // Fast path: straight into the struct. Only a failure pays for the generic parse below,
+        // which tells a newer version from corruption and names the problem.
+        if let Ok(rec) = serde_json::from_slice::<Record>(bytes) {
+            match rec.protocol {
+                PROTOCOL => {
+                    rec.validate(expected_id).map_err(corrupt)?;
+                    return Ok(rec);
+                }
+                p if p > PROTOCOL => return Err(RecordError::Unsupported(p)),
+                p => return Err(corrupt(format!("record has protocol {p}, expected 1"))),
+            }
         }
         let text =
             std::str::from_utf8(bytes).map_err(|_| corrupt("record is not UTF-8 text".into()))?;

@@ -74,18 +74,15 @@ pub fn status(dir: Option<PathBuf>, a: StatusArgs) -> CliResult {
     }
     let reader = process::reader();
     if a.json {
-        let items: Vec<_> = jobs.iter().map(|j| view::job_json(j, &reader)).collect();
         if a.ids.len() == 1 {
-            if let Some(one) = items.into_iter().next() {
-                view::print_json(&one);
+            if let Some(one) = jobs.first() {
+                view::print_json(&view::job_json(one, &reader));
             }
         } else {
-            view::print_json(&serde_json::Value::Array(items));
+            view::print_json_array(jobs.iter().map(|j| view::job_json(j, &reader)));
         }
     } else if !jobs.is_empty() || a.ids.is_empty() {
-        for line in render_table(&jobs, &reader) {
-            view::out(line);
-        }
+        view::out(render_table(&jobs, &reader).join("\n"));
     }
     Ok(code)
 }

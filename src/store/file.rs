@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use super::{Change, Listed, Store, StoreError};
 use crate::id::JobId;
+use crate::lease::{self, Stamp};
 use crate::record::{MAX_RECORD_BYTES, Record};
+use crate::transition::Refused;
 
 /// The resolved state directory (protocol.md section 2).
 #[derive(Clone, Debug)]
@@ -153,6 +155,50 @@ impl FileStore {
     pub fn log_path(&self, id: &JobId) -> PathBuf {
         self.jobs.join(format!("{id}.log"))
     }
+    pub fn lease_path(&self, id: &JobId) -> PathBuf {
+        self.jobs.join(format!("{id}.lease"))
+    }
+
+    /// The lease file's bytes, or nothing: a missing, odd or unreadable lease file only means the
+    /// record's own renewal stands (it is never followed through a symlink).
+    fn read_lease(&self, id: &JobId) -> Vec<u8> {
+        let mut buf = Vec::new();
+        if let Ok(f) = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc_flags::NOFOLLOW | libc_flags::NONBLOCK | libc_flags::CLOEXEC)
+            .open(self.lease_path(id))
+        {
+            if f.metadata().is_ok_and(|m| m.is_file()) {
+                let _ = f.take(lease::FILE_LEN as u64).read_to_end(&mut buf);
+            }
+        }
+        buf
+    }
+
+    /// A renewer for one job: the holder's fast path (protocol.md 6.5).
+    pub fn renewer(&self, id: &JobId) -> Result<Renewer, StoreError> {
+        let lock = self.open_lock_file(id)?;
+        let path = self.lease_path(id);
+        let lease = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc_flags::NOFOLLOW | libc_flags::CLOEXEC)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        let seq = lease::newest(&self.read_lease(id)).map_or(0, |s| s.seq) + 1;
+        Ok(Renewer {
+            store: self.clone(),
+            id: id.clone(),
+            lock,
+            lease,
+            seq,
+            seen: None,
+        })
+    }
+
     fn tmp_path(&self, id: &JobId) -> PathBuf {
         self.jobs
             .join(format!(".{id}.json.tmp.{}", std::process::id()))
@@ -160,6 +206,13 @@ impl FileStore {
 
     /// Takes the job's exclusive lock; released when the returned file is dropped (or we die).
     fn lock(&self, id: &JobId) -> Result<File, StoreError> {
+        let f = self.open_lock_file(id)?;
+        // fs4's trait method, named explicitly: std's inherent `File::lock` would shadow it.
+        fs4::FileExt::lock(&f).map_err(io_err(&self.lock_path(id)))?;
+        Ok(f)
+    }
+
+    fn open_lock_file(&self, id: &JobId) -> Result<File, StoreError> {
         let path = self.lock_path(id);
         let f = OpenOptions::new()
             .read(true)
@@ -176,8 +229,6 @@ impl FileStore {
                 },
                 _ => io_err(&path)(e),
             })?;
-        // fs4's trait method, named explicitly: std's inherent `File::lock` would shadow it.
-        fs4::FileExt::lock(&f).map_err(io_err(&path))?;
         Ok(f)
     }
 
@@ -227,10 +278,14 @@ impl FileStore {
             .take(MAX_RECORD_BYTES + 1)
             .read_to_end(&mut buf)
             .map_err(io_err(&path))?;
-        Record::parse(&buf, Some(id.as_str())).map_err(|err| StoreError::Record {
+        let mut rec = Record::parse(&buf, Some(id.as_str())).map_err(|err| StoreError::Record {
             path: path.clone(),
             err,
-        })
+        })?;
+        if rec.status.is_active() {
+            lease::merge(&mut rec, &self.read_lease(id));
+        }
+        Ok(rec)
     }
 
     /// Writes `rec` to a private temp file; the caller renames or links it into place.
@@ -286,6 +341,77 @@ impl FileStore {
             create_private_dir(&self.jobs)?;
         }
         Ok(())
+    }
+}
+
+/// The holder's renewal fast path: lock, check the record is still ours (an `fstat`, and a parse
+/// only when it changed since we last looked), overwrite one lease slot in place.
+pub struct Renewer {
+    store: FileStore,
+    id: JobId,
+    lock: File,
+    lease: File,
+    seq: u64,
+    /// Identity (inode, size, mtime) of the record last seen active with our epoch.
+    seen: Option<(u64, u64, i64, i64, u64)>,
+}
+
+impl Renewer {
+    /// Renews the lease for `epoch`. `Ok(Err(_))` when the record is terminal or fenced: renewals
+    /// carry no result, so nothing goes to `late`.
+    pub fn renew(
+        &mut self,
+        epoch: u64,
+        at: crate::clock::Timestamp,
+        mono_ms: u64,
+        progress: &crate::record::Progress,
+    ) -> Result<Result<(), Box<Refused>>, StoreError> {
+        let lock_path = self.store.lock_path(&self.id);
+        fs4::FileExt::lock(&self.lock).map_err(io_err(&lock_path))?;
+        let res = self.renew_locked(epoch, at, mono_ms, progress);
+        let _ = fs4::FileExt::unlock(&self.lock);
+        res
+    }
+
+    fn renew_locked(
+        &mut self,
+        epoch: u64,
+        at: crate::clock::Timestamp,
+        mono_ms: u64,
+        progress: &crate::record::Progress,
+    ) -> Result<Result<(), Box<Refused>>, StoreError> {
+        let path = self.store.record_path(&self.id);
+        let md = fs::symlink_metadata(&path).map_err(io_err(&path))?;
+        let ident = (md.ino(), md.size(), md.mtime(), md.mtime_nsec(), epoch);
+        if self.seen != Some(ident) {
+            let cur = self.store.read_record(&self.id)?;
+            if cur.status.is_terminal() || cur.lease.epoch != epoch {
+                self.seen = None;
+                return Ok(Err(Box::new(Refused {
+                    why: format!(
+                        "the job is {} at epoch {} (renewing epoch {epoch})",
+                        cur.status, cur.lease.epoch
+                    ),
+                    current: cur.status,
+                    current_epoch: cur.lease.epoch,
+                    late: None,
+                })));
+            }
+            self.seen = Some(ident);
+        }
+        let stamp = Stamp {
+            seq: self.seq,
+            epoch,
+            renewed_mono_ms: mono_ms,
+            renewed_at: at,
+            beats: progress.count,
+            beat_at: progress.at,
+        };
+        let lease_path = self.store.lease_path(&self.id);
+        std::os::unix::fs::FileExt::write_all_at(&self.lease, &stamp.encode(), stamp.offset())
+            .map_err(io_err(&lease_path))?;
+        self.seq += 1;
+        Ok(Ok(()))
     }
 }
 
@@ -396,7 +522,11 @@ impl Store for FileStore {
         }
         let path = self.record_path(id);
         fs::remove_file(&path).map_err(io_err(&path))?;
-        for p in [self.log_path(id), self.jobs.join(format!("{id}.log.1"))] {
+        for p in [
+            self.log_path(id),
+            self.jobs.join(format!("{id}.log.1")),
+            self.lease_path(id),
+        ] {
             match fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}

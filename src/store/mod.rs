@@ -5,7 +5,7 @@ mod file;
 
 use std::path::PathBuf;
 
-pub use file::{FileStore, StateDir};
+pub use file::{FileStore, Renewer, StateDir};
 
 use crate::id::JobId;
 use crate::record::{Record, RecordError};

@@ -352,6 +352,8 @@ async fn supervise(
         last_fault: None,
         on_stall: opts.on_stall,
         grace: opts.grace,
+        renewer: None,
+        written_message: None,
     };
     st.renew(&job, &mut channel, &spawned, false);
 
@@ -449,6 +451,11 @@ struct State {
     last_fault: Option<String>,
     on_stall: OnStall,
     grace: Duration,
+    /// The in-place lease writer (protocol.md 6.5); None until first needed or after it failed.
+    renewer: Option<crate::store::Renewer>,
+    /// The progress message last written into the record: a new message needs a record write,
+    /// a beat alone only the lease file.
+    written_message: Option<String>,
 }
 
 impl State {
@@ -477,6 +484,19 @@ impl State {
         }
         let at = Timestamp::now();
         let reacquire = self.running_durable && now.saturating_sub(self.last_ok_mono) > self.ttl_ms;
+        if self.running_durable && !reacquire && self.beats.progress.message == self.written_message
+        {
+            match self.fast_renew(job, at, now) {
+                Some(Ok(())) => {
+                    self.last_ok_mono = now;
+                    self.last_fault = None;
+                    self.beats.dirty = false;
+                    return;
+                }
+                Some(Err(refused)) => return self.refused(&refused, spawned),
+                None => {} // the fast path is unavailable: fall through to a record write
+            }
+        }
         let (w, durable) = if reacquire {
             let w = Write::Acquire {
                 epoch: self.epoch,
@@ -508,6 +528,7 @@ impl State {
                     );
                 } else {
                     self.beats.dirty = false;
+                    self.written_message = self.beats.progress.message.clone();
                 }
                 if !self.running_durable {
                     self.running_durable = true;
@@ -520,21 +541,50 @@ impl State {
                     }
                 }
             }
-            Ok(Err(refused)) => {
-                self.renewing = false;
-                if refused.current.is_terminal() {
-                    note!(
-                        "job {} is already {}: stopping its process group",
-                        self.id,
-                        refused.current
-                    );
-                    self.ended_by_other = Some(refused.current);
-                    self.terminate(spawned);
-                } else {
-                    note!("lease renewal refused: {}; no longer renewing", refused.why);
-                }
-            }
+            Ok(Err(refused)) => self.refused(&refused, spawned),
             Err(e) => self.fault("renew the lease", &e),
+        }
+    }
+
+    /// Renews through the lease file. None when it cannot be used (then the record write runs,
+    /// and reports the error if that fails too).
+    fn fast_renew(
+        &mut self,
+        job: &Job,
+        at: Timestamp,
+        now: u64,
+    ) -> Option<Result<(), Box<Refused>>> {
+        if self.renewer.is_none() {
+            self.renewer = job.store.renewer(&job.id).ok();
+        }
+        match self
+            .renewer
+            .as_mut()?
+            .renew(self.epoch, at, now, &self.beats.progress)
+        {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.fault("renew the lease", &e);
+                self.renewer = None;
+                None
+            }
+        }
+    }
+
+    /// Someone else ended the job, or fenced us out: stop renewing, and stop the child if the
+    /// job is over.
+    fn refused(&mut self, refused: &Refused, spawned: &child::Spawned) {
+        self.renewing = false;
+        if refused.current.is_terminal() {
+            note!(
+                "job {} is already {}: stopping its process group",
+                self.id,
+                refused.current
+            );
+            self.ended_by_other = Some(refused.current);
+            self.terminate(spawned);
+        } else {
+            note!("lease renewal refused: {}; no longer renewing", refused.why);
         }
     }
 

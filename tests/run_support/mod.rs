@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tether::id::JobId;
 use tether::judge::{Judged, settle};
-use tether::store::{FileStore, StateDir};
+use tether::store::{FileStore, StateDir, Store};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tether");
 
@@ -103,9 +103,18 @@ impl Env {
         self.reap.push((pid, start.to_string(), leader));
     }
 
+    /// The record as every reader sees it: the file, with the lease file folded in
+    /// (protocol.md 6.5), without judging it.
     pub fn record(&self, id: &str) -> Value {
-        let p = self.dir.join("jobs").join(format!("{id}.json"));
-        serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
+        let store = FileStore::open(
+            StateDir {
+                root: self.dir.clone(),
+            },
+            false,
+        )
+        .unwrap();
+        let rec = store.load(&JobId::parse(id).unwrap()).unwrap();
+        serde_json::to_value(rec).unwrap()
     }
 
     pub fn log(&self, id: &str) -> String {
