@@ -67,6 +67,9 @@ impl Stamp {
 
     /// Parses one slot; None when it is empty, torn, or not ours.
     pub fn decode(slot: &[u8]) -> Option<Stamp> {
+        if slot.len() != SLOT_LEN || slot[SLOT_LEN - 1] != b'\n' {
+            return None;
+        }
         let text = std::str::from_utf8(slot).ok()?;
         let line = text.trim_end_matches(['\n', ' ']);
         let (body, crc) = line.rsplit_once(' ')?;

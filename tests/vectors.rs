@@ -24,6 +24,9 @@ struct Vector {
     probe: ProbeSpec,
     reader: ReaderSpec,
     expect: Expect,
+    /// The lease file's text (protocol.md 6.5), folded into an active record before judging.
+    #[serde(default)]
+    lease_file: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -138,7 +141,14 @@ fn evaluate(v: &Vector) -> Result<Got, String> {
     let probe = probe_of(&v.probe)?;
     let reader = reader_of(&v.reader)?;
     let rec = match Record::parse(&bytes, None) {
-        Ok(r) => r,
+        Ok(mut r) => {
+            if let Some(lf) = &v.lease_file {
+                if r.status.is_active() {
+                    tether::lease::merge(&mut r, lf.as_bytes());
+                }
+            }
+            r
+        }
         Err(RecordError::Unsupported(_)) => {
             return Ok(Got {
                 verdict: "unsupported".into(),
