@@ -383,6 +383,19 @@ async fn supervise(
                 };
             }
             _ = tick.tick(), if st.renewing => {
+                if output_beats {
+                    // After a stop the output written meanwhile is beats already given: take it in
+                    // before the stall is judged, as `Channel::poll` does for queued datagrams.
+                    // Bounded: a child that writes without pause must not starve the renewal.
+                    for _ in 0..16 {
+                        let Some(r) = read_now(&stdout, &mut out_buf) else { break };
+                        st.output(r, &mut stdout, &out_buf, &mut log, &mut term_ok[0], false, true);
+                    }
+                    for _ in 0..16 {
+                        let Some(r) = read_now(&stderr, &mut err_buf) else { break };
+                        st.output(r, &mut stderr, &err_buf, &mut log, &mut term_ok[1], true, true);
+                    }
+                }
                 st.renew(&job, &mut channel, &spawned, true);
             }
             r = recv_dgram(&channel, &mut dgram) => {
@@ -587,10 +600,18 @@ impl State {
         }
     }
 
+    /// A job that ignores the forwarded signal must not outlive the wrapper's order to stop, so
+    /// SIGKILL follows after the grace period, as for a stall.
     fn forward(&mut self, spawned: &child::Spawned, sig: Signal) {
-        note!("received {sig:?}; forwarding it to the job's process group");
+        note!(
+            "received {sig:?}; forwarding it to the job's process group (SIGKILL in {})",
+            humantime::format_duration(self.grace)
+        );
         spawned.signal_group(sig);
         self.holder_signal = Some(sig);
+        if self.kill_at.is_none() {
+            self.kill_at = Some(tokio::time::Instant::now() + self.grace);
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -714,6 +735,21 @@ async fn read_opt(
     match r {
         Some(r) => r.read(buf).await,
         None => std::future::pending().await,
+    }
+}
+
+/// One read that never waits: None when nothing is buffered. It bypasses tokio's readiness cache on
+/// purpose, since that cache may not yet know about output written while the wrapper was stopped.
+fn read_now(
+    r: &Option<tokio::net::unix::pipe::Receiver>,
+    buf: &mut [u8],
+) -> Option<std::io::Result<usize>> {
+    use std::os::fd::AsFd as _;
+    let rx = r.as_ref()?;
+    match rustix::io::read(rx.as_fd(), &mut *buf) {
+        Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => None,
+        Err(e) => Some(Err(e.into())),
+        Ok(n) => Some(Ok(n)),
     }
 }
 
