@@ -656,7 +656,10 @@ impl State {
             exit: Some(exit),
             progress: self.progress(),
         };
-        let mut tries = 0;
+        // A full or failing disk may recover soon, so the end is retried; past the ttl readers judge
+        // the job lost anyway, so waiting longer only hides the failure from whoever started us.
+        let give_up = std::time::Instant::now()
+            + Duration::from_millis(self.ttl_ms).max(Duration::from_secs(2));
         loop {
             match job.write(&w, true) {
                 Ok(Ok(_)) => return child::exit_code(exit),
@@ -682,17 +685,21 @@ impl State {
                         _ => 3,
                     };
                 }
-                Err(e) if tries < 5 => {
+                Err(e) if std::time::Instant::now() < give_up => {
                     self.fault("record the end", &e);
-                    tries += 1;
                     std::thread::sleep(Duration::from_millis(200));
                 }
                 Err(e) => {
+                    // Exit 10, not the child's code: a caller must not take a success that was never
+                    // recorded for a recorded one. The result itself is at least said here.
                     note!(
-                        "cannot record that job {} ended with {exit}: {e}; readers will find it lost",
-                        self.id
+                        "cannot record that job {} ended with {exit}: {e}; gave up after retrying for {}; the record keeps its last renewal, so readers will judge the job lost once its lease runs out",
+                        self.id,
+                        humantime::format_duration(
+                            Duration::from_millis(self.ttl_ms).max(Duration::from_secs(2))
+                        )
                     );
-                    return child::exit_code(exit);
+                    return 10;
                 }
             }
         }
