@@ -7,6 +7,7 @@
 pub mod child;
 pub mod heartbeat;
 pub mod log;
+pub mod terminal;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -292,7 +293,12 @@ async fn supervise(
     set.push(("TETHER_JOB_ID".into(), job.id.as_str().into()));
     set.push(("TETHER_DIR".into(), abs_dir.into_os_string()));
     let env = child::ChildEnv { set, remove };
-    let mut spawned = match child::spawn(&opts.command, &env, true) {
+    let terminal = if detached {
+        None
+    } else {
+        terminal::Terminal::foreground()
+    };
+    let mut spawned = match child::spawn(&opts.command, &env, true, terminal.is_some()) {
         Ok(s) => s,
         Err(e) => {
             let w = Write::Finish {
@@ -312,6 +318,9 @@ async fn supervise(
             return Err(report(ready, Failure::new(e.code, e.message)));
         }
     };
+    if let Some(t) = &terminal {
+        t.give(spawned.pid);
+    }
     let child_rec = spawned.record();
     let exit_rx = match spawned.watch_exit() {
         Ok(rx) => rx,
@@ -425,6 +434,8 @@ async fn supervise(
         }
     };
 
+    // The shell that started us gets its terminal back as soon as the job has ended.
+    drop(terminal);
     // The child has exited but is not reaped: its group id is still ours to signal. Leftover members
     // would outlive the job unseen, so they go now.
     spawned.signal_group(Signal::KILL);
