@@ -155,3 +155,25 @@ fn beat_outside_a_job_is_a_usage_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--heartbeat notify"), "{err}");
 }
+
+/// A job that ignores the forwarded SIGTERM is SIGKILLed after `--grace`: the wrapper was told to
+/// stop, and the group must not outlive it.
+#[test]
+fn forwarded_sigterm_escalates_to_sigkill_after_grace() {
+    let mut env = Env::new();
+    let (id, w) = env.detach(&["--grace", "1s", "--", "sh", "-c", "trap '' TERM; sleep 100"]);
+    let child = child_pid(&env.record(&id));
+    // Give the shell time to install its trap before the signal comes.
+    std::thread::sleep(Duration::from_millis(300));
+    signal(w, rustix::process::Signal::TERM);
+    assert!(
+        wait_for(Duration::from_secs(15), || group_gone(child)),
+        "process group {child} outlived the grace period: {}",
+        env.log(&id)
+    );
+    assert!(wait_for(Duration::from_secs(10), || !alive(w)));
+    let r = env.record(&id);
+    assert_eq!(r["status"], "failed", "{r}");
+    assert_eq!(r["reason"], "holder-signaled", "{r}");
+    assert_eq!(r["exit"]["signal"], 9, "{r}");
+}

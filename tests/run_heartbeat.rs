@@ -151,3 +151,23 @@ fn watchdog_trigger_is_a_stall() {
     ));
     assert_eq!(env.record(&id)["reason"], "heartbeat-timeout");
 }
+
+/// The child kept printing while the wrapper was stopped: those lines are beats that were given, so
+/// waking up must not declare a stall (the lease itself may be re-taken with a new epoch).
+#[test]
+fn output_written_while_the_wrapper_was_stopped_counts() {
+    let mut env = Env::new();
+    let (id, w) = beating(&mut env, "output", "while :; do echo tick; sleep 0.1; done");
+    let child = child_pid(&env.record(&id));
+    for _ in 0..3 {
+        signal(w, Signal::STOP);
+        // Past the 1 s ttl; no reader judges meanwhile, so nobody else declares the job lost.
+        std::thread::sleep(Duration::from_millis(2500));
+        signal(w, Signal::CONT);
+        std::thread::sleep(Duration::from_millis(1500));
+        let r = env.record(&id);
+        assert_eq!(r["status"], "running", "{r}\n{}", env.log(&id));
+    }
+    assert!(alive(child));
+    assert!(matches!(env.settle(&id).verdict.outcome, Outcome::Active));
+}

@@ -37,7 +37,13 @@ pub struct Spawned {
 
 /// Spawns `argv` in a new process group with PR_SET_PDEATHSIG=SIGKILL. Must run on a thread that
 /// lives as long as the wrapper: the kernel sends the death signal when the *spawning thread* exits.
-pub fn spawn(argv: &[String], env: &ChildEnv, pipe_output: bool) -> Result<Spawned, SpawnError> {
+/// With `take_terminal` the child makes its group the foreground group of the terminal on stdin.
+pub fn spawn(
+    argv: &[String],
+    env: &ChildEnv,
+    pipe_output: bool,
+    take_terminal: bool,
+) -> Result<Spawned, SpawnError> {
     let Some(program) = argv.first() else {
         return Err(SpawnError {
             code: 2,
@@ -56,13 +62,18 @@ pub fn spawn(argv: &[String], env: &ChildEnv, pipe_output: bool) -> Result<Spawn
     if pipe_output {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     }
-    // SAFETY: the closure only makes raw syscalls (prctl, getppid), which are async-signal-safe.
+    // SAFETY: the closure only makes raw syscalls (prctl, getppid, and the terminal's), which are
+    // async-signal-safe.
     unsafe {
         cmd.pre_exec(move || {
             rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
             // The wrapper may have died between fork and prctl; then no death signal will come.
             if rustix::process::getppid() != Some(parent) {
                 return Err(io::Error::from_raw_os_error(libc_errno::SRCH));
+            }
+            // std has already put the child in its own group (setpgid runs before pre_exec).
+            if take_terminal {
+                super::terminal::take_in_child();
             }
             Ok(())
         });

@@ -7,6 +7,7 @@
 pub mod child;
 pub mod heartbeat;
 pub mod log;
+pub mod terminal;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -292,7 +293,12 @@ async fn supervise(
     set.push(("TETHER_JOB_ID".into(), job.id.as_str().into()));
     set.push(("TETHER_DIR".into(), abs_dir.into_os_string()));
     let env = child::ChildEnv { set, remove };
-    let mut spawned = match child::spawn(&opts.command, &env, true) {
+    let terminal = if detached {
+        None
+    } else {
+        terminal::Terminal::foreground()
+    };
+    let mut spawned = match child::spawn(&opts.command, &env, true, terminal.is_some()) {
         Ok(s) => s,
         Err(e) => {
             let w = Write::Finish {
@@ -312,6 +318,9 @@ async fn supervise(
             return Err(report(ready, Failure::new(e.code, e.message)));
         }
     };
+    if let Some(t) = &terminal {
+        t.give(spawned.pid);
+    }
     let child_rec = spawned.record();
     let exit_rx = match spawned.watch_exit() {
         Ok(rx) => rx,
@@ -385,6 +394,19 @@ async fn supervise(
                 };
             }
             _ = tick.tick(), if st.renewing => {
+                if output_beats {
+                    // After a stop the output written meanwhile is beats already given: take it in
+                    // before the stall is judged, as `Channel::poll` does for queued datagrams.
+                    // Bounded: a child that writes without pause must not starve the renewal.
+                    for _ in 0..16 {
+                        let Some(r) = read_now(&stdout, &mut out_buf) else { break };
+                        st.output(r, &mut stdout, &out_buf, &mut log, &mut term_ok[0], false, true);
+                    }
+                    for _ in 0..16 {
+                        let Some(r) = read_now(&stderr, &mut err_buf) else { break };
+                        st.output(r, &mut stderr, &err_buf, &mut log, &mut term_ok[1], true, true);
+                    }
+                }
                 st.renew(&job, &mut channel, &spawned, true);
             }
             r = recv_dgram(&channel, &mut dgram) => {
@@ -414,6 +436,8 @@ async fn supervise(
         }
     };
 
+    // The shell that started us gets its terminal back as soon as the job has ended.
+    drop(terminal);
     // The child has exited but is not reaped: its group id is still ours to signal. Leftover members
     // would outlive the job unseen, so they go now.
     spawned.signal_group(Signal::KILL);
@@ -637,10 +661,18 @@ impl State {
         }
     }
 
+    /// A job that ignores the forwarded signal must not outlive the wrapper's order to stop, so
+    /// SIGKILL follows after the grace period, as for a stall.
     fn forward(&mut self, spawned: &child::Spawned, sig: Signal) {
-        note!("received {sig:?}; forwarding it to the job's process group");
+        note!(
+            "received {sig:?}; forwarding it to the job's process group (SIGKILL in {})",
+            humantime::format_duration(self.grace)
+        );
         spawned.signal_group(sig);
         self.holder_signal = Some(sig);
+        if self.kill_at.is_none() {
+            self.kill_at = Some(tokio::time::Instant::now() + self.grace);
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -685,7 +717,10 @@ impl State {
             exit: Some(exit),
             progress: self.progress(),
         };
-        let mut tries = 0;
+        // A full or failing disk may recover soon, so the end is retried; past the ttl readers judge
+        // the job lost anyway, so waiting longer only hides the failure from whoever started us.
+        let give_up = std::time::Instant::now()
+            + Duration::from_millis(self.ttl_ms).max(Duration::from_secs(2));
         loop {
             match job.write(&w, true) {
                 Ok(Ok(_)) => return child::exit_code(exit),
@@ -711,17 +746,21 @@ impl State {
                         _ => 3,
                     };
                 }
-                Err(e) if tries < 5 => {
+                Err(e) if std::time::Instant::now() < give_up => {
                     self.fault("record the end", &e);
-                    tries += 1;
                     std::thread::sleep(Duration::from_millis(200));
                 }
                 Err(e) => {
+                    // Exit 10, not the child's code: a caller must not take a success that was never
+                    // recorded for a recorded one. The result itself is at least said here.
                     note!(
-                        "cannot record that job {} ended with {exit}: {e}; readers will find it lost",
-                        self.id
+                        "cannot record that job {} ended with {exit}: {e}; gave up after retrying for {}; the record keeps its last renewal, so readers will judge the job lost once its lease runs out",
+                        self.id,
+                        humantime::format_duration(
+                            Duration::from_millis(self.ttl_ms).max(Duration::from_secs(2))
+                        )
                     );
-                    return child::exit_code(exit);
+                    return 10;
                 }
             }
         }
@@ -764,6 +803,21 @@ async fn read_opt(
     match r {
         Some(r) => r.read(buf).await,
         None => std::future::pending().await,
+    }
+}
+
+/// One read that never waits: None when nothing is buffered. It bypasses tokio's readiness cache on
+/// purpose, since that cache may not yet know about output written while the wrapper was stopped.
+fn read_now(
+    r: &Option<tokio::net::unix::pipe::Receiver>,
+    buf: &mut [u8],
+) -> Option<std::io::Result<usize>> {
+    use std::os::fd::AsFd as _;
+    let rx = r.as_ref()?;
+    match rustix::io::read(rx.as_fd(), &mut *buf) {
+        Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => None,
+        Err(e) => Some(Err(e.into())),
+        Ok(n) => Some(Ok(n)),
     }
 }
 
