@@ -106,6 +106,14 @@ impl Stamp {
     }
 }
 
+/// A lease file with two empty (invalid) slots: what a new lease file holds before its first renewal.
+pub fn empty_file() -> [u8; FILE_LEN] {
+    let mut f = [b' '; FILE_LEN];
+    f[SLOT_LEN - 1] = b'\n';
+    f[FILE_LEN - 1] = b'\n';
+    f
+}
+
 /// The newest valid slot of a lease file's bytes.
 pub fn newest(file: &[u8]) -> Option<Stamp> {
     file.chunks(SLOT_LEN)

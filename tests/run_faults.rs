@@ -150,6 +150,20 @@ fn parsed(env: &Env, id: &str) -> tether::record::Record {
     tether::record::Record::parse(&b, Some(id)).unwrap()
 }
 
+/// The lease as readers see it: the record with its lease file folded in (protocol.md 6.5).
+fn renewed_at(env: &Env, id: &str) -> tether::clock::Timestamp {
+    use tether::store::{FileStore, StateDir, Store};
+    let store = FileStore::open(
+        StateDir {
+            root: env.dir.clone(),
+        },
+        false,
+    )
+    .unwrap();
+    let id = tether::id::JobId::parse(id).unwrap();
+    store.load(&id).unwrap().lease.renewed_at
+}
+
 #[test]
 fn full_disk_pauses_renewals_and_they_resume_when_space_returns() {
     let _s = serial();
@@ -163,9 +177,27 @@ fn full_disk_pauses_renewals_and_they_resume_when_space_returns() {
     env.dir = mnt.clone();
     let flag = env.tmp.path().join("done");
     let mut fg = Fg::start(&mut env, "f", &flag);
+    let lease = mnt.join("jobs/f.lease");
+    assert!(
+        wait_for(Duration::from_secs(10), || fs::metadata(&lease)
+            .is_ok_and(|m| m.len() == 256)),
+        "the lease file was not preallocated"
+    );
 
+    // A full disk does not stop renewals: they overwrite the lease file's preallocated slots.
     let filler_path = mnt.join("filler");
     let filler = fill(&filler_path);
+    let t0 = renewed_at(&env, "f");
+    assert!(
+        wait_for(Duration::from_secs(10), || renewed_at(&env, "f") > t0),
+        "renewals stopped on a full disk: {}",
+        fg.stderr()
+    );
+    assert!(!fg.stderr().contains("cannot renew"), "{}", fg.stderr());
+
+    // With the lease file gone as well, no renewal can be written: the failure is reported,
+    // retried each tick, and the last good record is kept.
+    fs::remove_file(&lease).unwrap();
     assert!(
         wait_for(Duration::from_secs(10), || fg
             .stderr()
@@ -173,7 +205,6 @@ fn full_disk_pauses_renewals_and_they_resume_when_space_returns() {
         "no renewal failure reported: {}",
         fg.stderr()
     );
-    // The last good record stays: unchanged while the disk is full, and still parses.
     let before = parsed(&env, "f");
     std::thread::sleep(Duration::from_millis(1000));
     let after = parsed(&env, "f");
@@ -186,13 +217,11 @@ fn full_disk_pauses_renewals_and_they_resume_when_space_returns() {
         "{}",
         fg.stderr()
     );
+    let stuck = renewed_at(&env, "f");
 
     free(filler, &filler_path, &mnt);
     assert!(
-        wait_for(Duration::from_secs(10), || parsed(&env, "f")
-            .lease
-            .renewed_at
-            != after.lease.renewed_at),
+        wait_for(Duration::from_secs(10), || renewed_at(&env, "f") > stuck),
         "renewals did not resume: {}",
         fg.stderr()
     );

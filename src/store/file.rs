@@ -188,7 +188,14 @@ impl FileStore {
             .custom_flags(libc_flags::NOFOLLOW | libc_flags::CLOEXEC)
             .open(&path)
             .map_err(io_err(&path))?;
-        let seq = lease::newest(&self.read_lease(id)).map_or(0, |s| s.seq) + 1;
+        let existing = self.read_lease(id);
+        if existing.len() < lease::FILE_LEN {
+            // Claim both slots' space now, while the job starts: later renewals then only
+            // overwrite, and keep working on a disk that has since filled up.
+            std::os::unix::fs::FileExt::write_all_at(&lease, &lease::empty_file(), 0)
+                .map_err(io_err(&path))?;
+        }
+        let seq = lease::newest(&existing).map_or(0, |s| s.seq) + 1;
         Ok(Renewer {
             store: self.clone(),
             id: id.clone(),
@@ -408,6 +415,11 @@ impl Renewer {
             beat_at: progress.at,
         };
         let lease_path = self.store.lease_path(&self.id);
+        // A lease file deleted under us would swallow renewals into an orphaned inode while
+        // readers see none: reopen (and so recreate) it when our descriptor is no longer linked.
+        if self.lease.metadata().map_err(io_err(&lease_path))?.nlink() == 0 {
+            self.lease = self.store.renewer(&self.id)?.lease;
+        }
         std::os::unix::fs::FileExt::write_all_at(&self.lease, &stamp.encode(), stamp.offset())
             .map_err(io_err(&lease_path))?;
         self.seq += 1;

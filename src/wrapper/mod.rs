@@ -556,6 +556,8 @@ impl State {
                 }
                 if !self.running_durable {
                     self.running_durable = true;
+                    // Opened now, while the disk has room for its slots (see `Renewer`).
+                    self.renewer = job.store.renewer(&job.id).ok();
                     if let Some(r) = self.ready.take() {
                         r.send(serde_json::json!({
                             "id": self.id.as_str(),
@@ -566,7 +568,16 @@ impl State {
                 }
             }
             Ok(Err(refused)) => self.refused(&refused, spawned),
-            Err(e) => self.fault("renew the lease", &e),
+            Err(e) => {
+                self.fault("renew the lease", &e);
+                // The record could not take a new progress message (a full disk, say); the lease
+                // file may still take the renewal, and a healthy job must not expire over a message.
+                if self.running_durable && !reacquire {
+                    if let Some(Ok(())) = self.fast_renew(job, at, now) {
+                        self.last_ok_mono = now;
+                    }
+                }
+            }
         }
     }
 
