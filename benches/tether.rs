@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal, kill_process};
 use tether::clock::{Timestamp, mono_ms};
 use tether::id::JobId;
-use tether::record::{Holder, Lease, Progress, Record, Status};
+use tether::record::{Progress, Record, Status};
 use tether::store::{Change, FileStore, StateDir, Store};
 use tether::transition::{Write, apply};
 
@@ -516,41 +516,14 @@ fn cleanup_job(dir: &Path, id: &str) {
 
 fn fake_record(id: &JobId, status: Status) -> Record {
     let me = tether::process::current().expect("identity");
-    let now = Timestamp::now();
-    Record {
-        protocol: 1,
-        id: id.to_string(),
-        name: None,
-        argv: vec!["true".into()],
-        cwd: None,
-        created_at: now,
-        status,
-        reason: status
-            .is_terminal()
-            .then_some(tether::record::Reason::Exited),
-        holder: Holder {
-            pid: me.pid,
-            start: me.start,
-            boot_id: me.boot_id,
-            host: me.host,
-            time_ns: me.time_ns,
-        },
-        child: None,
-        lease: Lease {
-            epoch: 1,
-            interval_ms: 1000,
-            ttl_ms: 10_000,
-            renewed_at: now,
-            renewed_mono_ms: mono_ms(),
-        },
-        progress: Progress::default(),
-        exit: status
-            .is_terminal()
-            .then_some(tether::record::Exit::Code(0)),
-        finished_at: status.is_terminal().then_some(now),
-        late: vec![],
-        extra: Default::default(),
+    let mut r = Record::begin(id.as_str(), vec!["true".into()], me.holder(), 1000, 10_000);
+    r.status = status;
+    if status.is_terminal() {
+        r.reason = Some(tether::record::Reason::Exited);
+        r.exit = Some(tether::record::Exit::Code(0));
+        r.finished_at = Some(r.created_at);
     }
+    r
 }
 
 /// Writes `n` finished records directly (the benchmark measures reading, not creating).

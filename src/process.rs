@@ -20,6 +20,19 @@ pub struct Identity {
     pub time_ns: Option<String>,
 }
 
+impl Identity {
+    /// This identity as the record's lease holder.
+    pub fn holder(self) -> crate::record::Holder {
+        crate::record::Holder {
+            pid: self.pid,
+            start: self.start,
+            boot_id: self.boot_id,
+            host: self.host,
+            time_ns: self.time_ns,
+        }
+    }
+}
+
 /// Identity of the calling process.
 pub fn current() -> io::Result<Identity> {
     let pid = std::process::id();

@@ -306,6 +306,42 @@ impl Record {
         Ok(())
     }
 
+    /// A new job whose `holder` has just taken its lease: `starting`, epoch 1, renewed now. What
+    /// `tether run` creates; tests and benchmarks start from it too.
+    pub fn begin(
+        id: &str,
+        argv: Vec<String>,
+        holder: Holder,
+        interval_ms: u64,
+        ttl_ms: u64,
+    ) -> Record {
+        let now = Timestamp::now();
+        Record {
+            protocol: PROTOCOL,
+            id: id.to_owned(),
+            name: None,
+            argv,
+            cwd: None,
+            created_at: now,
+            status: Status::Starting,
+            reason: None,
+            holder,
+            child: None,
+            lease: Lease {
+                epoch: 1,
+                interval_ms,
+                ttl_ms,
+                renewed_at: now,
+                renewed_mono_ms: crate::clock::mono_ms(),
+            },
+            progress: Progress::default(),
+            exit: None,
+            finished_at: None,
+            late: vec![],
+            extra: Map::new(),
+        }
+    }
+
     pub fn to_json(&self) -> Vec<u8> {
         let mut v = serde_json::to_vec_pretty(self).expect("a record always serializes");
         v.push(b'\n');

@@ -13,12 +13,11 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::Map;
 use tether::clock::{Timestamp, mono_ms};
 use tether::id::JobId;
 use tether::judge::settle;
 use tether::process;
-use tether::record::{Exit, Holder, Lease, Progress, Reason, Record, Status};
+use tether::record::{Exit, Holder, Progress, Reason, Record, Status};
 use tether::store::{Change, FileStore, StateDir, Store, StoreError};
 use tether::transition::{Write, apply};
 use tether::verdict::Outcome;
@@ -87,37 +86,17 @@ impl Drop for Mount {
 
 fn record(id: &str, pid: u32) -> Record {
     let reader = process::reader();
-    let now = Timestamp::now();
-    Record {
-        protocol: 1,
-        id: id.into(),
-        name: Some("faults".into()),
-        argv: vec!["true".into()],
-        cwd: None,
-        created_at: now,
-        status: Status::Running,
-        reason: None,
-        holder: Holder {
-            pid,
-            start: "linux:1".into(),
-            boot_id: reader.boot_id,
-            host: reader.host,
-            time_ns: reader.time_ns,
-        },
-        child: None,
-        lease: Lease {
-            epoch: 1,
-            interval_ms: 1000,
-            ttl_ms: 10_000,
-            renewed_at: now,
-            renewed_mono_ms: mono_ms(),
-        },
-        progress: Progress::default(),
-        exit: None,
-        finished_at: None,
-        late: vec![],
-        extra: Map::new(),
-    }
+    let holder = Holder {
+        pid,
+        start: "linux:1".into(),
+        boot_id: reader.boot_id,
+        host: reader.host,
+        time_ns: reader.time_ns,
+    };
+    let mut r = Record::begin(id, vec!["true".into()], holder, 1000, 10_000);
+    r.name = Some("faults".into());
+    r.status = Status::Running;
+    r
 }
 
 /// A pid that certainly names no process of ours now: a child that has exited and been reaped.

@@ -12,12 +12,11 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use serde_json::{Map, Value, json};
-use tether::clock::{Timestamp, mono_ms};
+use serde_json::{Value, json};
 use tether::id::JobId;
 use tether::judge::settle;
 use tether::process::{self, IdentityError, Pinned};
-use tether::record::{Holder, Lease, Progress, Reason, Record, RecordError, Status};
+use tether::record::{Holder, Reason, Record, RecordError, Status};
 use tether::store::{Change, FileStore, StateDir, Store, StoreError};
 use tether::verdict::{Outcome, Probe};
 
@@ -36,37 +35,17 @@ fn bounded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static
 
 fn record(id: &str, pid: u32) -> Record {
     let reader = process::reader();
-    let now = Timestamp::now();
-    Record {
-        protocol: 1,
-        id: id.into(),
-        name: None,
-        argv: vec!["true".into()],
-        cwd: None,
-        created_at: now,
-        status: Status::Running,
-        reason: None,
-        holder: Holder {
-            pid,
-            start: process::start_token(pid).unwrap_or_else(|| "linux:1".into()),
-            boot_id: reader.boot_id,
-            host: reader.host,
-            time_ns: reader.time_ns,
-        },
-        child: None,
-        lease: Lease {
-            epoch: 1,
-            interval_ms: 1000,
-            ttl_ms: 600_000,
-            renewed_at: now,
-            renewed_mono_ms: mono_ms(),
-        },
-        progress: Progress::default(),
-        exit: None,
-        finished_at: None,
-        late: vec![],
-        extra: Map::new(),
-    }
+    let start = process::start_token(pid).unwrap_or_else(|| "linux:1".into());
+    let holder = Holder {
+        pid,
+        start,
+        boot_id: reader.boot_id,
+        host: reader.host,
+        time_ns: reader.time_ns,
+    };
+    let mut r = Record::begin(id, vec!["true".into()], holder, 1000, 600_000);
+    r.status = Status::Running;
+    r
 }
 
 fn dead_pid() -> u32 {

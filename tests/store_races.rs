@@ -15,10 +15,9 @@ use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use serde_json::Map;
 use tether::clock::{Timestamp, mono_ms};
 use tether::id::JobId;
-use tether::record::{Exit, Holder, Lease, Progress, Reason, Record, Status};
+use tether::record::{Exit, Holder, Progress, Reason, Record, Status};
 use tether::store::{Change, FileStore, StateDir, Store};
 use tether::transition::{Write, apply};
 
@@ -34,37 +33,17 @@ fn env_count(name: &str, default: usize) -> usize {
 }
 
 fn record(id: &str, pid: u32) -> Record {
-    let now = Timestamp::now();
-    Record {
-        protocol: 1,
-        id: id.into(),
-        name: Some("race".into()),
-        argv: vec!["true".into()],
-        cwd: None,
-        created_at: now,
-        status: Status::Running,
-        reason: None,
-        holder: Holder {
-            pid,
-            start: "linux:1".into(),
-            boot_id: "B1".into(),
-            host: "h1".into(),
-            time_ns: None,
-        },
-        child: None,
-        lease: Lease {
-            epoch: 1,
-            interval_ms: 1000,
-            ttl_ms: 10_000,
-            renewed_at: now,
-            renewed_mono_ms: mono_ms(),
-        },
-        progress: Progress::default(),
-        exit: None,
-        finished_at: None,
-        late: vec![],
-        extra: Map::new(),
-    }
+    let holder = Holder {
+        pid,
+        start: "linux:1".into(),
+        boot_id: "B1".into(),
+        host: "h1".into(),
+        time_ns: None,
+    };
+    let mut r = Record::begin(id, vec!["true".into()], holder, 1000, 10_000);
+    r.name = Some("race".into());
+    r.status = Status::Running;
+    r
 }
 
 fn open_store(root: &Path) -> FileStore {

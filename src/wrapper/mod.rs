@@ -19,7 +19,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::clock::{Timestamp, mono_ms};
 use crate::id::JobId;
-use crate::record::{self, Exit, Holder, Lease, Progress, Reason, Record, Status};
+use crate::record::{self, Exit, Progress, Reason, Record, Status};
 use crate::store::{Change, FileStore, StateDir, Store, StoreError};
 use crate::transition::{Refused, Write, apply, describe};
 
@@ -174,39 +174,11 @@ fn create_record(
     let store = FileStore::open(sd, true)?;
     let me = crate::process::current()
         .map_err(|e| Failure::new(10, format!("cannot identify the wrapper process: {e}")))?;
-    let now = Timestamp::now();
-    let mut rec = Record {
-        protocol: record::PROTOCOL,
-        id: String::new(),
-        name: opts.name.clone(),
-        argv: opts.command.clone(),
-        cwd: std::env::current_dir()
-            .ok()
-            .map(|p| p.to_string_lossy().into_owned()),
-        created_at: now,
-        status: Status::Starting,
-        reason: None,
-        holder: Holder {
-            pid: me.pid,
-            start: me.start,
-            boot_id: me.boot_id,
-            host: me.host,
-            time_ns: me.time_ns,
-        },
-        child: None,
-        lease: Lease {
-            epoch: 1,
-            interval_ms,
-            ttl_ms,
-            renewed_at: now,
-            renewed_mono_ms: mono_ms(),
-        },
-        progress: Progress::default(),
-        exit: None,
-        finished_at: None,
-        late: vec![],
-        extra: Default::default(),
-    };
+    let mut rec = Record::begin("", opts.command.clone(), me.holder(), interval_ms, ttl_ms);
+    rec.name = opts.name.clone();
+    rec.cwd = std::env::current_dir()
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned());
     let given = id.is_some();
     for salt in 0..64u32 {
         let id = id.clone().unwrap_or_else(|| JobId::generate(salt));
