@@ -72,7 +72,7 @@ fn reaper() {
         }
         // ...then reap under the lock, so `kill` never races a reap.
         let mut m = t.ended.lock().unwrap();
-        while let Ok(Some((pid, st))) = rustix::process::waitpid(None, WaitOptions::NOHANG) {
+        while let Ok(Some((pid, st))) = rustix::process::wait(WaitOptions::NOHANG) {
             let e = match (st.exit_status(), st.terminating_signal()) {
                 (Some(c), _) => Ended::Code(c),
                 (None, Some(s)) => Ended::Signal(s),
