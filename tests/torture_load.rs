@@ -137,7 +137,17 @@ fn no_job_is_judged_lost_while_cpus_and_disk_are_overloaded() {
     let mut loads = Vec::new();
     while t0.elapsed() < Duration::from_secs(secs) {
         let tc = Instant::now();
-        let o = e.tether(&["status", "--json"]);
+        let mut c = e.cmd();
+        c.args(["status", "--json"]);
+        let Some(o) = e.try_run(c, Duration::from_secs(60)) else {
+            eprintln!(
+                "torture_load: a `tether status --json` check did not finish within 60s at {:.0}s",
+                t0.elapsed().as_secs_f64()
+            );
+            bad.insert("(check)".into(), "status --json took over 60s".into());
+            slowest_check = Duration::from_secs(60);
+            break;
+        };
         slowest_check = slowest_check.max(tc.elapsed());
         let now = Timestamp::now();
         assert_eq!(o.code(), 0, "{}", o.stderr);
@@ -149,7 +159,15 @@ fn no_job_is_judged_lost_while_cpus_and_disk_are_overloaded() {
             let st = j["status"].as_str().unwrap();
             if st != "running" {
                 bad.entry(j["id"].as_str().unwrap().to_owned())
-                    .or_insert_with(|| format!("{st}/{}", j["reason"]));
+                    .or_insert_with(|| {
+                        eprintln!(
+                            "torture_load: {} judged {st}/{} at {:.1}s",
+                            j["id"],
+                            j["reason"],
+                            t0.elapsed().as_secs_f64()
+                        );
+                        format!("{st}/{}", j["reason"])
+                    });
             } else if let Some(x) = j["lease"]["expires_at"].as_str() {
                 let left = Timestamp::parse(x).unwrap().ms() - now.ms();
                 min_margin_ms = min_margin_ms.min(left);

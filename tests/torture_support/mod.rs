@@ -204,7 +204,14 @@ impl Env {
     }
 
     /// Runs a command to its end, bounded; output captured through files.
-    pub fn run(&self, mut c: Command, limit: Duration) -> Out {
+    pub fn run(&self, c: Command, limit: Duration) -> Out {
+        let shown = format!("{c:?}");
+        self.try_run(c, limit)
+            .unwrap_or_else(|| panic!("{shown} did not finish within {limit:?}"))
+    }
+
+    /// Like [`Env::run`], but a command still running at `limit` is killed and gives None.
+    pub fn try_run(&self, mut c: Command, limit: Duration) -> Option<Out> {
         let n = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (o, e) = (
             self.tmp.path().join(format!("out.{n}")),
@@ -218,7 +225,7 @@ impl Env {
             None => {
                 kill(pid, Signal::KILL);
                 let _ = wait(pid, Duration::from_secs(10));
-                panic!("{c:?} did not finish within {limit:?}");
+                return None;
             }
         };
         let out = Out {
@@ -228,7 +235,7 @@ impl Env {
         };
         let _ = std::fs::remove_file(o);
         let _ = std::fs::remove_file(e);
-        out
+        Some(out)
     }
 
     /// `tether ARGS` to its end, within 60 s.
