@@ -27,7 +27,8 @@ use torture_support::*;
 const REAPERS: usize = 16;
 
 /// Opens the FIFO without blocking and writes a line: the child's `read` returns and it exits.
-fn release(fifo: &std::path::Path) -> bool {
+/// Gives up when the wrapper has ended (a cancel got there first) or after 20 s.
+fn release(fifo: &std::path::Path, wrapper: u32) -> bool {
     let t0 = Instant::now();
     loop {
         match std::fs::OpenOptions::new()
@@ -37,7 +38,7 @@ fn release(fifo: &std::path::Path) -> bool {
         {
             Ok(mut f) => return f.write_all(b"go\n").is_ok(),
             // ENXIO: no reader yet (the child is not at its `read`), or it is gone.
-            Err(_) if t0.elapsed() < Duration::from_secs(3) => {
+            Err(_) if t0.elapsed() < Duration::from_secs(20) && ended(wrapper).is_none() => {
                 std::thread::sleep(Duration::from_millis(2))
             }
             Err(_) => return false,
@@ -146,7 +147,7 @@ fn sixteen_reapers_a_canceller_and_the_finish_make_exactly_one_terminal_transiti
                         cancel_pid = Some(spawn(&mut k));
                     }
                     1 => {
-                        release(&fifo);
+                        release(&fifo, wrapper);
                     }
                     _ => killed += u64::from(kill(wrapper, Signal::KILL)),
                 }
