@@ -34,7 +34,14 @@ pub fn probe_holder(rec: &Record, reader: &Reader) -> Probe {
 
 /// Judges a record already in hand, without persisting anything.
 pub fn judge_record(rec: Record) -> Judged {
-    let reader = process::reader();
+    judge_at(rec, process::reader())
+}
+
+/// Judges a record against a reader (clocks) read *before* the record was. A reader delayed between
+/// reading the record and reading its clock (descheduled under load, or slow while it holds the
+/// lock the holder is waiting on) would otherwise count its own delay against the holder's lease
+/// and reap a healthy job. Read first, the clock can only make the lease look younger, never older.
+fn judge_at(rec: Record, reader: Reader) -> Judged {
     let probe = probe_holder(&rec, &reader);
     let verdict = verdict(&rec, &probe, &reader);
     Judged {
@@ -49,12 +56,16 @@ pub fn judge_record(rec: Record) -> Judged {
 /// Loads, judges, and if the job is lost, records it under the lock, re-judging there so a job that
 /// finished or renewed meanwhile is never overwritten.
 pub fn settle<S: Store>(store: &S, id: &JobId) -> Result<Judged, StoreError> {
-    let first = judge_record(store.load(id)?);
+    let reader = process::reader();
+    let first = judge_at(store.load(id)?, reader);
     if !matches!(first.verdict.outcome, Outcome::Lost { .. }) {
         return Ok(first);
     }
+    // Read before the lock is taken: neither the wait for the lock nor a stall while holding it
+    // (when the holder cannot renew) is charged to the lease.
+    let reader = process::reader();
     let res = store.update(id, &mut |cur: &Record| {
-        let again = judge_record(cur.clone());
+        let again = judge_at(cur.clone(), reader.clone());
         match again.verdict.outcome {
             Outcome::Lost { reason } => {
                 let at = again.verdict_time();

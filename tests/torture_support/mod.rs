@@ -1,0 +1,495 @@
+//! Shared helpers for the end-to-end torture tests (`tests/torture_*.rs`): real `tether` processes,
+//! each test in its own temporary state directory, bounded waits, and no process left behind.
+//!
+//! Every test binary that uses this module becomes a child subreaper, and one thread reaps every
+//! child that ends (including orphans: the children of SIGKILLed wrappers and the detached
+//! wrappers whose launcher exited). PID 1 on this machine never reaps orphans, so without this a
+//! soak run would leave thousands of zombies behind. Because that thread owns `wait`, processes
+//! are started with [`spawn`] and waited for with [`wait`], never with `std`'s `Child::wait`.
+//!
+//! Reaping happens only under the table's lock, so "not in the table" proves the pid is still ours
+//! (alive or a zombie): [`kill`] checks that under the same lock, so it can never hit a reused pid.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, WaitIdOptions, WaitOptions};
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tether");
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Ended {
+    pub fn code(self) -> Option<i32> {
+        match self {
+            Ended::Code(c) => Some(c),
+            Ended::Signal(_) => None,
+        }
+    }
+}
+
+struct Table {
+    ended: Mutex<HashMap<u32, Ended>>,
+    cv: Condvar,
+}
+
+fn table() -> &'static Table {
+    static T: OnceLock<Table> = OnceLock::new();
+    T.get_or_init(|| {
+        rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+            .expect("PR_SET_CHILD_SUBREAPER");
+        std::thread::spawn(reaper);
+        Table {
+            ended: Mutex::new(HashMap::new()),
+            cv: Condvar::new(),
+        }
+    })
+}
+
+fn reaper() {
+    let t = table();
+    loop {
+        // Block until some child has ended, without reaping it...
+        match rustix::process::waitid(
+            rustix::process::WaitId::All,
+            WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+        ) {
+            Ok(_) => {}
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+        }
+        // ...then reap under the lock, so `kill` never races a reap.
+        let mut m = t.ended.lock().unwrap();
+        while let Ok(Some((pid, st))) = rustix::process::wait(WaitOptions::NOHANG) {
+            let e = match (st.exit_status(), st.terminating_signal()) {
+                (Some(c), _) => Ended::Code(c),
+                (None, Some(s)) => Ended::Signal(s),
+                _ => continue,
+            };
+            m.insert(pid.as_raw_nonzero().get() as u32, e);
+        }
+        drop(m);
+        t.cv.notify_all();
+    }
+}
+
+/// Starts `cmd` and returns its pid. Its end is collected by the reaper thread.
+pub fn spawn(cmd: &mut Command) -> u32 {
+    let t = table();
+    let mut m = t.ended.lock().unwrap();
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let pid = child.id();
+    // A stale entry from an earlier process with the same pid: it ended before this one existed.
+    m.remove(&pid);
+    drop(m);
+    drop(child); // std does not wait on drop; the reaper thread does
+    pid
+}
+
+/// Waits up to `limit` for a process started by [`spawn`] to end.
+pub fn wait(pid: u32, limit: Duration) -> Option<Ended> {
+    let t = table();
+    let deadline = Instant::now() + limit;
+    let mut m = t.ended.lock().unwrap();
+    loop {
+        if let Some(e) = m.get(&pid) {
+            return Some(*e);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        m = t.cv.wait_timeout(m, deadline - now).unwrap().0;
+    }
+}
+
+/// Has a process started by [`spawn`] ended (and been reaped)?
+pub fn ended(pid: u32) -> Option<Ended> {
+    table().ended.lock().unwrap().get(&pid).copied()
+}
+
+/// Signals a process started by [`spawn`] if it has not been reaped yet (so the pid is still it).
+pub fn kill(pid: u32, sig: Signal) -> bool {
+    let m = table().ended.lock().unwrap();
+    if m.contains_key(&pid) {
+        return false;
+    }
+    rustix::process::kill_process(Pid::from_raw(pid as i32).unwrap(), sig).is_ok()
+}
+
+/// Signals the process group led by a process started by [`spawn`] (in its own group), while the
+/// leader is unreaped.
+pub fn kill_group(pgid: u32, sig: Signal) {
+    let m = table().ended.lock().unwrap();
+    if m.contains_key(&pgid) {
+        return;
+    }
+    let _ = rustix::process::kill_process_group(Pid::from_raw(pgid as i32).unwrap(), sig);
+}
+
+/// Kills a process that is not (necessarily) our child, but only if its start time is still the
+/// recorded one: the detached wrappers and their children.
+pub fn kill_proven(pid: u32, start: &str) {
+    if let Ok(p) = tether::process::Pinned::open(pid, start) {
+        let _ = p.signal(Signal::CONT);
+        let _ = p.signal(Signal::KILL);
+        p.wait_exit(Duration::from_secs(5));
+    }
+}
+
+/// Output of a finished command.
+#[derive(Debug)]
+pub struct Out {
+    pub ended: Ended,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    pub fn code(&self) -> i32 {
+        self.ended.code().unwrap_or(-1)
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!("not JSON ({e}): {:?}\nstderr: {}", self.stdout, self.stderr)
+        })
+    }
+}
+
+/// A temporary state directory and a scratch area for command output.
+pub struct Env {
+    pub tmp: tempfile::TempDir,
+    pub dir: PathBuf,
+    seq: std::sync::atomic::AtomicU64,
+    /// (pid, start token) of processes that are not our children, killed when the test ends.
+    adopted: Mutex<Vec<(u32, String)>>,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        table();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
+        Env {
+            tmp,
+            dir,
+            seq: Default::default(),
+            adopted: Mutex::new(vec![]),
+        }
+    }
+
+    /// `tether --dir DIR`, with a clean environment for the job-related variables.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--dir").arg(&self.dir);
+        c.env_remove("NOTIFY_SOCKET")
+            .env_remove("TETHER_HEARTBEAT_FILE")
+            .env_remove("TETHER_DIR")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs a command to its end, bounded; output captured through files.
+    pub fn run(&self, c: Command, limit: Duration) -> Out {
+        let shown = format!("{c:?}");
+        self.try_run(c, limit)
+            .unwrap_or_else(|| panic!("{shown} did not finish within {limit:?}"))
+    }
+
+    /// Like [`Env::run`], but a command still running at `limit` is killed and gives None.
+    pub fn try_run(&self, mut c: Command, limit: Duration) -> Option<Out> {
+        let n = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (o, e) = (
+            self.tmp.path().join(format!("out.{n}")),
+            self.tmp.path().join(format!("err.{n}")),
+        );
+        c.stdout(std::fs::File::create(&o).unwrap())
+            .stderr(std::fs::File::create(&e).unwrap());
+        let pid = spawn(&mut c);
+        let ended = match wait(pid, limit) {
+            Some(x) => x,
+            None => {
+                kill(pid, Signal::KILL);
+                let _ = wait(pid, Duration::from_secs(10));
+                return None;
+            }
+        };
+        let out = Out {
+            ended,
+            stdout: std::fs::read_to_string(&o).unwrap_or_default(),
+            stderr: std::fs::read_to_string(&e).unwrap_or_default(),
+        };
+        let _ = std::fs::remove_file(o);
+        let _ = std::fs::remove_file(e);
+        Some(out)
+    }
+
+    /// `tether ARGS` to its end, within 60 s.
+    pub fn tether(&self, args: &[&str]) -> Out {
+        let mut c = self.cmd();
+        c.args(args);
+        self.run(c, Duration::from_secs(60))
+    }
+
+    /// `tether run --detach --json ARGS`: returns (id, wrapper pid). The wrapper and the child are
+    /// killed (after their start time is checked) when the Env is dropped.
+    pub fn detach(&self, args: &[&str]) -> (String, u32) {
+        let mut c = self.cmd();
+        c.args(["run", "--detach", "--json"]).args(args);
+        let o = self.run(c, Duration::from_secs(60));
+        assert_eq!(o.code(), 0, "detach failed: {}", o.stderr);
+        let v = o.json();
+        let id = v["id"].as_str().unwrap().to_string();
+        let pid = v["pid"].as_u64().unwrap() as u32;
+        let rec = self.record(&id).expect("record of a detached job");
+        self.adopt(pid, rec["holder"]["start"].as_str().unwrap());
+        if let Some(c) = rec["child"].as_object() {
+            self.adopt(
+                c["pid"].as_u64().unwrap() as u32,
+                c["start"].as_str().unwrap(),
+            );
+        }
+        (id, pid)
+    }
+
+    pub fn adopt(&self, pid: u32, start: &str) {
+        self.adopted.lock().unwrap().push((pid, start.to_owned()));
+    }
+
+    pub fn jobs(&self) -> PathBuf {
+        self.dir.join("jobs")
+    }
+
+    pub fn record_path(&self, id: &str) -> PathBuf {
+        self.jobs().join(format!("{id}.json"))
+    }
+
+    /// The record as JSON, or None if missing.
+    pub fn record(&self, id: &str) -> Option<Value> {
+        let b = std::fs::read(self.record_path(id)).ok()?;
+        Some(serde_json::from_slice(&b).unwrap())
+    }
+
+    pub fn store(&self) -> tether::store::FileStore {
+        tether::store::FileStore::open(
+            tether::store::StateDir {
+                root: self.dir.clone(),
+            },
+            true,
+        )
+        .unwrap()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for (pid, start) in self.adopted.lock().unwrap().drain(..).rev() {
+            kill_proven(pid, &start);
+        }
+    }
+}
+
+/// Polls `f` every 20 ms until it is true or `limit` passes.
+pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The process exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            let rest = &s[s.rfind(')').unwrap() + 1..];
+            !matches!(rest.split_whitespace().next(), Some("Z" | "X"))
+        }
+        Err(_) => false,
+    }
+}
+
+/// A small deterministic generator (xorshift64*), seeded from the environment or the clock; the
+/// seed is printed so a failure can be replayed with `TETHER_TORTURE_SEED`.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(what: &str) -> Rng {
+        let seed = std::env::var("TETHER_TORTURE_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    ^ (std::process::id() as u64) << 32
+            });
+        eprintln!("{what}: seed {seed} (replay with TETHER_TORTURE_SEED={seed})");
+        Rng(seed | 1)
+    }
+    pub fn seeded(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// Uniform in [lo, hi).
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo).max(1)
+    }
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+/// A number from the environment, or the default.
+pub fn knob(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v} is not a number")),
+        Err(_) => default,
+    }
+}
+
+/// Every `*.json` record in a jobs directory: (id, bytes).
+pub fn read_records(jobs: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v = Vec::new();
+    let Ok(rd) = std::fs::read_dir(jobs) else {
+        return v;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(id) = name.strip_suffix(".json") else {
+            continue;
+        };
+        if id.starts_with('.') {
+            continue;
+        }
+        if let Ok(b) = std::fs::read(e.path()) {
+            v.push((id.to_owned(), b));
+        }
+    }
+    v
+}
+
+/// What a terminal record must keep forever (protocol.md 5).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Final {
+    pub status: String,
+    pub reason: Value,
+    pub exit: Value,
+    pub finished_at: Value,
+}
+
+impl Final {
+    pub fn of(v: &Value) -> Option<Final> {
+        let status = v["status"].as_str()?.to_owned();
+        if matches!(status.as_str(), "starting" | "running") {
+            return None;
+        }
+        Some(Final {
+            status,
+            reason: v["reason"].clone(),
+            exit: v["exit"].clone(),
+            finished_at: v["finished_at"].clone(),
+        })
+    }
+}
+
+/// Reads every record of a state directory in a loop, from a thread: each read must parse, and a
+/// record once seen terminal must never change its status, reason, exit or finish time.
+pub struct Watcher {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    h: Option<std::thread::JoinHandle<WatchReport>>,
+}
+
+#[derive(Debug, Default)]
+pub struct WatchReport {
+    pub reads: u64,
+    pub unparseable: Vec<String>,
+    pub overwritten: Vec<String>,
+    pub finals: HashMap<String, Final>,
+}
+
+impl Watcher {
+    pub fn start(jobs: PathBuf) -> Watcher {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s2 = stop.clone();
+        let h = std::thread::spawn(move || {
+            let mut r = WatchReport::default();
+            loop {
+                let last = s2.load(std::sync::atomic::Ordering::Relaxed);
+                for (id, bytes) in read_records(&jobs) {
+                    r.reads += 1;
+                    if let Err(e) = tether::record::Record::parse(&bytes, Some(&id)) {
+                        r.unparseable.push(format!("{id}: {e}"));
+                        continue;
+                    }
+                    let v: Value = serde_json::from_slice(&bytes).unwrap();
+                    if let Some(f) = Final::of(&v) {
+                        match r.finals.get(&id) {
+                            None => {
+                                r.finals.insert(id, f);
+                            }
+                            Some(old) if *old != f => {
+                                r.overwritten.push(format!("{id}: {old:?} became {f:?}"))
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                }
+                if last {
+                    return r;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        Watcher { stop, h: Some(h) }
+    }
+
+    /// Stops after one more full pass and returns what was seen.
+    pub fn finish(mut self) -> WatchReport {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.h.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Does the record hold this exit (`{"code": N}` / `{"signal": N}`), as its own or as a late result?
+pub fn has_exit(rec: &Value, exit: &Value) -> bool {
+    rec["exit"] == *exit
+        || rec["late"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|x| x["exit"] == *exit))
+}
