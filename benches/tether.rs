@@ -44,11 +44,7 @@ fn main() {
     // CPU counters (schedstat) and peak RSS are its alone.
     let idle_dir = tmp.path().join("idle");
     let idle_secs = if quick { 5 } else { 60 };
-    let (_, idle_pid) = detach(
-        &idle_dir,
-        &["--interval", "1s"],
-        &["sleep", &(idle_secs + 30).to_string()],
-    );
+    let (_, idle_pid) = detach(&idle_dir, &["--interval", "1s"], &["sleep", "3600"]);
     let idle_cpu0 = cpu_ns(idle_pid);
     let idle_t0 = Instant::now();
 
@@ -494,9 +490,18 @@ fn wait_cmd(dir: &Path, id: &str) -> Child {
         .expect("status --wait")
 }
 
+/// The record as readers see it: with the lease file folded in (protocol.md 6.5).
 fn load(dir: &Path, id: &str) -> Record {
-    let bytes = fs::read(dir.join("jobs").join(format!("{id}.json"))).expect("record");
-    Record::parse(&bytes, Some(id)).expect("record parses")
+    let store = FileStore::open(
+        StateDir {
+            root: dir.to_path_buf(),
+        },
+        false,
+    )
+    .expect("store");
+    store
+        .load(&JobId::parse(id).unwrap())
+        .expect("record parses")
 }
 
 /// Kills what a finished measurement left: the child's group, if the record names one.

@@ -8,6 +8,7 @@ pub mod child;
 pub mod heartbeat;
 pub mod log;
 pub mod terminal;
+mod tick;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -338,9 +339,9 @@ async fn supervise(
     };
     st.renew(&job, &mut channel, &spawned, false);
 
-    let mut tick = tokio::time::interval(Duration::from_millis(interval_ms));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await; // the first tick is immediate; the renewal above was it
+    // The renewal above was the first tick; the ticker's first comes one interval later.
+    let mut tick = tick::Ticker::new(Duration::from_millis(interval_ms))
+        .map_err(|e| Failure::new(10, format!("cannot start the renewal timer: {e}")))?;
     let mut exit_rx = exit_rx;
     let mut out_buf = vec![0u8; 16 * 1024];
     let mut err_buf = vec![0u8; 16 * 1024];

@@ -279,9 +279,18 @@ impl Env {
     }
 
     /// The record as JSON, or None if missing.
+    /// As readers see it: with the lease file folded in (protocol.md 6.5). A record tether cannot
+    /// load (a hostile one) comes back as the file's raw JSON.
     pub fn record(&self, id: &str) -> Option<Value> {
+        use tether::store::Store;
         let b = std::fs::read(self.record_path(id)).ok()?;
-        Some(serde_json::from_slice(&b).unwrap())
+        let loaded = tether::id::JobId::parse(id)
+            .ok()
+            .and_then(|jid| self.store().load(&jid).ok());
+        match loaded {
+            Some(rec) => Some(serde_json::to_value(rec).unwrap()),
+            None => Some(serde_json::from_slice(&b).unwrap()),
+        }
     }
 
     pub fn store(&self) -> tether::store::FileStore {
