@@ -79,7 +79,7 @@ pub fn status(dir: Option<PathBuf>, a: StatusArgs) -> CliResult {
                 view::print_json(&view::job_json(one, &reader));
             }
         } else {
-            view::print_json_array(jobs.iter().map(|j| view::job_json(j, &reader)));
+            view::print_json_array(jobs.iter().map(|j| view::job_view(j, &reader)));
         }
     } else if !jobs.is_empty() || a.ids.is_empty() {
         view::out(render_table(&jobs, &reader).join("\n"));
