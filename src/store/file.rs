@@ -179,15 +179,7 @@ impl FileStore {
     pub fn renewer(&self, id: &JobId) -> Result<Renewer, StoreError> {
         let lock = self.open_lock_file(id)?;
         let path = self.lease_path(id);
-        let lease = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc_flags::NOFOLLOW | libc_flags::CLOEXEC)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        let lease = open_private_rw(&path).map_err(io_err(&path))?;
         let existing = self.read_lease(id);
         if existing.len() < lease::FILE_LEN {
             // Claim both slots' space now, while the job starts: later renewals then only
@@ -221,21 +213,13 @@ impl FileStore {
 
     fn open_lock_file(&self, id: &JobId) -> Result<File, StoreError> {
         let path = self.lock_path(id);
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc_flags::NOFOLLOW | libc_flags::CLOEXEC)
-            .open(&path)
-            .map_err(|e| match e.raw_os_error() {
-                Some(c) if c == rustix::io::Errno::LOOP.raw_os_error() => StoreError::Dir {
-                    path: path.clone(),
-                    why: "lock file is a symbolic link; remove it".into(),
-                },
-                _ => io_err(&path)(e),
-            })?;
+        let f = open_private_rw(&path).map_err(|e| match e.raw_os_error() {
+            Some(c) if c == rustix::io::Errno::LOOP.raw_os_error() => StoreError::Dir {
+                path: path.clone(),
+                why: "lock file is a symbolic link; remove it".into(),
+            },
+            _ => io_err(&path)(e),
+        })?;
         Ok(f)
     }
 
@@ -451,6 +435,19 @@ mod libc_flags {
     pub const NOFOLLOW: i32 = OFlags::NOFOLLOW.bits() as i32;
     pub const NONBLOCK: i32 = OFlags::NONBLOCK.bits() as i32;
     pub const CLOEXEC: i32 = OFlags::CLOEXEC.bits() as i32;
+}
+
+/// Opens (creating, mode 0600) a job's lock or lease file for reading and writing, never through a
+/// symbolic link: both are kept open and written while the record they guard is live.
+fn open_private_rw(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc_flags::NOFOLLOW | libc_flags::CLOEXEC)
+        .open(path)
 }
 
 fn id_of(name: &OsStr) -> Option<JobId> {
