@@ -148,3 +148,74 @@ fn read_only_state_dir_reports_without_writing() {
     );
     assert_eq!(load(&e, "ro-dead").status, Status::Running);
 }
+
+/// Temp files of writers SIGKILLed mid-write are litter: gc removes them, but only while it holds
+/// the job's lock, so a write in flight (here: another process holding the lock) keeps its file.
+#[test]
+fn gc_sweeps_temp_files_of_dead_writers_but_not_of_a_write_in_flight() {
+    let e = env();
+    let mut kids = Kids::default();
+    job(&e, &mut kids, "busy", 1000, 10_000);
+    let jobs = e.root.join("jobs");
+    let busy_tmp = jobs.join(".busy.json.tmp.999999");
+    let orphan_tmp = jobs.join(".gone.json.tmp.12");
+    std::fs::write(&busy_tmp, b"{\"protocol\":1").unwrap();
+    std::fs::write(&orphan_tmp, b"").unwrap();
+
+    let o = tether(&e, &["gc", "--dry-run"]);
+    assert!(
+        stdout(&o).contains(".busy.json.tmp.999999"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(busy_tmp.exists() && orphan_tmp.exists());
+
+    // Another process holds busy's lock: gc must wait for it before touching busy's temp file.
+    let lock = jobs.join("busy.lock");
+    let mut holder = Command::new("flock")
+        .arg(&lock)
+        .args(["sleep", "2"])
+        .spawn()
+        .unwrap();
+    let held = || {
+        Command::new("flock")
+            .args(["-n"])
+            .arg(&lock)
+            .arg("true")
+            .status()
+            .map(|s| !s.success())
+            .unwrap_or(false)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !held() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "flock never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let gc = tether_cmd(&e.root, &["gc"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    if holder.try_wait().unwrap().is_none() {
+        assert!(
+            busy_tmp.exists(),
+            "gc removed a temp file while its job's lock was held"
+        );
+    }
+    let out = gc.wait_with_output().unwrap();
+    holder.wait().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!busy_tmp.exists() && !orphan_tmp.exists(), "{text}");
+    assert!(
+        text.contains("left by a writer that died mid-write"),
+        "{text}"
+    );
+    assert_eq!(
+        load(&e, "busy").status,
+        Status::Running,
+        "the job itself is untouched"
+    );
+}

@@ -86,6 +86,19 @@ pub fn gc(dir: Option<PathBuf>, a: GcArgs) -> CliResult {
             Err(e) => report(e.into()),
         }
     }
+    // Writers SIGKILLed mid-write leave temp files; they are litter whatever the jobs' ages.
+    match store.sweep_temp_files(a.dry_run) {
+        Ok(swept) => {
+            for p in &swept {
+                let verb = if a.dry_run { "would remove" } else { "removed" };
+                view::out(format!(
+                    "{verb} {} (left by a writer that died mid-write)",
+                    p.display()
+                ));
+            }
+        }
+        Err(e) => report(e.into()),
+    }
     let verb = if a.dry_run { "would remove" } else { "removed" };
     eprintln!(
         "tether: {verb} {n} job{} finished more than {} ago",

@@ -175,6 +175,48 @@ impl FileStore {
         buf
     }
 
+    /// Removes temp files that writers killed mid-write left behind (`.ID.json.tmp.PID`). Safe by the
+    /// same rule `write_tmp` relies on: whoever holds a job's lock knows no write of that job is in
+    /// flight, so every temp file of that id is stale. With `dry_run`, only counts them.
+    pub fn sweep_temp_files(&self, dry_run: bool) -> Result<Vec<PathBuf>, StoreError> {
+        let rd = match fs::read_dir(&self.jobs) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(io_err(&self.jobs)(e)),
+        };
+        let mut swept = Vec::new();
+        for entry in rd {
+            let entry = entry.map_err(io_err(&self.jobs))?;
+            let name = entry.file_name();
+            let Some(id) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix('.'))
+                .and_then(|n| n.split_once(".json.tmp."))
+                .filter(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|(id, _)| JobId::parse(id).ok())
+            else {
+                continue;
+            };
+            let path = entry.path();
+            if dry_run {
+                swept.push(path);
+                continue;
+            }
+            // Writers take the lock (creating its file) before their temp file exists, so without
+            // a lock file no write can be in flight; otherwise wait for the lock.
+            let _lock = match self.lock_path(&id).symlink_metadata() {
+                Ok(_) => Some(self.lock(&id)?),
+                Err(_) => None,
+            };
+            match fs::remove_file(&path) {
+                Ok(()) => swept.push(path),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&path)(e)),
+            }
+        }
+        Ok(swept)
+    }
+
     /// A renewer for one job: the holder's fast path (protocol.md 6.5).
     pub fn renewer(&self, id: &JobId) -> Result<Renewer, StoreError> {
         let lock = self.open_lock_file(id)?;
