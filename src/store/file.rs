@@ -175,19 +175,23 @@ impl FileStore {
         buf
     }
 
-    /// Removes temp files that writers killed mid-write left behind (`.ID.json.tmp.PID`). Safe by the
-    /// same rule `write_tmp` relies on: whoever holds a job's lock knows no write of that job is in
-    /// flight, so every temp file of that id is stale. With `dry_run`, only counts them.
-    pub fn sweep_temp_files(&self, dry_run: bool) -> Result<Vec<PathBuf>, StoreError> {
+    /// Names in `jobs/`; none when it does not exist yet (a fresh state directory).
+    fn entry_names(&self) -> Result<Vec<std::ffi::OsString>, StoreError> {
         let rd = match fs::read_dir(&self.jobs) {
             Ok(rd) => rd,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
             Err(e) => return Err(io_err(&self.jobs)(e)),
         };
+        rd.map(|e| e.map(|e| e.file_name()).map_err(io_err(&self.jobs)))
+            .collect()
+    }
+
+    /// Removes temp files that writers killed mid-write left behind (`.ID.json.tmp.PID`). Safe by the
+    /// same rule `write_tmp` relies on: whoever holds a job's lock knows no write of that job is in
+    /// flight, so every temp file of that id is stale. With `dry_run`, only counts them.
+    pub fn sweep_temp_files(&self, dry_run: bool) -> Result<Vec<PathBuf>, StoreError> {
         let mut swept = Vec::new();
-        for entry in rd {
-            let entry = entry.map_err(io_err(&self.jobs))?;
-            let name = entry.file_name();
+        for name in self.entry_names()? {
             let Some(id) = name
                 .to_str()
                 .and_then(|n| n.strip_prefix('.'))
@@ -197,7 +201,7 @@ impl FileStore {
             else {
                 continue;
             };
-            let path = entry.path();
+            let path = self.jobs.join(&name);
             if dry_run {
                 swept.push(path);
                 continue;
@@ -525,15 +529,9 @@ impl Store for FileStore {
     }
 
     fn ids(&self) -> Result<Vec<JobId>, StoreError> {
-        let rd = match fs::read_dir(&self.jobs) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => return Err(io_err(&self.jobs)(e)),
-        };
         let mut ids = Vec::new();
-        for entry in rd {
-            let entry = entry.map_err(io_err(&self.jobs))?;
-            if let Some(id) = id_of(&entry.file_name()) {
+        for name in self.entry_names()? {
+            if let Some(id) = id_of(&name) {
                 ids.push(id);
             }
         }
