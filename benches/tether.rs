@@ -17,8 +17,8 @@ use rustix::process::{Pid, Signal, kill_process};
 use tether::clock::{Timestamp, mono_ms};
 use tether::id::JobId;
 use tether::record::{Progress, Record, Status};
-use tether::store::{Change, FileStore, StateDir, Store};
-use tether::transition::{Write, apply};
+use tether::store::{FileStore, StateDir, Store};
+use tether::transition::Write;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tether");
 
@@ -340,16 +340,9 @@ fn record_write_cost(dir: &Path, total: usize) -> Vec<f64> {
                 child: None,
                 progress: None,
             };
-            store
-                .update(&id, &mut |cur| match apply(cur, &w) {
-                    Ok(next) => Change::Write {
-                        record: next,
-                        durable: w.durable(),
-                        value: (),
-                    },
-                    Err(_) => Change::Keep(()),
-                })
-                .expect("renew");
+            tether::store::commit(&store, &id, &w, w.durable())
+                .expect("renew")
+                .expect("not refused");
         }
         per.push((self_cpu_ns() - c0) as f64 / batch as f64 / 1e3);
     }

@@ -19,7 +19,7 @@ use tether::clock::{Timestamp, mono_ms};
 use tether::id::JobId;
 use tether::record::{Exit, Holder, Progress, Reason, Record, Status};
 use tether::store::{Change, FileStore, StateDir, Store};
-use tether::transition::{Write, apply};
+use tether::transition::Write;
 
 const WORKER: &str = "race_worker";
 /// Long enough for a loaded CI machine to start a process; only a hang reaches it.
@@ -65,30 +65,13 @@ enum Res {
 
 /// Applies `w` under the lock; a refusal that carries a result still stores it in `late` (6.4).
 fn write(store: &FileStore, id: &JobId, w: &Write) -> Res {
-    let (res, _) = store
-        .update(id, &mut |cur| match apply(cur, w) {
-            Ok(next) => Change::Write {
-                record: next,
-                durable: w.durable(),
-                value: Res::Won,
-            },
-            Err(r) => {
-                let res = Res::Refused {
-                    current: r.current,
-                    why: r.why.clone(),
-                };
-                match r.late {
-                    Some(late) => Change::Write {
-                        record: *late,
-                        durable: true,
-                        value: res,
-                    },
-                    None => Change::Keep(res),
-                }
-            }
-        })
-        .expect("update");
-    res
+    match tether::store::commit(store, id, w, w.durable()).expect("update") {
+        Ok(_) => Res::Won,
+        Err(r) => Res::Refused {
+            current: r.current,
+            why: r.why,
+        },
+    }
 }
 
 /// Kills and reaps its process on drop, so a failing assertion never leaves a writer running.

@@ -53,6 +53,33 @@ pub enum Change<T> {
     },
 }
 
+/// Applies a write under the job's lock (protocol.md 6.1-6.4). `Ok(Ok(record))`: it took effect.
+/// `Ok(Err(refusal))`: it was refused; if it carried a result, that result is stored in `late`
+/// (always durably) before this returns, so a refused result is never lost by a caller that forgot.
+pub fn commit<S: Store>(
+    store: &S,
+    id: &JobId,
+    w: &crate::transition::Write,
+    durable: bool,
+) -> Result<Result<Record, Box<crate::transition::Refused>>, StoreError> {
+    let (res, _) = store.update(id, &mut |cur| match crate::transition::apply(cur, w) {
+        Ok(next) => Change::Write {
+            record: next.clone(),
+            durable,
+            value: Ok(next),
+        },
+        Err(refused) => match refused.late.clone() {
+            Some(late) => Change::Write {
+                record: *late,
+                durable: true,
+                value: Err(refused),
+            },
+            None => Change::Keep(Err(refused)),
+        },
+    })?;
+    Ok(res)
+}
+
 /// One entry of a listing: a record, or the error for that file alone.
 pub type Listed = Result<Record, StoreError>;
 

@@ -21,8 +21,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::clock::{Timestamp, mono_ms};
 use crate::id::JobId;
 use crate::record::{self, Exit, Progress, Reason, Record, Status};
-use crate::store::{Change, FileStore, StateDir, Store, StoreError};
-use crate::transition::{Refused, Write, apply, describe};
+use crate::store::{FileStore, StateDir, Store, StoreError};
+use crate::transition::{Refused, Write, describe};
 
 pub use heartbeat::Mode;
 
@@ -144,24 +144,7 @@ struct Job {
 impl Job {
     /// Applies `w` under the lock; a refused write that carries a result is stored in `late`.
     fn write(&self, w: &Write, durable: bool) -> Result<Result<Record, Box<Refused>>, StoreError> {
-        let (res, _) = self
-            .store
-            .update(&self.id, &mut |cur| match apply(cur, w) {
-                Ok(next) => Change::Write {
-                    record: next.clone(),
-                    durable,
-                    value: Ok(next),
-                },
-                Err(refused) => match refused.late.clone() {
-                    Some(late) => Change::Write {
-                        record: *late,
-                        durable: true,
-                        value: Err(refused),
-                    },
-                    None => Change::Keep(Err(refused)),
-                },
-            })?;
-        Ok(res)
+        crate::store::commit(&self.store, &self.id, w, durable)
     }
 }
 

@@ -141,14 +141,7 @@ impl Renewer {
                         count: n,
                     }),
                 };
-                let r = store.update(&id, &mut |r: &Record| match apply(r, &w) {
-                    Ok(next) => Change::Write {
-                        record: next,
-                        durable: false,
-                        value: (),
-                    },
-                    Err(_) => Change::Keep(()),
-                });
+                let r = tether::store::commit(&store, &id, &w, false);
                 if r.is_err() {
                     break;
                 }
