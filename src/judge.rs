@@ -68,7 +68,7 @@ pub fn settle<S: Store>(store: &S, id: &JobId) -> Result<Judged, StoreError> {
         let again = judge_at(cur.clone(), reader.clone());
         match again.verdict.outcome {
             Outcome::Lost { reason } => {
-                let at = again.verdict_time();
+                let at = crate::clock::Timestamp::now();
                 match apply(cur, &Write::Reap { at, reason }) {
                     Ok(next) => Change::Write {
                         record: next,
@@ -98,10 +98,6 @@ pub fn settle<S: Store>(store: &S, id: &JobId) -> Result<Judged, StoreError> {
 }
 
 impl Judged {
-    fn verdict_time(&self) -> crate::clock::Timestamp {
-        crate::clock::Timestamp::now()
-    }
-
     /// The status every command reports for this job.
     pub fn status(&self) -> crate::record::Status {
         self.verdict.status(&self.record)

@@ -13,10 +13,9 @@ use clap::Args;
 use rustix::process::Signal;
 use serde_json::json;
 
-use super::view::{self, UnsavedNote};
-use super::{CliError, CliResult, exit, open_store, resolve_id};
+use super::view::{self};
+use super::{CliError, CliResult, exit, settle_arg};
 use crate::clock::Timestamp;
-use crate::judge::settle;
 use crate::process::{IdentityError, Pinned};
 use crate::record::Record;
 use crate::store::{Change, Store};
@@ -142,10 +141,7 @@ fn pin_target(r: &Record) -> Result<Target, CliError> {
 }
 
 pub fn cancel(dir: Option<PathBuf>, a: CancelArgs) -> CliResult {
-    let store = open_store(&dir)?;
-    let id = resolve_id(&store, &a.id)?;
-    let j = settle(&store, &id)?;
-    UnsavedNote::default().note(&j);
+    let (store, id, j) = settle_arg(&dir, &a.id)?;
     let left_as_is = |r: &Record, status_desc: String| {
         if a.json {
             view::print_json(&json!({

@@ -6,10 +6,9 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::json;
 
-use super::view::{self, UnsavedNote};
-use super::{CliResult, exit, open_store, resolve_id};
+use super::view::{self};
+use super::{CliResult, exit, settle_arg};
 use crate::clock::short_duration;
-use crate::judge::settle;
 use crate::process;
 use crate::verdict::{ClockRule, Probe, expires_at, lease_age};
 
@@ -36,11 +35,8 @@ fn same(a: &str, b: &str) -> &'static str {
 }
 
 pub fn inspect(dir: Option<PathBuf>, a: InspectArgs) -> CliResult {
-    let store = open_store(&dir)?;
-    let id = resolve_id(&store, &a.id)?;
     // settle, not a bare judgment: a lost verdict found here is recorded like everywhere else.
-    let j = settle(&store, &id)?;
-    UnsavedNote::default().note(&j);
+    let (_store, _id, j) = settle_arg(&dir, &a.id)?;
     let reader = process::reader();
     let r = &j.record;
     // The probe in `j` is skipped for terminal records; the evidence shows the pid as it is now.

@@ -161,6 +161,20 @@ pub fn open_store(dir: &Option<PathBuf>) -> Result<FileStore, CliError> {
     Ok(FileStore::open(sd, false)?)
 }
 
+/// What `inspect`, `result` and `cancel` start from: the store, the job named by the user's
+/// argument, and its verdict through `settle` (so these commands agree with `status`), with the
+/// read-only note already given.
+pub fn settle_arg(
+    dir: &Option<PathBuf>,
+    arg: &str,
+) -> Result<(FileStore, JobId, crate::judge::Judged), CliError> {
+    let store = open_store(dir)?;
+    let id = resolve_id(&store, arg)?;
+    let j = crate::judge::settle(&store, &id)?;
+    view::UnsavedNote::default().note(&j);
+    Ok((store, id, j))
+}
+
 /// Resolves a user's id argument: an exact id, or a unique prefix of one.
 pub fn resolve_id(store: &FileStore, arg: &str) -> Result<JobId, CliError> {
     let id = JobId::parse(arg)?;

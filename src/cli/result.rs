@@ -5,10 +5,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use super::view::{self, UnsavedNote};
-use super::{CliResult, exit, open_store, resolve_id};
+use super::view::{self};
+use super::{CliResult, exit, settle_arg};
 use crate::clock::short_duration;
-use crate::judge::settle;
 use crate::process;
 
 /// How much of the log `result` shows: enough to see why a job failed, not a flood.
@@ -26,11 +25,8 @@ pub struct ResultArgs {
 }
 
 pub fn result(dir: Option<PathBuf>, a: ResultArgs) -> CliResult {
-    let store = open_store(&dir)?;
-    let id = resolve_id(&store, &a.id)?;
     // Through settle, like `status`: the two commands can never disagree about this job.
-    let j = settle(&store, &id)?;
-    UnsavedNote::default().note(&j);
+    let (store, id, j) = settle_arg(&dir, &a.id)?;
     let reader = process::reader();
     let r = &j.record;
     let status = j.status();
