@@ -18,6 +18,7 @@ pub struct Identity {
     pub boot_id: String,
     pub host: String,
     pub time_ns: Option<String>,
+    pub pid_ns: Option<String>,
 }
 
 impl Identity {
@@ -29,6 +30,7 @@ impl Identity {
             boot_id: self.boot_id,
             host: self.host,
             time_ns: self.time_ns,
+            pid_ns: self.pid_ns,
         }
     }
 }
@@ -36,7 +38,10 @@ impl Identity {
 /// Identity of the calling process.
 pub fn current() -> io::Result<Identity> {
     let pid = std::process::id();
-    let start = start_token(pid)
+    // Our own entry, not `/proc/<pid>`: under a `/proc` mounted for another pid namespace that
+    // number names some other process.
+    let start = sys::stat_self()
+        .map(|st| st.start)
         .ok_or_else(|| io::Error::other("cannot read this process's own start time"))?;
     Ok(Identity {
         pid,
@@ -44,6 +49,7 @@ pub fn current() -> io::Result<Identity> {
         boot_id: boot_id(),
         host: host(),
         time_ns: time_ns(),
+        pid_ns: pid_ns(),
     })
 }
 
@@ -121,6 +127,13 @@ pub fn host() -> String {
 
 pub fn time_ns() -> Option<String> {
     sys::time_ns()
+}
+
+/// The pid namespace this process sees pids in, or None when that cannot be told (protocol.md 8):
+/// only a reader whose pids mean the same as the holder's may probe the holder's pid.
+pub fn pid_ns() -> Option<String> {
+    static PID_NS: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    PID_NS.get_or_init(sys::pid_ns).clone()
 }
 
 /// Why a process could not be proven to be the one a record names.
@@ -272,6 +285,26 @@ mod sys {
         parse_stat(&s)
     }
 
+    pub(super) fn stat_self() -> Option<Stat> {
+        parse_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)
+    }
+
+    /// `/proc/self/ns/pid` (`pid:[INODE]`), but only when `/proc` itself belongs to that namespace:
+    /// `unshare --pid --fork` without `--mount-proc` leaves the parent's `/proc`, where pid numbers
+    /// are the parent namespace's. `NSpid` lists this process's pid from the namespace of the `/proc`
+    /// mount down to its own: one entry, equal to `getpid()`, means they are the same namespace.
+    pub(super) fn pid_ns() -> Option<String> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let nspid = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+        let ids: Vec<&str> = nspid.split_ascii_whitespace().collect();
+        if ids != [std::process::id().to_string()] {
+            return None;
+        }
+        let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
+        let link = link.to_str()?;
+        (link.starts_with("pid:[") && link.ends_with(']')).then(|| link.to_owned())
+    }
+
     pub(super) fn boot_id() -> Option<String> {
         let s = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
         let t = s.trim();
@@ -383,6 +416,15 @@ mod sys {
 
     pub(super) fn time_ns() -> Option<String> {
         None
+    }
+
+    pub(super) fn stat_self() -> Option<Stat> {
+        stat(std::process::id())
+    }
+
+    /// macOS has no pid namespaces: every process of a boot sees the same pids.
+    pub(super) fn pid_ns() -> Option<String> {
+        Some("global".to_owned())
     }
 
     pub(super) struct Pin {

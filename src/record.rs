@@ -107,6 +107,10 @@ pub struct Holder {
     pub host: String,
     #[serde(default)]
     pub time_ns: Option<String>,
+    /// The holder's pid namespace (protocol.md 4.1, 7.4 R3a): a reader in another pid namespace,
+    /// or one that cannot tell (null, written by an older tether), must not probe `pid`.
+    #[serde(default)]
+    pub pid_ns: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -391,6 +395,7 @@ pub(crate) mod tests {
                 boot_id: "B1".into(),
                 host: "h1".into(),
                 time_ns: None,
+                pid_ns: Some("pid:[1]".into()),
             },
             child: Some(Child {
                 pid: 101,

@@ -53,6 +53,9 @@ fn ident(choices: &'static [&'static str]) -> impl Strategy<Value = String> {
 fn time_ns() -> impl Strategy<Value = Option<String>> {
     prop_oneof![Just(None), ident(&["time:[1]", "time:[2]"]).prop_map(Some)]
 }
+fn pid_ns() -> impl Strategy<Value = Option<String>> {
+    prop_oneof![Just(None), ident(&["pid:[1]", "pid:[2]"]).prop_map(Some)]
+}
 /// Mostly plausible instants, sometimes the extremes.
 fn wall() -> impl Strategy<Value = i64> {
     prop_oneof![
@@ -76,13 +79,15 @@ fn record() -> impl Strategy<Value = Record> {
         ident(&["B1", "B2"]),
         ident(&["h1", "h2"]),
         time_ns(),
+        pid_ns(),
     )
-        .prop_map(|(pid, start, boot_id, host, time_ns)| Holder {
+        .prop_map(|(pid, start, boot_id, host, time_ns, pid_ns)| Holder {
             pid,
             start,
             boot_id,
             host,
             time_ns,
+            pid_ns,
         });
     let lease = (
         1u64..=u64::MAX,
@@ -270,6 +275,7 @@ const PATHS: &[&str] = &[
     "holder.boot_id",
     "holder.host",
     "holder.time_ns",
+    "holder.pid_ns",
     "child",
     "child.pid",
     "child.pgid",
@@ -338,6 +344,7 @@ fn base_json() -> Value {
             boot_id: "B1".into(),
             host: "h1".into(),
             time_ns: None,
+            pid_ns: Some("pid:[1]".into()),
         },
         child: Some(Child {
             pid: 11,

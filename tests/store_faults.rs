@@ -92,6 +92,7 @@ fn record(id: &str, pid: u32) -> Record {
         boot_id: reader.boot_id,
         host: reader.host,
         time_ns: reader.time_ns,
+        pid_ns: process::pid_ns(),
     };
     let mut r = Record::begin(id, vec!["true".into()], holder, 1000, 10_000);
     r.name = Some("faults".into());

@@ -39,6 +39,7 @@ fn record(id: &str, pid: u32) -> Record {
         boot_id: "B1".into(),
         host: "h1".into(),
         time_ns: None,
+        pid_ns: Some("pid:[1]".into()),
     };
     let mut r = Record::begin(id, vec!["true".into()], holder, 1000, 10_000);
     r.name = Some("race".into());
