@@ -35,6 +35,8 @@ pub mod exit {
     pub const TIMEOUT: i32 = 124;
     pub const NOT_EXECUTABLE: i32 = 126;
     pub const NOT_FOUND: i32 = 127;
+    /// `tether run`: the child was killed by signal N, exit `SIGNALED + N` (as shells report it).
+    pub const SIGNALED: i32 = 128;
 }
 
 /// A failed command: one line for stderr and its exit code.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{CliError, CliResult, parse_duration};
-use crate::wrapper::{self, Failure, Mode, Options};
+use crate::wrapper::{self, Mode, Options};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -81,8 +81,8 @@ impl From<HeartbeatMode> for Mode {
     }
 }
 
-fn failure(f: Failure) -> CliError {
-    CliError::new(f.code, f.message)
+fn failure(e: wrapper::Error) -> CliError {
+    CliError::new(e.exit_code(), e.message)
 }
 
 pub fn run(dir: Option<PathBuf>, a: RunArgs) -> CliResult {

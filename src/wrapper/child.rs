@@ -9,14 +9,8 @@ use std::process::{Command, Stdio};
 
 use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, WaitIdStatus};
 
+use super::error::{Error, Kind};
 use crate::record::{Child, Exit};
-
-/// Why the command could not start; the exit code follows the shell's convention.
-#[derive(Debug)]
-pub struct SpawnError {
-    pub code: i32,
-    pub message: String,
-}
 
 /// What the child's environment gets beyond the wrapper's own.
 pub struct ChildEnv {
@@ -43,12 +37,9 @@ pub fn spawn(
     env: &ChildEnv,
     pipe_output: bool,
     take_terminal: bool,
-) -> Result<Spawned, SpawnError> {
+) -> Result<Spawned, Error> {
     let Some(program) = argv.first() else {
-        return Err(SpawnError {
-            code: 2,
-            message: "no command given; put it after `--`".into(),
-        });
+        return Err(Error::usage("no command given; put it after `--`"));
     };
     let parent = rustix::process::getpid();
     let mut cmd = Command::new(program);
@@ -87,10 +78,9 @@ pub fn spawn(
     let p = Pid::from_raw(pid as i32).expect("spawned pid is positive");
     let pidfd =
         rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).map_err(|e| {
-            SpawnError {
-                code: 10,
-                message: format!("cannot open a pidfd for {program} (pid {pid}): {e}"),
-            }
+            Error::io(format!(
+                "cannot open a pidfd for {program} (pid {pid}): {e}"
+            ))
         })?;
     let start = crate::process::start_token_any(pid).unwrap_or_else(|| "unknown".into());
     Ok(Spawned {
@@ -107,22 +97,23 @@ mod libc_errno {
     pub const SRCH: i32 = rustix::io::Errno::SRCH.raw_os_error();
 }
 
-fn spawn_error(program: &str, e: io::Error) -> SpawnError {
+/// Why the command could not start, with the shell's kinds (not found, not executable).
+fn spawn_error(program: &str, e: io::Error) -> Error {
     use rustix::io::Errno;
     let raw = e.raw_os_error().unwrap_or(0);
     let not_found = [Errno::NOENT, Errno::NOTDIR]
         .iter()
         .any(|x| x.raw_os_error() == raw);
     if not_found {
-        SpawnError {
-            code: 127,
-            message: format!("{program}: command not found; check the name and $PATH"),
-        }
+        Error::new(
+            Kind::NotFound,
+            format!("{program}: command not found; check the name and $PATH"),
+        )
     } else {
-        SpawnError {
-            code: 126,
-            message: format!("{program}: cannot execute: {e}; check that it is an executable file"),
-        }
+        Error::new(
+            Kind::NotExecutable,
+            format!("{program}: cannot execute: {e}; check that it is an executable file"),
+        )
     }
 }
 
@@ -189,6 +180,6 @@ fn to_exit(st: &WaitIdStatus) -> Exit {
 pub fn exit_code(e: Exit) -> i32 {
     match e {
         Exit::Code(c) => c,
-        Exit::Signal(s) => 128 + s,
+        Exit::Signal(s) => crate::cli::exit::SIGNALED + s,
     }
 }

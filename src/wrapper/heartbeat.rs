@@ -180,6 +180,14 @@ impl Channel {
         (set, remove)
     }
 
+    /// Waits for the next datagram on the notify socket (forever in the other modes).
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match &self.socket {
+            Some((s, _)) => s.recv(buf).await,
+            None => std::future::pending().await,
+        }
+    }
+
     /// Takes in whatever beats are waiting without blocking: queued datagrams (the wrapper may just
     /// have been stopped while the job kept beating) and a changed heartbeat file.
     pub fn poll(&mut self, beats: &mut Beats) {

@@ -1,0 +1,39 @@
+//! `tether beat`: one beat from inside a job, through whatever channel the surrounding `tether run`
+//! set up.
+
+use std::path::PathBuf;
+
+use super::error::Error;
+
+pub fn beat(status: Option<&str>) -> Result<(), Error> {
+    if let Some(sock) = std::env::var_os("NOTIFY_SOCKET").filter(|s| !s.is_empty()) {
+        let sock = sock.to_string_lossy().into_owned();
+        return crate::notify::send(&sock, &crate::notify::beat_message(status))
+            .map_err(|e| Error::io(format!("cannot send the beat to NOTIFY_SOCKET {sock}: {e}")));
+    }
+    if let Some(p) = std::env::var_os("TETHER_HEARTBEAT_FILE").filter(|s| !s.is_empty()) {
+        let p = PathBuf::from(p);
+        let res = match status {
+            Some(s) => {
+                let line: String = s
+                    .chars()
+                    .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+                    .collect();
+                std::fs::write(&p, format!("{line}\n"))
+            }
+            None => std::fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .and_then(|f| f.set_modified(std::time::SystemTime::now())),
+        };
+        return res.map_err(|e| {
+            Error::io(format!(
+                "cannot touch TETHER_HEARTBEAT_FILE {}: {e}",
+                p.display()
+            ))
+        });
+    }
+    Err(Error::usage(
+        "not inside a job that takes beats: run this under `tether run --heartbeat notify` or `--heartbeat file` (neither NOTIFY_SOCKET nor TETHER_HEARTBEAT_FILE is set)",
+    ))
+}

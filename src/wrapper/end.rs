@@ -1,0 +1,74 @@
+//! Recording how the job ended, and the wrapper's exit code that follows from it.
+
+use std::time::Duration;
+
+use super::state::State;
+use super::{child, note};
+use crate::cli::exit;
+use crate::clock::Timestamp;
+use crate::record::{Exit, Reason, Status};
+use crate::transition::{Write, describe};
+
+impl State {
+    /// Records how the job ended and returns the wrapper's exit code.
+    pub fn finish(&mut self, exit: Exit) -> i32 {
+        let (status, reason) = match exit {
+            _ if self.holder_signal.is_some() => (Status::Failed, Reason::HolderSignaled),
+            Exit::Code(0) => (Status::Succeeded, Reason::Exited),
+            Exit::Code(_) => (Status::Failed, Reason::Exited),
+            Exit::Signal(_) => (Status::Failed, Reason::Signaled),
+        };
+        let w = Write::Finish {
+            epoch: self.epoch,
+            at: Timestamp::now(),
+            status,
+            reason,
+            exit: Some(exit),
+            progress: self.progress(),
+        };
+        // A full or failing disk may recover soon, so the end is retried; past the ttl readers judge
+        // the job lost anyway, so waiting longer only hides the failure from whoever started us.
+        let patience = Duration::from_millis(self.ttl_ms).max(Duration::from_secs(2));
+        let give_up = std::time::Instant::now() + patience;
+        loop {
+            match self.job.write(&w, true) {
+                Ok(Ok(_)) => return child::exit_code(exit),
+                Ok(Err(refused)) => {
+                    let shown = refused
+                        .late
+                        .as_ref()
+                        .map(|r| describe(r))
+                        .unwrap_or_else(|| refused.current.to_string());
+                    let id = &self.job.id;
+                    if self.stalled && self.ended_by_other.is_none() {
+                        note!(
+                            "job {id} was recorded lost (heartbeat-timeout); the child then ended with {exit}, kept in the record's `late` list"
+                        );
+                    } else {
+                        note!(
+                            "job {id} was already {shown} when the child ended with {exit}; that result arrived late and is kept in the record's `late` list"
+                        );
+                    }
+                    return match refused.current {
+                        Status::Cancelled => exit::CANCELLED,
+                        _ => exit::LOST,
+                    };
+                }
+                Err(e) if std::time::Instant::now() < give_up => {
+                    self.fault("record the end", &e);
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => {
+                    // Exit 10, not the child's code: a caller must not take a success that was never
+                    // recorded for a recorded one. The result itself is at least said here.
+                    note!(
+                        "cannot record that job {} ended with {exit}: {e}; gave up after retrying for {}; the record keeps its last renewal, so readers will judge the job lost once its lease runs out",
+                        self.job.id,
+                        humantime::format_duration(patience)
+                    );
+                    return exit::IO;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The event loop: everything the wrapper waits for becomes one `Event`, and `State` handles it.
+//! The loop ends when the child has exited; then the output is drained and the end recorded.
+
+use std::time::Duration;
+
+use rustix::process::Signal;
+use tokio::sync::oneshot;
+
+use super::detach::Ready;
+use super::setup::Setup;
+use super::state::State;
+use super::streams::Which;
+use super::{Mode, Options, note, signals::Signals, tick::Ticker};
+use crate::clock::mono_ms;
+use crate::record::Exit;
+
+pub enum Event {
+    /// The child exited (how, or why that could not be learned).
+    Exited(Result<Exit, String>),
+    /// Time to renew the lease.
+    Tick,
+    /// A datagram of this many bytes arrived on the notify socket.
+    Datagram(std::io::Result<usize>),
+    /// A read on the child's stdout or stderr returned.
+    Output(Which, std::io::Result<usize>),
+    /// The wrapper received a signal to pass on to the job.
+    Signal(Signal),
+    /// The grace period after SIGTERM is over.
+    KillDue,
+}
+
+/// What the loop waits on besides `State`'s own channel and streams.
+struct Sources {
+    exit_rx: oneshot::Receiver<std::io::Result<Exit>>,
+    ticker: Ticker,
+    signals: Signals,
+    dgram: [u8; 4096],
+}
+
+/// Runs the job to its end and returns the wrapper's exit code.
+pub async fn supervise(setup: Setup, opts: &Options, ready: Option<Ready>) -> i32 {
+    let Setup {
+        held,
+        exit_rx,
+        ticker,
+        signals,
+        terminal,
+    } = setup;
+    let mut src = Sources {
+        exit_rx,
+        ticker,
+        signals,
+        dgram: [0u8; 4096],
+    };
+    let mut st = State::new(held, opts, ready);
+    // The first renewal records the job running; the ticker's first tick comes one interval later.
+    st.renew(false);
+    let exit = loop {
+        match next(&mut src, &mut st).await {
+            Event::Exited(r) => break r,
+            ev => st.handle(ev, &src.dgram),
+        }
+    };
+    // The shell that started us gets its terminal back as soon as the job has ended.
+    drop(terminal);
+    // The child has exited but is not reaped: its group id is still ours to signal. Leftover members
+    // would outlive the job unseen, so they go now.
+    st.spawned.signal_group(Signal::KILL);
+    st.streams.drain(Duration::from_secs(2)).await;
+    let reaped = st.spawned.reap();
+    let exit = match (exit, reaped) {
+        (Ok(e), _) | (Err(_), Ok(e)) => e,
+        (Err(e), Err(e2)) => {
+            note!("cannot learn how the child ended: {e}; {e2}");
+            Exit::Signal(0)
+        }
+    };
+    st.channel.poll(&mut st.beats);
+    st.finish(exit)
+}
+
+async fn next(src: &mut Sources, st: &mut State) -> Event {
+    let kill_at = st.kill_at;
+    let renewing = st.renewing;
+    tokio::select! {
+        r = &mut src.exit_rx => Event::Exited(match r {
+            Ok(Ok(e)) => Ok(e),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("the exit watcher stopped".to_string()),
+        }),
+        _ = src.ticker.tick(), if renewing => Event::Tick,
+        r = st.channel.recv(&mut src.dgram) => Event::Datagram(r),
+        (w, r) = st.streams.read() => Event::Output(w, r),
+        s = src.signals.recv() => Event::Signal(s),
+        _ = sleep_until_opt(kill_at) => Event::KillDue,
+    }
+}
+
+impl State {
+    fn handle(&mut self, ev: Event, dgram: &[u8]) {
+        let output_beats = self.channel.mode == Mode::Output;
+        match ev {
+            Event::Exited(_) => {}
+            Event::Tick => {
+                if output_beats {
+                    // After a stop the output written meanwhile is beats already given: take it in
+                    // before the stall is judged, as `Channel::poll` does for queued datagrams.
+                    if let Some(lines) = self.streams.take_buffered() {
+                        self.beats.beat(mono_ms(), lines);
+                    }
+                }
+                self.renew(true);
+            }
+            Event::Datagram(Ok(n)) => {
+                let now = mono_ms();
+                for notice in crate::notify::parse(&dgram[..n]) {
+                    self.beats.apply(notice, now);
+                }
+                if self.beats.triggered && self.renewing {
+                    self.stall();
+                }
+            }
+            Event::Datagram(Err(_)) => {}
+            Event::Output(w, r) => {
+                if let Some(lines) = self.streams.take(w, r) {
+                    if output_beats {
+                        self.beats.beat(mono_ms(), lines);
+                    }
+                }
+            }
+            Event::Signal(sig) => self.forward(sig),
+            Event::KillDue => {
+                self.spawned.signal_group(Signal::KILL);
+                self.kill_at = None;
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,196 @@
+//! Everything before the event loop: options checked, the heartbeat channel, signal handlers, the
+//! record, the log and the child. It returns one error, which `run` reports once; anything that
+//! fails after the record exists is recorded as the job's start failure first.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::error::Error;
+use super::signals::Signals;
+use super::streams::Streams;
+use super::{Options, child, heartbeat, log, note, terminal, tick};
+use crate::clock::Timestamp;
+use crate::id::JobId;
+use crate::record::{self, Exit, Reason, Record, Status};
+use crate::store::{FileStore, StateDir, Store, StoreError};
+use crate::transition::{Refused, Write};
+
+/// The job's record in its store.
+pub struct Job {
+    pub store: FileStore,
+    pub id: JobId,
+}
+
+impl Job {
+    /// Applies `w` under the lock; a refused write that carries a result is stored in `late`.
+    pub fn write(
+        &self,
+        w: &Write,
+        durable: bool,
+    ) -> Result<Result<Record, Box<Refused>>, StoreError> {
+        crate::store::commit(&self.store, &self.id, w, durable)
+    }
+}
+
+/// What the event loop starts from.
+pub struct Setup {
+    pub held: Held,
+    pub exit_rx: oneshot::Receiver<std::io::Result<Exit>>,
+    pub ticker: tick::Ticker,
+    pub signals: Signals,
+    pub terminal: Option<terminal::Terminal>,
+}
+
+/// The parts `State` keeps for the job's life.
+pub struct Held {
+    pub job: Job,
+    pub spawned: child::Spawned,
+    pub channel: heartbeat::Channel,
+    pub streams: Streams,
+    pub log_path: PathBuf,
+    pub ttl_ms: u64,
+}
+
+/// Checks the options that need no I/O; returns (interval_ms, ttl_ms, id).
+pub fn check(opts: &Options) -> Result<(u64, u64, Option<JobId>), Error> {
+    let interval_ms = opts.interval.as_millis().min(u64::MAX as u128) as u64;
+    let ttl_ms = opts.ttl.as_millis().min(u64::MAX as u128) as u64;
+    record::check_lease_config(interval_ms, ttl_ms)
+        .map_err(|e| Error::usage(format!("bad --interval/--ttl: {e}")))?;
+    let id = match &opts.id {
+        Some(s) => Some(JobId::parse(s).map_err(|e| Error::usage(e.to_string()))?),
+        None => None,
+    };
+    if opts.command.is_empty() {
+        return Err(Error::usage("no command given; put it after `--`"));
+    }
+    Ok((interval_ms, ttl_ms, id))
+}
+
+/// Needs the tokio runtime (the channel, the signals and the ticker register with it).
+pub async fn setup(opts: &Options, detached: bool) -> Result<Setup, Error> {
+    let (interval_ms, ttl_ms, id) = check(opts)?;
+    // The channel, the handlers and the timer first: if they cannot be set up, nothing has been
+    // recorded yet.
+    let channel = heartbeat::Channel::open(opts.heartbeat)
+        .map_err(|e| Error::io(format!("cannot set up the heartbeat channel: {e}")))?;
+    let signals = Signals::install()
+        .map_err(|e| Error::io(format!("cannot install signal handlers: {e}")))?;
+    let ticker = tick::Ticker::new(Duration::from_millis(interval_ms))
+        .map_err(|e| Error::io(format!("cannot start the renewal timer: {e}")))?;
+    let job = create_record(opts, interval_ms, ttl_ms, id)?;
+    let log_path = job.store.log_path(&job.id);
+    let log = match log::Log::open(log_path.clone(), log::LOG_CAP, detached) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            note!(
+                "cannot open the job log {}: {e}; output is not kept",
+                log_path.display()
+            );
+            None
+        }
+    };
+    let abs_dir =
+        std::fs::canonicalize(job.store.root()).unwrap_or_else(|_| job.store.root().to_path_buf());
+    let (mut set, remove) = channel.env(ttl_ms);
+    set.push(("TETHER_JOB_ID".into(), job.id.as_str().into()));
+    set.push(("TETHER_DIR".into(), abs_dir.into_os_string()));
+    let env = child::ChildEnv { set, remove };
+    let terminal = if detached {
+        None
+    } else {
+        terminal::Terminal::foreground()
+    };
+    let mut streams = Streams::new(None, None, log, !detached);
+    let mut spawned = match child::spawn(&opts.command, &env, true, terminal.is_some()) {
+        Ok(s) => s,
+        Err(e) => return Err(start_failed(&job, &mut streams, e)),
+    };
+    if let Some(t) = &terminal {
+        t.give(spawned.pid);
+    }
+    let exit_rx = match spawned.watch_exit() {
+        Ok(rx) => rx,
+        Err(e) => {
+            spawned.signal_group(rustix::process::Signal::KILL);
+            let _ = spawned.reap();
+            let e = Error::io(format!("cannot watch the child process: {e}"));
+            return Err(start_failed(&job, &mut streams, e));
+        }
+    };
+    let streams = Streams::new(
+        spawned.stdout.take(),
+        spawned.stderr.take(),
+        streams.into_log(),
+        !detached,
+    );
+    Ok(Setup {
+        held: Held {
+            job,
+            spawned,
+            channel,
+            streams,
+            log_path,
+            ttl_ms,
+        },
+        exit_rx,
+        ticker,
+        signals,
+        terminal,
+    })
+}
+
+/// Records that the job failed to start (and says why in its log), then returns `e`.
+fn start_failed(job: &Job, streams: &mut Streams, e: Error) -> Error {
+    let w = Write::Finish {
+        epoch: 1,
+        at: Timestamp::now(),
+        status: Status::Failed,
+        reason: Reason::StartFailed,
+        exit: None,
+        progress: None,
+    };
+    if let Err(se) = job.write(&w, true) {
+        note!("could not record that the job failed to start: {se}");
+    }
+    streams.log_line(&e.message);
+    e
+}
+
+fn create_record(
+    opts: &Options,
+    interval_ms: u64,
+    ttl_ms: u64,
+    id: Option<JobId>,
+) -> Result<Job, Error> {
+    let sd = StateDir::resolve(opts.dir.as_deref())?;
+    let store = FileStore::open(sd, true)?;
+    let me = crate::process::current()
+        .map_err(|e| Error::io(format!("cannot identify the wrapper process: {e}")))?;
+    let mut rec = Record::begin("", opts.command.clone(), me.holder(), interval_ms, ttl_ms);
+    rec.name = opts.name.clone();
+    rec.cwd = std::env::current_dir()
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned());
+    let given = id.is_some();
+    for salt in 0..64u32 {
+        let id = id.clone().unwrap_or_else(|| JobId::generate(salt));
+        rec.id = id.to_string();
+        match store.create(&rec) {
+            Ok(()) => return Ok(Job { store, id }),
+            Err(StoreError::Exists(id, dir)) if given => {
+                return Err(Error::usage(format!(
+                    "job {id} already exists in {}; choose another --id or remove it with `tether gc`",
+                    dir.display()
+                )));
+            }
+            Err(StoreError::Exists(..)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::io(
+        "could not generate an unused job id after 64 tries; pass --id",
+    ))
+}

@@ -1,0 +1,268 @@
+//! What the wrapper knows and decides while the child runs: the lease it holds (renewing through the
+//! lease file, re-acquiring after a pause, stopping when refused), the beats, and stopping the
+//! child's group. The event loop (`event.rs`) feeds it; how the job ended is recorded by `end.rs`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rustix::process::Signal;
+
+use super::detach::Ready;
+use super::setup::{Held, Job};
+use super::streams::Streams;
+use super::{Mode, OnStall, Options, child, heartbeat, note};
+use crate::clock::{Timestamp, mono_ms};
+use crate::record::{Progress, Reason, Status};
+use crate::store::StoreError;
+use crate::transition::{Refused, Write};
+
+pub struct State {
+    pub job: Job,
+    pub spawned: child::Spawned,
+    pub channel: heartbeat::Channel,
+    pub streams: Streams,
+    ready: Option<Ready>,
+    pub epoch: u64,
+    last_ok_mono: u64,
+    pub beats: heartbeat::Beats,
+    pub renewing: bool,
+    running_durable: bool,
+    pub stalled: bool,
+    pub ended_by_other: Option<Status>,
+    pub holder_signal: Option<Signal>,
+    pub kill_at: Option<tokio::time::Instant>,
+    pub ttl_ms: u64,
+    child: crate::record::Child,
+    log_path: PathBuf,
+    /// The last write error reported, so a full disk is said once per kind, not every tick.
+    last_fault: Option<String>,
+    on_stall: OnStall,
+    grace: Duration,
+    /// The in-place lease writer (protocol.md 6.5); None until first needed or after it failed.
+    renewer: Option<crate::store::Renewer>,
+    /// The progress message last written into the record: a new message needs a record write,
+    /// a beat alone only the lease file.
+    written_message: Option<String>,
+}
+
+impl State {
+    pub fn new(s: Held, opts: &Options, ready: Option<Ready>) -> State {
+        let child = s.spawned.record();
+        State {
+            job: s.job,
+            spawned: s.spawned,
+            channel: s.channel,
+            streams: s.streams,
+            ready,
+            epoch: 1,
+            last_ok_mono: mono_ms(),
+            beats: heartbeat::Beats::new(s.ttl_ms, mono_ms()),
+            renewing: true,
+            running_durable: false,
+            stalled: false,
+            ended_by_other: None,
+            holder_signal: None,
+            kill_at: None,
+            ttl_ms: s.ttl_ms,
+            child,
+            log_path: s.log_path,
+            last_fault: None,
+            on_stall: opts.on_stall,
+            grace: opts.grace,
+            renewer: None,
+            written_message: None,
+        }
+    }
+
+    pub fn progress(&self) -> Option<Progress> {
+        let p = &self.beats.progress;
+        (p.count > 0 || p.message.is_some()).then(|| p.clone())
+    }
+
+    /// One tick: take in beats, then renew, re-acquire (protocol.md 6.3), or declare the stall.
+    pub fn renew(&mut self, judge_beats: bool) {
+        self.channel.poll(&mut self.beats);
+        let now = mono_ms();
+        if judge_beats
+            && self.running_durable
+            && self.channel.mode != Mode::None
+            && self.beats.stalled(now)
+        {
+            self.stall();
+            return;
+        }
+        let at = Timestamp::now();
+        let reacquire = self.running_durable && now.saturating_sub(self.last_ok_mono) > self.ttl_ms;
+        if self.running_durable && !reacquire && self.beats.progress.message == self.written_message
+        {
+            match self.fast_renew(at, now) {
+                Some(Ok(())) => {
+                    self.last_ok_mono = now;
+                    self.last_fault = None;
+                    self.beats.dirty = false;
+                    return;
+                }
+                Some(Err(refused)) => return self.refused(&refused),
+                None => {} // the fast path is unavailable: fall through to a record write
+            }
+        }
+        let (w, durable) = if reacquire {
+            let w = Write::Acquire {
+                epoch: self.epoch,
+                at,
+                mono_ms: now,
+            };
+            (w, true)
+        } else {
+            let w = Write::Renew {
+                epoch: self.epoch,
+                at,
+                mono_ms: now,
+                running: true,
+                child: Some(self.child.clone()),
+                progress: self.beats.dirty.then(|| self.beats.progress.clone()),
+            };
+            // Until `running` is durable the launcher of a detached job is still waiting on it.
+            (w, !self.running_durable)
+        };
+        match self.job.write(&w, durable) {
+            Ok(Ok(rec)) => self.renewed(rec.lease.epoch, now, reacquire),
+            Ok(Err(refused)) => self.refused(&refused),
+            Err(e) => {
+                self.fault("renew the lease", &e);
+                // The record could not take a new progress message (a full disk, say); the lease
+                // file may still take the renewal, and a healthy job must not expire over a message.
+                if self.running_durable && !reacquire {
+                    if let Some(Ok(())) = self.fast_renew(at, now) {
+                        self.last_ok_mono = now;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A record write renewed (or re-acquired) the lease.
+    fn renewed(&mut self, epoch: u64, now: u64, reacquire: bool) {
+        self.epoch = epoch;
+        self.last_ok_mono = now;
+        self.last_fault = None;
+        if reacquire {
+            note!(
+                "the lease had expired on this wrapper's own clock (was it stopped?); took it again as epoch {}",
+                self.epoch
+            );
+        } else {
+            self.beats.dirty = false;
+            self.written_message = self.beats.progress.message.clone();
+        }
+        if !self.running_durable {
+            self.running_durable = true;
+            // Opened now, while the disk has room for its slots (see `Renewer`).
+            self.renewer = self.job.store.renewer(&self.job.id).ok();
+            if let Some(r) = self.ready.take() {
+                r.running(self.job.id.as_str(), std::process::id(), &self.log_path);
+            }
+        }
+    }
+
+    /// Renews through the lease file. None when it cannot be used (then the record write runs,
+    /// and reports the error if that fails too).
+    fn fast_renew(&mut self, at: Timestamp, now: u64) -> Option<Result<(), Box<Refused>>> {
+        if self.renewer.is_none() {
+            self.renewer = self.job.store.renewer(&self.job.id).ok();
+        }
+        match self
+            .renewer
+            .as_mut()?
+            .renew(self.epoch, at, now, &self.beats.progress)
+        {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.fault("renew the lease", &e);
+                self.renewer = None;
+                None
+            }
+        }
+    }
+
+    /// Someone else ended the job, or fenced us out: stop renewing, and stop the child if the
+    /// job is over.
+    fn refused(&mut self, refused: &Refused) {
+        self.renewing = false;
+        if refused.current.is_terminal() {
+            note!(
+                "job {} is already {}: stopping its process group",
+                self.job.id,
+                refused.current
+            );
+            self.ended_by_other = Some(refused.current);
+            self.terminate();
+        } else {
+            note!("lease renewal refused: {}; no longer renewing", refused.why);
+        }
+    }
+
+    pub fn fault(&mut self, what: &str, e: &StoreError) {
+        let msg = e.to_string();
+        if self.last_fault.as_deref() != Some(msg.as_str()) {
+            note!("cannot {what} of job {} (will retry): {msg}", self.job.id);
+        }
+        self.last_fault = Some(msg);
+    }
+
+    /// A required beat is missing: the job is over as far as anyone should believe. Record that
+    /// first, then (by default) stop the child.
+    pub fn stall(&mut self) {
+        self.renewing = false;
+        self.stalled = true;
+        let w = Write::Finish {
+            epoch: self.epoch,
+            at: Timestamp::now(),
+            status: Status::Lost,
+            reason: Reason::HeartbeatTimeout,
+            exit: None,
+            progress: self.progress(),
+        };
+        let why = if self.beats.triggered {
+            "the job reported its own failure (WATCHDOG=trigger)".to_string()
+        } else {
+            format!("no beat for {}ms", self.beats.timeout_ms)
+        };
+        let id = &self.job.id;
+        match self.job.write(&w, true) {
+            Ok(Ok(_)) => note!("{why}: job {id} recorded lost (heartbeat-timeout)"),
+            Ok(Err(refused)) => {
+                note!("{why}, but job {id} was already {}", refused.current);
+                self.ended_by_other = Some(refused.current);
+            }
+            // The lease is no longer renewed, so readers will find it expired anyway.
+            Err(e) => note!("{why}; cannot record it for job {id}: {e}"),
+        }
+        if self.on_stall == OnStall::Kill || self.ended_by_other.is_some() {
+            self.terminate();
+        }
+    }
+
+    /// SIGTERM (and SIGCONT, so a stopped group sees it), then SIGKILL after the grace period.
+    pub fn terminate(&mut self) {
+        self.spawned.signal_group(Signal::TERM);
+        self.spawned.signal_group(Signal::CONT);
+        if self.kill_at.is_none() {
+            self.kill_at = Some(tokio::time::Instant::now() + self.grace);
+        }
+    }
+
+    /// A job that ignores the forwarded signal must not outlive the wrapper's order to stop, so
+    /// SIGKILL follows after the grace period, as for a stall.
+    pub fn forward(&mut self, sig: Signal) {
+        note!(
+            "received {sig:?}; forwarding it to the job's process group (SIGKILL in {})",
+            humantime::format_duration(self.grace)
+        );
+        self.spawned.signal_group(sig);
+        self.holder_signal = Some(sig);
+        if self.kill_at.is_none() {
+            self.kill_at = Some(tokio::time::Instant::now() + self.grace);
+        }
+    }
+}
