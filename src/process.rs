@@ -244,8 +244,12 @@ impl Pinned {
     }
 }
 
-/// Any live process with this pid exists as a member of group `pgid`.
+/// Whether any live process is in group `pgid`. Where processes can be listed (Linux), zombies do
+/// not count; elsewhere `kill(-pgid, 0)` decides, which counts them.
 pub fn group_alive(pgid: u32) -> bool {
+    if sys::CAN_LIST {
+        return !group_members(pgid).is_empty();
+    }
     let Some(p) = rustix::process::Pid::from_raw(pgid as i32) else {
         return false;
     };
@@ -258,6 +262,42 @@ pub fn group_alive(pgid: u32) -> bool {
 struct Stat {
     zombie: bool,
     start: String,
+    ppid: u32,
+    pgrp: u32,
+}
+
+/// A live (not zombie) process found in a process group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub pid: u32,
+    pub ppid: u32,
+    pub start: String,
+}
+
+/// Every live member of process group `pgid`. Zombies are left out: they are dead, and whether they
+/// are reaped is up to their parent (in a container, pid 1 may never reap them).
+pub fn group_members(pgid: u32) -> Vec<Member> {
+    if pgid < 2 || pgid > i32::MAX as u32 {
+        return Vec::new();
+    }
+    sys::all_pids()
+        .into_iter()
+        .filter_map(|pid| {
+            let st = sys::stat(pid)?;
+            (st.pgrp == pgid && !st.zombie).then_some(Member {
+                pid,
+                ppid: st.ppid,
+                start: st.start,
+            })
+        })
+        .collect()
+}
+
+/// Whether `pid`'s environment (as it was at exec) holds the entry `KEY=VALUE` exactly; None when it
+/// cannot be read (another user's process, gone, or a platform without the facility).
+pub fn environ_has(pid: u32, entry: &str) -> Option<bool> {
+    let env = sys::environ(pid)?;
+    Some(env.split(|b| *b == 0).any(|e| e == entry.as_bytes()))
 }
 
 #[cfg(target_os = "linux")]
@@ -277,7 +317,25 @@ mod sys {
         Some(Stat {
             zombie: matches!(state, "Z" | "X" | "x"),
             start: format!("linux:{start}"),
+            ppid: fields.get(1)?.parse().ok()?,
+            pgrp: fields.get(2)?.parse().ok()?,
         })
+    }
+
+    pub(super) const CAN_LIST: bool = true;
+
+    /// Every pid in `/proc` (this pid namespace's view).
+    pub(super) fn all_pids() -> Vec<u32> {
+        let Ok(rd) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect()
+    }
+
+    pub(super) fn environ(pid: u32) -> Option<Vec<u8>> {
+        std::fs::read(format!("/proc/{pid}/environ")).ok()
     }
 
     pub(super) fn stat(pid: u32) -> Option<Stat> {
@@ -383,6 +441,8 @@ mod sys {
             return None;
         }
         Some(Stat {
+            ppid: info.pbi_ppid,
+            pgrp: info.pbi_pgid,
             zombie: info.pbi_status == libc::SZOMB,
             start: format!(
                 "macos:{}.{:06}",
@@ -425,6 +485,20 @@ mod sys {
     /// macOS has no pid namespaces: every process of a boot sees the same pids.
     pub(super) fn pid_ns() -> Option<String> {
         Some("global".to_owned())
+    }
+
+    pub(super) const CAN_LIST: bool = false;
+
+    /// Not implemented on macOS yet (`proc_listpids` with `PROC_PGRP_ONLY` would list a group):
+    /// without a listing, `cancel` of a lost job finds no survivors there and says so.
+    pub(super) fn all_pids() -> Vec<u32> {
+        Vec::new()
+    }
+
+    /// Not implemented on macOS yet (`sysctl KERN_PROCARGS2` holds it): no member can be tied to a
+    /// job by its environment there.
+    pub(super) fn environ(_pid: u32) -> Option<Vec<u8>> {
+        None
     }
 
     pub(super) struct Pin {

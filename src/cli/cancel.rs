@@ -11,19 +11,16 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use rustix::process::Signal;
-use serde_json::json;
+use serde::Serialize;
 
+use super::survivors::{self, KILL_WAIT, Stopped};
 use super::view::{self};
 use super::{CliError, CliResult, exit, settle_arg};
 use crate::clock::Timestamp;
 use crate::process::{IdentityError, Pinned};
-use crate::record::Record;
+use crate::record::{Exit, Reason, Record, Status};
 use crate::store::{Change, Store};
 use crate::transition::{Write, apply, describe};
-
-/// How long to wait for the group to die after SIGKILL: it cannot be ignored, so this only bounds a
-/// process stuck in the kernel (uninterruptible I/O).
-const KILL_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Args, Debug)]
 pub struct CancelArgs {
@@ -63,7 +60,7 @@ impl Target {
         };
         // No pidfd exists for a group: look, briefly and boundedly, for members still running.
         loop {
-            if !group_has_live_members(g) {
+            if !crate::process::group_alive(g) {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -72,37 +69,6 @@ impl Target {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-}
-
-/// Whether any process of group `pgid` is still running. Zombies do not count: they are dead, and
-/// whether they are reaped is up to their parent (in a container, pid 1 may never reap them).
-fn group_has_live_members(pgid: u32) -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        if let Ok(rd) = std::fs::read_dir("/proc") {
-            for e in rd.flatten() {
-                let name = e.file_name();
-                let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                    continue;
-                };
-                let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                    continue;
-                };
-                let Some(close) = stat.rfind(')') else {
-                    continue;
-                };
-                let f: Vec<&str> = stat[close + 1..].split_ascii_whitespace().collect();
-                let (Some(state), Some(pgrp)) = (f.first(), f.get(2)) else {
-                    continue;
-                };
-                if pgrp.parse::<u32>().ok() == Some(pgid) && !matches!(*state, "Z" | "X" | "x") {
-                    return true;
-                }
-            }
-            return false;
-        }
-    }
-    crate::process::group_alive(pgid)
 }
 
 fn refuse(id: &str, e: IdentityError) -> CliError {
@@ -140,22 +106,127 @@ fn pin_target(r: &Record) -> Result<Target, CliError> {
     }
 }
 
+/// What a cancel came to, for scripts (`outcome` in `cancel --json`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum Outcome {
+    /// The job was active; it is now recorded `cancelled` and its processes were signalled.
+    Cancelled,
+    /// The job had already ended; nothing of it was running, nothing was signalled.
+    AlreadyEnded,
+    /// The job was already `lost`, but processes of its group still ran; they were stopped.
+    StoppedSurvivors,
+}
+
+/// The process `cancel` aimed at for an active job.
+#[derive(Debug, Serialize)]
+struct TargetView {
+    kind: &'static str,
+    pid: u32,
+    pgid: Option<u32>,
+}
+
+/// `cancel --json` (protocol.md 9.1).
+#[derive(Serialize)]
+struct Report<'a> {
+    id: &'a str,
+    outcome: Outcome,
+    /// True when this call recorded the job `cancelled`.
+    cancelled: bool,
+    status: Status,
+    reason: Option<Reason>,
+    exit: Option<Exit>,
+    /// The same sentence the text output prints.
+    message: String,
+    target: Option<TargetView>,
+    signals: Vec<&'static str>,
+    /// Whether every process signalled had ended when cancel returned.
+    ended: bool,
+    /// For a lost job: what survived of its process group, and what was done about it.
+    survivors: Option<&'a Stopped>,
+    errors: Vec<String>,
+}
+
+impl Report<'_> {
+    fn print(&self, json: bool) {
+        if json {
+            view::print_json(self);
+        } else {
+            view::out(&self.message);
+        }
+        for e in &self.errors {
+            eprintln!("tether: signalling job {}: {e}", self.id);
+        }
+    }
+}
+
+/// The sentence for a lost job after looking for survivors of its group.
+fn survivors_message(id: &str, desc: &str, grace: Duration, s: Option<&Stopped>) -> String {
+    let Some(s) = s else {
+        return format!("job {id} already {desc}; nothing of it is running; left as is");
+    };
+    let unproven = if s.unproven.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} in its process group {} could not be proven to be the job's and {} left alone",
+            survivors::pid_list(&s.unproven),
+            s.pgid,
+            if s.unproven.len() == 1 { "was" } else { "were" }
+        )
+    };
+    if s.pids.is_empty() {
+        return format!("job {id} already {desc}; left as is{unproven}");
+    }
+    let grace = humantime::format_duration(grace);
+    let how = match (s.signals.len(), s.ended) {
+        (1, true) => format!("it ended within the {grace} grace period"),
+        (_, true) => format!("still running after {grace}, it got SIGKILL and ended"),
+        (_, false) => "it is STILL RUNNING after SIGKILL (stuck in the kernel?)".to_owned(),
+    };
+    format!(
+        "job {id} was already {desc}, but its process group {} still ran: sent SIGTERM to {}; {how}; the record stays {}{unproven}",
+        s.pgid,
+        survivors::pid_list(&s.pids),
+        desc.split(' ').next().unwrap_or(desc),
+    )
+}
+
 pub fn cancel(dir: Option<PathBuf>, a: CancelArgs) -> CliResult {
     let (store, id, j) = settle_arg(&dir, &a.id)?;
-    let left_as_is = |r: &Record, status_desc: String| {
-        if a.json {
-            view::print_json(&json!({
-                "id": r.id, "cancelled": false, "status": j.status(),
-                "reason": j.verdict.reason(), "exit": r.exit,
-                "message": format!("job {} already {status_desc}; left as is", r.id),
-            }));
-        } else {
-            view::out(format!("job {} already {status_desc}; left as is", r.id));
-        }
-        Ok(exit::OK)
-    };
     if !j.status().is_active() {
-        return left_as_is(&j.record, view::describe(&j));
+        let r = &j.record;
+        // A lost job's processes may outlive its holder: stop what is provably the job's.
+        let stopped = (j.status() == Status::Lost)
+            .then(|| survivors::stop(r, a.grace))
+            .flatten();
+        let did_stop = stopped.as_ref().is_some_and(|s| !s.pids.is_empty());
+        let report = Report {
+            id: id.as_str(),
+            outcome: if did_stop {
+                Outcome::StoppedSurvivors
+            } else {
+                Outcome::AlreadyEnded
+            },
+            cancelled: false,
+            status: j.status(),
+            reason: j.verdict.reason(),
+            exit: r.exit,
+            message: survivors_message(id.as_str(), &view::describe(&j), a.grace, stopped.as_ref()),
+            target: None,
+            signals: stopped
+                .as_ref()
+                .map(|s| s.signals.clone())
+                .unwrap_or_default(),
+            ended: stopped.as_ref().is_none_or(|s| s.ended),
+            errors: stopped
+                .as_ref()
+                .map(|s| s.errors.clone())
+                .unwrap_or_default(),
+            survivors: stopped.as_ref(),
+        };
+        report.print(a.json);
+        return Ok(exit::OK);
     }
     if j.record.holder.host != crate::process::host() {
         return Err(CliError::new(
@@ -188,7 +259,25 @@ pub fn cancel(dir: Option<PathBuf>, a: CancelArgs) -> CliResult {
         }
     })?;
     match outcome {
-        Some(Ok(())) => return left_as_is(&stored, describe(&stored)),
+        Some(Ok(())) => {
+            // It ended between our look and the lock: that outcome stands.
+            let report = Report {
+                id: id.as_str(),
+                outcome: Outcome::AlreadyEnded,
+                cancelled: false,
+                status: stored.status,
+                reason: stored.reason,
+                exit: stored.exit,
+                message: format!("job {id} already {}; left as is", describe(&stored)),
+                target: None,
+                signals: Vec::new(),
+                ended: true,
+                survivors: None,
+                errors: Vec::new(),
+            };
+            report.print(a.json);
+            return Ok(exit::OK);
+        }
         Some(Err(())) => {
             return Err(CliError::new(
                 exit::ACTIVE_OR_REFUSED,
@@ -199,18 +288,49 @@ pub fn cancel(dir: Option<PathBuf>, a: CancelArgs) -> CliResult {
         }
         None => {}
     }
+    let (signals, ended, errors) = signal_target(&target, a.grace);
     let pid = target.pin.pid();
-    let (kind, group) = (target.what, target.group);
     let aim = match target.group {
         Some(g) => format!("process group {g} (the job's {})", target.what),
         None => format!("process {pid} (the job's {})", target.what),
     };
+    let grace = humantime::format_duration(a.grace);
+    let how = match (signals.len(), ended) {
+        (1, true) => format!("it ended within the {grace} grace period"),
+        (_, true) => format!("it was still running after {grace}, so it got SIGKILL and ended"),
+        (_, false) => "it is STILL RUNNING after SIGKILL (stuck in the kernel?)".to_owned(),
+    };
+    let report = Report {
+        id: id.as_str(),
+        outcome: Outcome::Cancelled,
+        cancelled: true,
+        status: stored.status,
+        reason: stored.reason,
+        exit: stored.exit,
+        message: format!("cancelled job {id}: sent SIGTERM to {aim}; {how}"),
+        target: Some(TargetView {
+            kind: target.what,
+            pid,
+            pgid: target.group,
+        }),
+        signals,
+        ended,
+        survivors: None,
+        errors,
+    };
+    drop(target);
+    report.print(a.json);
+    Ok(exit::OK)
+}
+
+/// SIGTERM, the grace period, SIGKILL if needed: (signals sent, whether it ended, errors).
+fn signal_target(target: &Target, grace: Duration) -> (Vec<&'static str>, bool, Vec<String>) {
     let mut signals = vec!["SIGTERM"];
     let mut errors = Vec::new();
     if let Err(e) = target.send(Signal::TERM) {
         errors.push(format!("SIGTERM: {e}"));
     }
-    let mut ended = target.wait_dead(a.grace);
+    let mut ended = target.wait_dead(grace);
     if !ended {
         signals.push("SIGKILL");
         if let Err(e) = target.send(Signal::KILL) {
@@ -218,24 +338,5 @@ pub fn cancel(dir: Option<PathBuf>, a: CancelArgs) -> CliResult {
         }
         ended = target.wait_dead(KILL_WAIT);
     }
-    drop(target);
-    let grace = humantime::format_duration(a.grace);
-    if a.json {
-        view::print_json(&json!({
-            "id": id.as_str(), "cancelled": true, "status": stored.status, "reason": stored.reason,
-            "target": {"kind": kind, "pid": pid, "pgid": group},
-            "signals": signals, "ended": ended, "errors": errors,
-        }));
-    } else {
-        let how = match (signals.len(), ended) {
-            (1, true) => format!("it ended within the {grace} grace period"),
-            (_, true) => format!("it was still running after {grace}, so it got SIGKILL and ended"),
-            (_, false) => "it is STILL RUNNING after SIGKILL (stuck in the kernel?)".to_owned(),
-        };
-        view::out(format!("cancelled job {id}: sent SIGTERM to {aim}; {how}"));
-    }
-    for e in &errors {
-        eprintln!("tether: signalling job {id}: {e}");
-    }
-    Ok(exit::OK)
+    (signals, ended, errors)
 }

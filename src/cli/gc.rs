@@ -4,11 +4,12 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::survivors;
 use super::view::{self, UnsavedNote};
 use super::{CliError, CliResult, exit, open_store};
 use crate::clock::{Timestamp, short_duration};
 use crate::judge::settle;
-use crate::record::Record;
+use crate::record::{Record, Status};
 use crate::store::{Store, StoreError};
 
 #[derive(Args, Debug)]
@@ -19,6 +20,65 @@ pub struct GcArgs {
     /// Only list what would be removed
     #[arg(long)]
     pub dry_run: bool,
+    /// Also remove lost jobs whose processes still run, stopping those processes first
+    #[arg(long)]
+    pub force: bool,
+    /// With --force: time between SIGTERM and SIGKILL for a lost job's surviving processes
+    #[arg(long, default_value = "5s", value_parser = super::parse_duration)]
+    pub grace: std::time::Duration,
+}
+
+/// For a lost job whose process group still has members proven to be the job's: whether gc may go
+/// on and remove it. Without `--force` it is kept (its record is the only trace of those processes);
+/// with it they are stopped first, and the job is kept if they would not die.
+fn survivors_allow_removal(j: &crate::judge::Judged, a: &GcArgs) -> bool {
+    if j.status() != Status::Lost {
+        return true;
+    }
+    let id = &j.record.id;
+    let found = survivors::find(&j.record, &[]);
+    if found.proven.is_empty() {
+        return true;
+    }
+    let pids: Vec<u32> = found.proven.iter().map(|(m, _)| m.pid).collect();
+    let what = format!(
+        "{}, but its process group {} still runs {}",
+        view::describe(j),
+        found.pgid,
+        survivors::pid_list(&pids)
+    );
+    drop(found);
+    if !a.force {
+        let them = if pids.len() == 1 { "it" } else { "them" };
+        view::out(format!(
+            "kept {id}: {what}; `tether cancel {id}` stops {them}, or `tether gc --force` stops {them} and removes the job"
+        ));
+        return false;
+    }
+    if a.dry_run {
+        view::out(format!("would stop and remove {id}: {what}"));
+        return false;
+    }
+    match survivors::stop(&j.record, a.grace) {
+        Some(s) if !s.ended => {
+            eprintln!(
+                "tether: kept {id}: {} of its process group {} STILL RUNNING after SIGKILL",
+                survivors::pid_list(&s.pids),
+                s.pgid
+            );
+            false
+        }
+        Some(s) => {
+            view::out(format!(
+                "stopped {} of lost job {id} (process group {}; {})",
+                survivors::pid_list(&s.pids),
+                s.pgid,
+                s.signals.join(", then ")
+            ));
+            true
+        }
+        None => true,
+    }
 }
 
 /// Age of a terminal record by when it finished (created, if it never recorded that); None for an
@@ -57,7 +117,7 @@ pub fn gc(dir: Option<PathBuf>, a: GcArgs) -> CliResult {
         let Some(age) = finished_age_ms(&j.record, now) else {
             continue;
         };
-        if age <= min_age {
+        if age <= min_age || !survivors_allow_removal(&j, &a) {
             continue;
         }
         if a.dry_run {

@@ -9,6 +9,7 @@ mod logs;
 mod result;
 mod run;
 mod status;
+mod survivors;
 mod view;
 
 use std::path::PathBuf;
