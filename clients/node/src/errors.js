@@ -1,0 +1,90 @@
+// Errors of the tether CLI as typed classes. One table maps the CLI's exit codes (protocol.md
+// section 9) to classes, so callers branch with `instanceof` instead of on numbers and messages.
+
+/** Any failure of a tether command. `code` is its exit code (null when it did not run). */
+export class TetherError extends Error {
+  /**
+   * @param {string} message the CLI's one-line message, without its `tether: ` prefix
+   * @param {{ code?: number | null, args?: string[], stderr?: string, cause?: unknown }} [info]
+   */
+  constructor(message, info = {}) {
+    super(message, info.cause === undefined ? undefined : { cause: info.cause });
+    this.name = new.target.name;
+    /** @type {number | null} */
+    this.code = info.code ?? null;
+    /** @type {string[]} */
+    this.args = info.args ?? [];
+    /** @type {string} */
+    this.stderr = info.stderr ?? "";
+  }
+}
+
+/** The tether binary could not be started: not on PATH, or not at `bin` / $TETHER_BIN. */
+export class TetherNotFound extends TetherError {}
+/** Exit 2: the CLI rejected the arguments (an unknown option, a malformed id or duration). */
+export class UsageError extends TetherError {}
+/** Exit 5 from `result`: the job has not ended yet. */
+export class JobActiveError extends TetherError {}
+/** Exit 5 from `cancel`: the job's process cannot be proven to be ours, so it was not signalled. */
+export class CancelRefusedError extends TetherError {}
+/** Exit 6: no such job, or a prefix matching several. */
+export class JobNotFoundError extends TetherError {}
+/** Exit 7: a record is corrupt or of a newer protocol version; it is left as it is. */
+export class CorruptRecordError extends TetherError {}
+/** Exit 8: the state directory is missing, not private, not owned by the user, or unusable. */
+export class StateDirError extends TetherError {}
+/** Exit 10: an I/O error. */
+export class TetherIOError extends TetherError {}
+/** Exit 124: `wait` gave up after its timeout; the job is still active. */
+export class WaitTimeoutError extends TetherError {}
+/** Exit 126/127 from `run`: the command is not executable, or not found. */
+export class CommandNotFoundError extends TetherError {}
+/** `run` with an id that is already taken. */
+export class IdTakenError extends TetherError {}
+
+/** @type {Record<number, typeof TetherError>} */
+const BY_CODE = {
+  2: UsageError,
+  5: JobActiveError,
+  6: JobNotFoundError,
+  7: CorruptRecordError,
+  8: StateDirError,
+  10: TetherIOError,
+  124: WaitTimeoutError,
+  126: CommandNotFoundError,
+  127: CommandNotFoundError,
+};
+
+/**
+ * The error for a command that exited `code`. In `--json` mode the CLI writes errors as a JSON
+ * object on stderr (`{"code": N, "message": ...}`); otherwise as `tether: message` lines.
+ * @param {number} code
+ * @param {string[]} args
+ * @param {string} stderr
+ * @param {Record<number, typeof TetherError>} [overrides] per-command meanings of a code
+ */
+export function errorFor(code, args, stderr, overrides = {}) {
+  const message = messageOf(stderr) || `tether ${args.join(" ")} exited ${code}`;
+  let Class = overrides[code] ?? BY_CODE[code] ?? TetherError;
+  // Until the CLI has a code of its own for a taken id, it says so with a usage error.
+  if (code === 2 && / already exists in /.test(message)) Class = IdTakenError;
+  return new Class(message, { code, args, stderr });
+}
+
+/** @param {string} stderr */
+function messageOf(stderr) {
+  const text = stderr.trim();
+  if (text.startsWith("{")) {
+    try {
+      const j = JSON.parse(text.split("\n")[0]);
+      if (typeof j?.message === "string") return j.message;
+      if (typeof j?.error === "string") return j.error;
+    } catch {
+      /* not JSON: fall through to the text form */
+    }
+  }
+  const lines = text.split("\n").filter((l) => l.trim() !== "");
+  const own = lines.filter((l) => l.startsWith("tether: "));
+  const pick = own.length > 0 ? own[own.length - 1] : (lines.find((l) => l.startsWith("error: ")) ?? lines[0] ?? "");
+  return pick.replace(/^tether: /, "").replace(/^error: /, "");
+}

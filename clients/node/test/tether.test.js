@@ -1,0 +1,175 @@
+// The Tether class against real jobs: a real tether binary, real processes, real signals.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  Tether,
+  TetherNotFound,
+  JobActiveError,
+  WaitTimeoutError,
+  IdTakenError,
+  CommandNotFoundError,
+  JobNotFoundError,
+  judgeLocal,
+} from "../index.js";
+import { scratch, killAndWait, alive, sleep, hasCommand } from "./support.js";
+
+test("a clean job: wait resolves succeeded, result has its output", async () => {
+  const s = scratch();
+  try {
+    const job = await s.t.run(["sh", "-c", "echo hello from the job; sleep 0.3"], { id: "clean", name: "clean one" });
+    assert.equal(job.id, "clean");
+    assert.ok(job.holderPid > 1 && job.childPid > 1, JSON.stringify(job));
+    assert.equal(job.record.status, "running");
+    assert.equal(job.record.name, "clean one");
+    assert.ok(job.record.createdAt instanceof Date);
+    const done = await s.t.wait("clean", { timeoutMs: 30_000 });
+    assert.equal(done.status, "succeeded");
+    assert.deepEqual(done.exit, { code: 0 });
+    assert.ok(done.finishedAt instanceof Date);
+    const r = await s.t.result("clean");
+    assert.equal(r.status, "succeeded");
+    assert.ok(r.logTail?.includes("hello from the job"), JSON.stringify(r.logTail));
+  } finally {
+    await s.done();
+  }
+});
+
+test("a SIGKILLed holder: wait resolves lost well within the ttl", async () => {
+  const s = scratch();
+  try {
+    const job = await s.t.run(["sleep", "60"], { id: "victim", ttlMs: 20_000, intervalMs: 1000 });
+    s.track(job.childPid);
+    const waiting = s.t.wait("victim", { timeoutMs: 30_000 });
+    await sleep(200); // let the waiter start watching before the kill
+    const killedAt = Date.now();
+    process.kill(job.holderPid, "SIGKILL");
+    const lost = await waiting;
+    const tookMs = Date.now() - killedAt;
+    assert.equal(lost.status, "lost");
+    assert.equal(lost.reason, "worker-exited");
+    // The ttl is 20 s: resolving in under 5 s means the death was seen, not the lease running out.
+    assert.ok(tookMs < 5000, `wait took ${tookMs} ms after the SIGKILL`);
+  } finally {
+    await s.done();
+  }
+});
+
+test("an unknown id: status is null, result and wait throw JobNotFoundError", async () => {
+  const s = scratch();
+  try {
+    assert.equal(await s.t.status("nope"), null, "before the state directory exists");
+    assert.deepEqual(await s.t.list(), []);
+    await s.t.run(["true"], { id: "other" });
+    assert.equal(await s.t.status("nope"), null);
+    await assert.rejects(s.t.result("nope"), (e) => e instanceof JobNotFoundError && e.code === 6);
+    await assert.rejects(s.t.wait("nope"), (e) => e instanceof JobNotFoundError && e.code === 6);
+  } finally {
+    await s.done();
+  }
+});
+
+test("a missing binary is a TetherNotFound the caller can fall back on", async () => {
+  const t = new Tether({ bin: "/nonexistent/tether" });
+  await assert.rejects(t.status("x"), (e) => e instanceof TetherNotFound && /TETHER_BIN/.test(e.message));
+  const fromEnv = new Tether({ env: { ...process.env, TETHER_BIN: "/nonexistent/tether-env" } });
+  assert.equal(fromEnv.bin, "/nonexistent/tether-env");
+  const onPath = new Tether({ env: { PATH: "/nonexistent" } });
+  assert.equal(onPath.bin, "tether");
+  await assert.rejects(onPath.list(), TetherNotFound);
+});
+
+test("wait: a timeout rejects with WaitTimeoutError; an abort stops the waiter at once", async () => {
+  const s = scratch();
+  try {
+    await s.t.run(["sleep", "30"], { id: "long" });
+    await assert.rejects(s.t.wait("long", { timeoutMs: 300 }), (e) => e instanceof WaitTimeoutError && e.code === 124);
+    const ac = new AbortController();
+    const waiting = s.t.wait("long", { signal: ac.signal });
+    await sleep(200);
+    const abortedAt = Date.now();
+    ac.abort();
+    await assert.rejects(waiting, (e) => e.name === "AbortError");
+    assert.ok(Date.now() - abortedAt < 2000, "the abort was not prompt");
+    const already = AbortSignal.abort();
+    await assert.rejects(s.t.wait("long", { signal: already }), (e) => e.name === "AbortError");
+  } finally {
+    await s.done();
+  }
+});
+
+test("result of a running job is JobActiveError; cancel, then cancel again", async () => {
+  const s = scratch();
+  try {
+    const job = await s.t.run(["sleep", "30"], { id: "c" });
+    await assert.rejects(s.t.result("c"), (e) => e instanceof JobActiveError && e.code === 5);
+    const first = await s.t.cancel("c", { graceMs: 500 });
+    assert.equal(first.outcome, "cancelled");
+    assert.equal(first.job?.status, "cancelled");
+    assert.equal(alive(job.childPid ?? 0), false, "the child survived the cancel");
+    const second = await s.t.cancel("c");
+    assert.equal(second.outcome, "already-ended");
+    assert.equal((await s.t.result("c")).status, "cancelled");
+  } finally {
+    await s.done();
+  }
+});
+
+test("run: a taken id and a missing command are typed errors", async () => {
+  const s = scratch();
+  try {
+    await s.t.run(["true"], { id: "taken" });
+    await assert.rejects(s.t.run(["true"], { id: "taken" }), (e) => e instanceof IdTakenError && /already exists/.test(e.message));
+    await assert.rejects(s.t.run(["/nonexistent/cmd"]), (e) => e instanceof CommandNotFoundError && e.code === 127);
+    await assert.rejects(s.t.run([]), TypeError);
+  } finally {
+    await s.done();
+  }
+});
+
+test("list: filters on activity", async () => {
+  const s = scratch();
+  try {
+    await s.t.run(["true"], { id: "short" });
+    await s.t.wait("short");
+    await s.t.run(["sleep", "30"], { id: "busy" });
+    assert.deepEqual((await s.t.list()).map((j) => j.id).sort(), ["busy", "short"]);
+    assert.deepEqual((await s.t.list({ active: true })).map((j) => j.id), ["busy"]);
+    assert.deepEqual((await s.t.list({ status: ["succeeded"] })).map((j) => j.id), ["short"]);
+  } finally {
+    await s.done();
+  }
+});
+
+test("judgeLocal agrees with the CLI, without spawning anything", async () => {
+  const s = scratch();
+  try {
+    const job = await s.t.run(["sleep", "30"], { id: "local", ttlMs: 20_000 });
+    s.track(job.childPid);
+    const v = judgeLocal(s.dir, "local");
+    assert.equal(v?.verdict, "active");
+    assert.equal(v?.rule, "R7", "same boot, host and namespace: the monotonic rule");
+    assert.ok(v.expiresInMs > 15_000 && v.expiresInMs <= 20_000, String(v.expiresInMs));
+    assert.equal(judgeLocal(s.dir, "absent"), null);
+    await killAndWait(job.holderPid);
+    const dead = judgeLocal(s.dir, "local");
+    assert.equal(dead?.verdict, "lost");
+    assert.equal(dead?.reason, "worker-exited");
+    assert.equal((await s.t.status("local"))?.reason, "worker-exited", "the CLI agrees");
+  } finally {
+    await s.done();
+  }
+});
+
+test("remove deletes an ended job (tether rm)", async (t) => {
+  if (!(await hasCommand("rm"))) return t.todo("this tether has no `rm` yet (issue 15 item 4)");
+  const s = scratch();
+  try {
+    await s.t.run(["true"], { id: "gone" });
+    await s.t.wait("gone");
+    await s.t.remove("gone");
+    assert.equal(await s.t.status("gone"), null);
+  } finally {
+    await s.done();
+  }
+});

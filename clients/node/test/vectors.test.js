@@ -1,0 +1,61 @@
+// Conformance: every vector in the repository's tests/vectors/ (protocol.md section 10), judged by
+// the JavaScript verdict. Vectors added by anyone are picked up without touching this file.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { judge, parseTimestamp } from "../index.js";
+
+const dir = fileURLToPath(new URL("../../../tests/vectors/", import.meta.url));
+const files = readdirSync(dir).filter((f) => f.endsWith(".json")).sort();
+
+const KEYS = {
+  top: ["name", "record", "probe", "reader", "expect", "lease_file"],
+  probe: ["holder", "start"],
+  reader: ["boot_id", "host", "time_ns", "now_wall", "now_mono_ms"],
+  expect: ["verdict", "status", "reason", "rule", "expires_in_ms"],
+};
+
+/** A runner SHOULD reject keys it does not know (section 10): a misspelt key must not test nothing. */
+function onlyKnown(obj, allowed, where) {
+  for (const k of Object.keys(obj)) assert.ok(allowed.includes(k), `${where}: unknown key ${k}`);
+}
+
+test("the vector directory has vectors", () => {
+  assert.ok(files.length >= 90, `only ${files.length} vectors in ${dir}`);
+});
+
+const names = new Set();
+for (const file of files) {
+  const v = JSON.parse(readFileSync(join(dir, file), "utf8"));
+  test(`vector ${file}: ${v.name}`, () => {
+    onlyKnown(v, KEYS.top, file);
+    onlyKnown(v.probe, KEYS.probe, `${file} probe`);
+    onlyKnown(v.reader, KEYS.reader, `${file} reader`);
+    onlyKnown(v.expect, KEYS.expect, `${file} expect`);
+    assert.ok(!names.has(v.name), `duplicate vector name ${v.name}`);
+    names.add(v.name);
+
+    const nowMs = parseTimestamp(v.reader.now_wall);
+    assert.notEqual(nowMs, null, `${file}: reader.now_wall is not a timestamp`);
+    const facts = {
+      probe: v.probe.holder === "gone" ? { holder: "gone" } : { holder: "alive", start: v.probe.start ?? null },
+      bootId: v.reader.boot_id,
+      host: v.reader.host,
+      timeNs: v.reader.time_ns,
+      monoMs: v.reader.now_mono_ms,
+      leaseFile: v.lease_file,
+    };
+    const got = judge(v.record, facts, nowMs);
+    const e = v.expect;
+    const detail = `${file}: got ${JSON.stringify({ ...got, record: undefined })}`;
+    assert.equal(got.verdict, e.verdict, detail);
+    if ("rule" in e) assert.equal(got.rule, e.rule, detail);
+    if ("status" in e) assert.equal(got.status, e.status, detail);
+    if ("reason" in e) assert.equal(got.reason, e.reason, detail);
+    if ("expires_in_ms" in e) assert.equal(got.expiresInMs, e.expires_in_ms, detail);
+    if (e.verdict === "corrupt") assert.ok(got.problem, `${file}: a corrupt verdict names its problem`);
+  });
+}
