@@ -2,7 +2,8 @@
 //! "poll the record every 2 s and check kill(pid, 0)" approach. Prints one table.
 //!
 //! Run: `cargo bench --bench tether` (about 8 minutes on 2 cores). `-- --quick` runs a few
-//! iterations of each figure, for a smoke test.
+//! iterations of each figure, for a smoke test. `-- --store` runs only the store's figures (renewal
+//! cost, record write, status and listing), to compare a change to the store before and after.
 //!
 //! Every figure is measured on real processes: detached `tether run` wrappers, real `status --wait`
 //! waiters, SIGKILL and SIGSTOP. Medians with the 10th-90th percentile spread.
@@ -17,7 +18,7 @@ use rustix::process::{Pid, Signal, kill_process};
 use tether::clock::{Timestamp, mono_ms};
 use tether::id::JobId;
 use tether::record::{Progress, Record, Status};
-use tether::store::{FileStore, StateDir, Store};
+use tether::store::{FileStore, Renew, StateDir, Store};
 use tether::transition::Write;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tether");
@@ -28,6 +29,7 @@ fn main() {
         std::process::exit(baseline_waiter(Path::new(&args[i + 1]), &args[i + 2]));
     }
     let quick = args.iter().any(|a| a == "--quick");
+    let store_only = args.iter().any(|a| a == "--store");
     let n = |full: usize, q: usize| if quick { q } else { full };
     let tmp = tempfile::Builder::new()
         .prefix("tether-bench-")
@@ -40,56 +42,7 @@ fn main() {
         tmp.path().display()
     );
 
-    // The idle wrapper is measured over 60 s in the background while the other figures run: its own
-    // CPU counters (schedstat) and peak RSS are its alone.
-    let idle_dir = tmp.path().join("idle");
-    let idle_secs = if quick { 5 } else { 60 };
-    let (_, idle_pid) = detach(&idle_dir, &["--interval", "1s"], &["sleep", "3600"]);
-    let idle_cpu0 = cpu_ns(idle_pid);
-    let idle_t0 = Instant::now();
-
-    let (crash, baseline) = crash_detection(&tmp.path().join("crash"), n(50, 5));
-    rows.push(Row::new(
-        "crash detection (kill -> waiter exit)",
-        "ms",
-        crash.clone(),
-        "median <= 10 ms",
-        |s| s.median <= 10.0,
-    ));
-    rows.push(Row::new(
-        "baseline: poll record 2 s + kill(pid,0)",
-        "ms",
-        baseline.clone(),
-        "-",
-        |_| true,
-    ));
-    let ratio = median(&baseline) / median(&crash).max(1e-3);
-    rows.push(Row::single(
-        "baseline / tether (median ratio)",
-        "x",
-        ratio,
-        ">= 50x",
-        ratio >= 50.0,
-    ));
-
-    let wedge = wedge_detection(&tmp.path().join("wedge"), n(20, 3));
-    rows.push(Row::new(
-        "wedge detection (ttl end -> waiter exit)",
-        "ms",
-        wedge,
-        "median <= 50 ms",
-        |s| s.median <= 50.0,
-    ));
-
-    let stall = stall_detection(&tmp.path().join("stall"), n(15, 3));
-    rows.push(Row::new(
-        "stall detection (ttl end -> lost record)",
-        "ms",
-        stall,
-        "median <= 200 ms (1 interval)",
-        |s| s.median <= 200.0,
-    ));
-
+    let idle = (!store_only).then(|| detection_rows(tmp.path(), quick, &mut rows));
     let renew = renewal_cost(&tmp.path().join("renew"), n(10_000, 1_000));
     rows.push(Row::new(
         "renewal cost (CPU per renewal)",
@@ -135,6 +88,71 @@ fn main() {
         |s| s.median <= 150.0,
     ));
 
+    if let Some((idle_pid, idle_cpu0, idle_t0)) = idle {
+        idle_and_scale_rows(tmp.path(), quick, (idle_pid, idle_cpu0, idle_t0), &mut rows);
+    }
+    print_table(&rows);
+}
+
+/// Starts the idle wrapper (measured in the background until `idle_and_scale_rows`), then measures
+/// detection against the baseline poller.
+fn detection_rows(tmp: &Path, quick: bool, rows: &mut Vec<Row>) -> (u32, u64, Instant) {
+    let n = |full: usize, q: usize| if quick { q } else { full };
+    // The idle wrapper is measured over 60 s in the background while the other figures run: its own
+    // CPU counters (schedstat) and peak RSS are its alone.
+    let idle_dir = tmp.join("idle");
+    let (_, idle_pid) = detach(&idle_dir, &["--interval", "1s"], &["sleep", "3600"]);
+    let idle_cpu0 = cpu_ns(idle_pid);
+    let idle_t0 = Instant::now();
+
+    let (crash, baseline) = crash_detection(&tmp.join("crash"), n(50, 5));
+    rows.push(Row::new(
+        "crash detection (kill -> waiter exit)",
+        "ms",
+        crash.clone(),
+        "median <= 10 ms",
+        |s| s.median <= 10.0,
+    ));
+    rows.push(Row::new(
+        "baseline: poll record 2 s + kill(pid,0)",
+        "ms",
+        baseline.clone(),
+        "-",
+        |_| true,
+    ));
+    let ratio = median(&baseline) / median(&crash).max(1e-3);
+    rows.push(Row::single(
+        "baseline / tether (median ratio)",
+        "x",
+        ratio,
+        ">= 50x",
+        ratio >= 50.0,
+    ));
+
+    let wedge = wedge_detection(&tmp.join("wedge"), n(20, 3));
+    rows.push(Row::new(
+        "wedge detection (ttl end -> waiter exit)",
+        "ms",
+        wedge,
+        "median <= 50 ms",
+        |s| s.median <= 50.0,
+    ));
+
+    let stall = stall_detection(&tmp.join("stall"), n(15, 3));
+    rows.push(Row::new(
+        "stall detection (ttl end -> lost record)",
+        "ms",
+        stall,
+        "median <= 200 ms (1 interval)",
+        |s| s.median <= 200.0,
+    ));
+
+    (idle_pid, idle_cpu0, idle_t0)
+}
+
+fn idle_and_scale_rows(tmp: &Path, quick: bool, idle: (u32, u64, Instant), rows: &mut Vec<Row>) {
+    let (idle_pid, idle_cpu0, idle_t0) = idle;
+    let idle_secs = if quick { 5 } else { 60 };
     // Back to the idle wrapper.
     let left = Duration::from_secs(idle_secs).saturating_sub(idle_t0.elapsed());
     std::thread::sleep(left);
@@ -159,7 +177,7 @@ fn main() {
     ));
 
     let (jobs, secs) = if quick { (50, 10) } else { (1000, 60) };
-    let (many_pct, false_deaths) = many_jobs(&tmp.path().join("many"), jobs, secs);
+    let (many_pct, false_deaths) = many_jobs(&tmp.join("many"), jobs, secs);
     rows.push(Row::single(
         &format!("{jobs} wrappers x {secs} s, 1 s interval: total CPU"),
         "% core",
@@ -174,8 +192,6 @@ fn main() {
         "0",
         false_deaths == 0,
     ));
-
-    print_table(&rows);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,20 +3,16 @@
 //!
 //! The job this replaces re-read a file every 2 s and never looked at the pid. Here, on Linux, one
 //! `poll(2)` sleeps on everything that can change the verdict: a pidfd of the holder (readable the
-//! moment it exits), an inotify watch on `jobs/` (a rename of `<id>.json` is every record write,
-//! protocol.md 6.1), and a timeout at the lease's expiry (the only change that comes from time
-//! alone). Each wake re-judges through `judge::settle`, so the waiter reaches the same verdict as
-//! every other command and persists a `lost` one. Elsewhere it polls every 200 ms.
-//!
-//! inotify comes from rustix (already a dependency, feature `fs`) rather than the `notify` crate:
-//! we need the raw fd inside our own `poll` set next to the pidfd, which `notify`'s callback thread
-//! would hide behind a channel.
+//! moment it exits), the store's watch (`Store::watch`: for the file store an inotify watch on
+//! `jobs/`), and a timeout at the lease's expiry (the only change that comes from time alone).
+//! Each wake re-judges through `judge::settle`, so the waiter reaches the same verdict as every
+//! other command and persists a `lost` one. Elsewhere it polls every 200 ms.
 
 use std::time::{Duration, Instant};
 
 use crate::id::JobId;
 use crate::judge::{Judged, settle};
-use crate::store::{FileStore, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Where nothing better is available (no pidfd, no inotify, unknown start time), how often to look.
 pub const POLL_FALLBACK: Duration = Duration::from_millis(200);
@@ -43,11 +39,11 @@ pub struct Options<'a> {
 }
 
 /// Blocks until job `id` is no longer active, or the timeout passes.
-pub fn wait(store: &FileStore, id: &JobId, mut opts: Options<'_>) -> Result<Waited, StoreError> {
+pub fn wait<S: Store>(store: &S, id: &JobId, mut opts: Options<'_>) -> Result<Waited, StoreError> {
     let start = Instant::now();
     // A timeout too large for the clock's range is no timeout at all.
     let deadline = opts.timeout.and_then(|t| start.checked_add(t));
-    let mut waker = sys::Waker::new(store, id);
+    let mut waker = sys::Waker::new(store.watch(id));
     let mut next_tick = start + TICK;
     loop {
         let j = settle(store, id)?;
@@ -90,45 +86,26 @@ pub fn wait(store: &FileStore, id: &JobId, mut opts: Options<'_>) -> Result<Wait
 
 #[cfg(target_os = "linux")]
 mod sys {
-    use std::mem::MaybeUninit;
-    use std::os::fd::{AsFd, OwnedFd};
     use std::time::Instant;
 
     use rustix::event::{PollFd, PollFlags, poll};
-    use rustix::fs::inotify;
 
     use super::POLL_FALLBACK;
-    use crate::id::JobId;
     use crate::judge::Judged;
     use crate::process::{Pinned, host};
-    use crate::store::FileStore;
+    use crate::store::Watch;
 
-    pub(super) struct Waker {
-        inotify: Option<OwnedFd>,
-        name: String,
+    pub(super) struct Waker<W> {
+        watch: Option<W>,
         /// The holder we pinned, keyed by (pid, start) so a changed holder gets a new pin.
         pin: Option<((u32, String), Option<Pinned>)>,
         host: String,
     }
 
-    impl Waker {
-        pub(super) fn new(store: &FileStore, id: &JobId) -> Waker {
-            let path = store.record_path(id);
-            let inotify = path.parent().and_then(|dir| {
-                let fd =
-                    inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC)
-                        .ok()?;
-                let w = inotify::WatchFlags::MOVED_TO
-                    | inotify::WatchFlags::CLOSE_WRITE
-                    | inotify::WatchFlags::DELETE
-                    | inotify::WatchFlags::DELETE_SELF
-                    | inotify::WatchFlags::MOVE_SELF;
-                inotify::add_watch(&fd, dir, w).ok()?;
-                Some(fd)
-            });
+    impl<W: Watch> Waker<W> {
+        pub(super) fn new(watch: Option<W>) -> Waker<W> {
             Waker {
-                inotify,
-                name: format!("{id}.json"),
+                watch,
                 pin: None,
                 host: host(),
             }
@@ -155,7 +132,7 @@ mod sys {
             // all that can change the verdict, so that is not a reason to poll.
             let remote = j.record.holder.host != self.host;
             let pinned = self.pin_for(j).is_some();
-            let degraded = self.inotify.is_none() || (!remote && !pinned);
+            let degraded = self.watch.is_none() || (!remote && !pinned);
             let now = Instant::now();
             let mut until = until;
             if degraded {
@@ -172,8 +149,8 @@ mod sys {
                 .and_then(|(_, p)| p.as_ref())
                 .map(|p| p.fd());
             let mut fds = Vec::with_capacity(2);
-            if let Some(fd) = &self.inotify {
-                fds.push(PollFd::new(fd, PollFlags::IN));
+            if let Some(w) = &self.watch {
+                fds.push(PollFd::from_borrowed_fd(w.fd(), PollFlags::IN));
             }
             if let Some(fd) = &pin_fd {
                 fds.push(PollFd::new(fd, PollFlags::IN));
@@ -192,14 +169,14 @@ mod sys {
                 return degraded;
             }
             let mut i = 0;
-            let mut inotify_ready = false;
-            if self.inotify.is_some() {
-                inotify_ready = !fds[0].revents().is_empty();
+            let mut watch_ready = false;
+            if self.watch.is_some() {
+                watch_ready = !fds[0].revents().is_empty();
                 i = 1;
             }
             let pid_exited = fds.get(i).is_some_and(|f| !f.revents().is_empty());
             drop(fds);
-            let mut fired = inotify_ready && self.drain();
+            let mut fired = watch_ready && self.watch.as_mut().is_some_and(|w| w.changed());
             if pid_exited {
                 // Keep the key, drop the fd: a readable pidfd stays readable, and if the judgment
                 // does not change we must not spin on it.
@@ -210,33 +187,6 @@ mod sys {
             }
             fired
         }
-
-        /// Reads pending inotify events; true if one concerns our record (or events were lost).
-        fn drain(&self) -> bool {
-            let Some(fd) = &self.inotify else {
-                return false;
-            };
-            let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
-            let mut r = inotify::Reader::new(fd.as_fd(), &mut buf);
-            let mut relevant = false;
-            loop {
-                match r.next() {
-                    Ok(ev) => {
-                        let flags = ev.events();
-                        let ours = match ev.file_name() {
-                            Some(n) => n.to_bytes() == self.name.as_bytes(),
-                            None => true,
-                        };
-                        if ours || flags.contains(inotify::ReadFlags::QUEUE_OVERFLOW) {
-                            relevant = true;
-                        }
-                    }
-                    Err(rustix::io::Errno::INTR) => continue,
-                    Err(_) => break,
-                }
-            }
-            relevant
-        }
     }
 }
 
@@ -245,16 +195,14 @@ mod sys {
     use std::time::Instant;
 
     use super::POLL_FALLBACK;
-    use crate::id::JobId;
     use crate::judge::Judged;
-    use crate::store::FileStore;
 
     /// Without pidfds and inotify, a short poll is the honest option.
-    pub(super) struct Waker;
+    pub(super) struct Waker<W>(std::marker::PhantomData<W>);
 
-    impl Waker {
-        pub(super) fn new(_store: &FileStore, _id: &JobId) -> Waker {
-            Waker
+    impl<W> Waker<W> {
+        pub(super) fn new(_watch: Option<W>) -> Waker<W> {
+            Waker(std::marker::PhantomData)
         }
         pub(super) fn sleep(&mut self, _j: &Judged, until: Instant) -> bool {
             let left = until.saturating_duration_since(Instant::now());

@@ -178,34 +178,7 @@ pub fn settle_arg(
     Ok((store, id, j))
 }
 
-/// Resolves a user's id argument: an exact id, or a unique prefix of one.
-pub fn resolve_id(store: &FileStore, arg: &str) -> Result<JobId, CliError> {
-    let id = JobId::parse(arg)?;
-    if store.record_path(&id).symlink_metadata().is_ok() {
-        return Ok(id);
-    }
-    let matches: Vec<JobId> = store
-        .ids()?
-        .into_iter()
-        .filter(|i| i.as_str().starts_with(arg))
-        .collect();
-    match matches.len() {
-        0 => Err(StoreError::NotFound(id, store.root().to_path_buf()).into()),
-        1 => Ok(matches.into_iter().next().expect("one match")),
-        n => {
-            let shown: Vec<&str> = matches.iter().take(10).map(|i| i.as_str()).collect();
-            let more = if n > 10 {
-                format!(" and {} more", n - 10)
-            } else {
-                String::new()
-            };
-            Err(CliError::new(
-                exit::NO_SUCH_JOB,
-                format!(
-                    "id prefix {arg:?} is ambiguous: it matches {}{more}; give more characters",
-                    shown.join(", ")
-                ),
-            ))
-        }
-    }
+/// Resolves a user's id argument: an exact id, or a unique prefix of one (`Store::resolve`).
+pub fn resolve_id<S: Store>(store: &S, arg: &str) -> Result<JobId, CliError> {
+    Ok(store.resolve(arg)?)
 }

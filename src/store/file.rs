@@ -6,11 +6,12 @@ use std::io::{self, Read, Write as _};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{Change, Listed, Store, StoreError};
+use super::watch::FileWatch;
+use super::{Change, Listed, Renew, Store, StoreError};
 use crate::id::JobId;
 use crate::lease::{self, Stamp};
 use crate::record::{MAX_RECORD_BYTES, Record};
-use crate::transition::Refused;
+use crate::transition::{Refused, Write};
 
 /// The resolved state directory (protocol.md section 2).
 #[derive(Clone, Debug)]
@@ -222,7 +223,7 @@ impl FileStore {
     }
 
     /// A renewer for one job: the holder's fast path (protocol.md 6.5).
-    pub fn renewer(&self, id: &JobId) -> Result<Renewer, StoreError> {
+    fn open_renewer(&self, id: &JobId) -> Result<FileRenewer, StoreError> {
         let lock = self.open_lock_file(id)?;
         let path = self.lease_path(id);
         let lease = open_private_rw(&path).map_err(io_err(&path))?;
@@ -234,7 +235,7 @@ impl FileStore {
                 .map_err(io_err(&path))?;
         }
         let seq = lease::newest(&existing).map_or(0, |s| s.seq) + 1;
-        Ok(Renewer {
+        Ok(FileRenewer {
             store: self.clone(),
             id: id.clone(),
             lock,
@@ -401,7 +402,7 @@ impl FileStore {
 
 /// The holder's renewal fast path: lock, check the record is still ours (an `fstat`, and a parse
 /// only when it changed since we last looked), overwrite one lease slot in place.
-pub struct Renewer {
+pub struct FileRenewer {
     store: FileStore,
     id: JobId,
     lock: File,
@@ -411,10 +412,8 @@ pub struct Renewer {
     seen: Option<(u64, u64, i64, i64, u64)>,
 }
 
-impl Renewer {
-    /// Renews the lease for `epoch`. `Ok(Err(_))` when the record is terminal or fenced: renewals
-    /// carry no result, so nothing goes to `late`.
-    pub fn renew(
+impl Renew for FileRenewer {
+    fn renew(
         &mut self,
         epoch: u64,
         at: crate::clock::Timestamp,
@@ -427,7 +426,9 @@ impl Renewer {
         let _ = fs4::FileExt::unlock(&self.lock);
         res
     }
+}
 
+impl FileRenewer {
     fn renew_locked(
         &mut self,
         epoch: u64,
@@ -440,17 +441,19 @@ impl Renewer {
         let ident = (md.ino(), md.size(), md.mtime(), md.mtime_nsec(), epoch);
         if self.seen != Some(ident) {
             let cur = self.store.read_record(&self.id)?;
-            if cur.status.is_terminal() || cur.lease.epoch != epoch {
+            // The same rule as every other write (section 5): only the checking is done here, the
+            // lease fields go to the lease file below instead of a new record.
+            let w = Write::Renew {
+                epoch,
+                at,
+                mono_ms,
+                running: false,
+                child: None,
+                progress: None,
+            };
+            if let Err(refused) = crate::transition::apply(&cur, &w) {
                 self.seen = None;
-                return Ok(Err(Box::new(Refused {
-                    why: format!(
-                        "the job is {} at epoch {} (renewing epoch {epoch})",
-                        cur.status, cur.lease.epoch
-                    ),
-                    current: cur.status,
-                    current_epoch: cur.lease.epoch,
-                    late: None,
-                })));
+                return Ok(Err(refused));
             }
             self.seen = Some(ident);
         }
@@ -466,7 +469,7 @@ impl Renewer {
         // A lease file deleted under us would swallow renewals into an orphaned inode while
         // readers see none: reopen (and so recreate) it when our descriptor is no longer linked.
         if self.lease.metadata().map_err(io_err(&lease_path))?.nlink() == 0 {
-            self.lease = self.store.renewer(&self.id)?.lease;
+            self.lease = self.store.open_renewer(&self.id)?.lease;
         }
         std::os::unix::fs::FileExt::write_all_at(&self.lease, &stamp.encode(), stamp.offset())
             .map_err(io_err(&lease_path))?;
@@ -503,6 +506,29 @@ fn id_of(name: &OsStr) -> Option<JobId> {
 }
 
 impl Store for FileStore {
+    type Renewer = FileRenewer;
+    type Watch = FileWatch;
+
+    fn renewer(&self, id: &JobId) -> Result<FileRenewer, StoreError> {
+        self.open_renewer(id)
+    }
+
+    fn watch(&self, id: &JobId) -> Option<FileWatch> {
+        FileWatch::new(&self.jobs, id)
+    }
+
+    fn contains(&self, id: &JobId) -> Result<bool, StoreError> {
+        match self.must_exist(id) {
+            Ok(()) => Ok(true),
+            Err(StoreError::NotFound(..)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn not_found(&self, id: JobId) -> StoreError {
+        StoreError::NotFound(id, self.dir.root.clone())
+    }
+
     fn create(&self, rec: &Record) -> Result<(), StoreError> {
         let id = JobId::parse(&rec.id).map_err(|e| StoreError::Dir {
             path: self.jobs.clone(),

@@ -1,14 +1,23 @@
-//! Where records live. The `Store` trait is the whole contract the commands rely on, so a second
-//! backend (etcd, later) can replace the file store without touching the verdict or the CLI.
+//! Where records live. The `Store` trait is the whole contract the commands and the wrapper rely
+//! on (reading, writing under a lock, renewing, waiting, resolving ids), so a second backend (etcd)
+//! can replace the file store without touching the verdict, the CLI or the wrapper.
+//!
+//! A backend that is chosen at run time implements `Store` on an enum of backends by delegation:
+//! `update` is generic, so the trait is not object-safe on purpose (no boxing on the write path).
 
 mod file;
+mod watch;
 
+use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 
-pub use file::{FileStore, Renewer, StateDir};
+pub use file::{FileRenewer, FileStore, StateDir};
+pub use watch::FileWatch;
 
-use crate::id::JobId;
-use crate::record::{Record, RecordError};
+use crate::clock::Timestamp;
+use crate::id::{InvalidId, JobId};
+use crate::record::{Progress, Record, RecordError};
+use crate::transition::Refused;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -16,6 +25,10 @@ pub enum StoreError {
     NotFound(JobId, PathBuf),
     #[error("job {0} already exists in {1}")]
     Exists(JobId, PathBuf),
+    #[error(transparent)]
+    InvalidId(#[from] InvalidId),
+    #[error("id prefix {prefix:?} is ambiguous: it matches {}; give more characters", shown(.matches))]
+    Ambiguous { prefix: String, matches: Vec<JobId> },
     #[error("{path}: {err}")]
     Record { path: PathBuf, err: RecordError },
     #[error("{path}: {why}")]
@@ -32,12 +45,24 @@ impl StoreError {
         match self {
             StoreError::NotFound(..) => 6,
             StoreError::Exists(..) => 2,
+            StoreError::InvalidId(..) => 2,
+            StoreError::Ambiguous { .. } => 6,
             StoreError::Record { .. } => 7,
             StoreError::Dir { .. } => 8,
             StoreError::ReadOnly(..) => 8,
             StoreError::Io { .. } => 10,
         }
     }
+}
+
+/// The first ten of an ambiguous prefix's matches, and how many more.
+fn shown(matches: &[JobId]) -> String {
+    let first: Vec<&str> = matches.iter().take(10).map(|i| i.as_str()).collect();
+    let mut s = first.join(", ");
+    if matches.len() > 10 {
+        s.push_str(&format!(" and {} more", matches.len() - 10));
+    }
+    s
 }
 
 /// What an update closure decides after seeing the record read under the lock.
@@ -83,26 +108,110 @@ pub fn commit<S: Store>(
 /// One entry of a listing: a record, or the error for that file alone.
 pub type Listed = Result<Record, StoreError>;
 
+/// The contract of a store. Every backend must give these guarantees, because the verdict, the
+/// fencing of a stale holder and the "exactly one terminal transition" promise rest on them:
+///
+/// - **Atomic records.** A reader sees a whole record, old or new, never a mix (`load`, `list`).
+/// - **Serialized writes.** `update` and `remove` run their closure on the current record with every
+///   other writer of that job excluded until the new record is stored (a compare-and-swap: the file
+///   store holds an exclusive lock; a transactional store conditions the write on the revision it
+///   read and retries the closure if it changed). Nothing written outside this discipline may change
+///   a record, except a renewal's lease fields (`Renew`).
+/// - **Durable terminal writes.** A write with `durable: true`, and every `create`, is on stable
+///   storage before the call returns; a renewal need not be.
+/// - **Nothing lost, nothing deleted behind the user's back.** A record that cannot be parsed is
+///   reported (`StoreError::Record`) and left as it is; only `remove` deletes, and only what its
+///   closure accepts.
 pub trait Store {
-    /// Creates a new record; fails with `Exists` if the id is taken. Always durable.
+    /// The holder's renewal handle; see `Renew`.
+    type Renewer: Renew;
+    /// A waiter's change notification; see `Watch`.
+    type Watch: Watch;
+
+    /// Creates a new record; fails with `Exists` if the id is taken, even against a concurrent
+    /// creator. Always durable.
     fn create(&self, rec: &Record) -> Result<(), StoreError>;
-    /// Reads a record without taking the lock (atomic replace means a read is never torn).
+    /// Reads a record without taking the lock, with the latest renewal folded in (a record is
+    /// never torn). `NotFound` when there is no such job.
     fn load(&self, id: &JobId) -> Result<Record, StoreError>;
-    /// Every job, by reading the directory: one entry per record file, errors included.
+    /// Every job: one entry per record, a corrupt one as its own error so it hides no other job.
     fn list(&self) -> Result<Vec<Listed>, StoreError>;
-    /// Ids of every record file (cheap: no parsing), for prefix lookup.
+    /// Ids of every record, sorted (cheap: no parsing), for prefix lookup and gc.
     fn ids(&self) -> Result<Vec<JobId>, StoreError>;
-    /// Compare-and-swap: reads the record under the job's exclusive lock, lets `f` decide, and
-    /// writes atomically what it returns. `f` runs while the lock is held.
+    /// Whether a record exists under this exact id (cheap: no parsing).
+    fn contains(&self, id: &JobId) -> Result<bool, StoreError>;
+    /// Compare-and-swap: reads the record with every other writer of the job excluded, lets `f`
+    /// decide, and stores atomically what it returns. `f` may run more than once in a backend
+    /// that retries on conflict, so it must not have side effects beyond its return value.
     fn update<T>(
         &self,
         id: &JobId,
         f: &mut dyn FnMut(&Record) -> Change<T>,
     ) -> Result<(T, Record), StoreError>;
-    /// Removes a job's record, lock and logs (gc). The caller checks that it is terminal, under the lock.
+    /// Removes a job's record, renewal state and logs (gc) if `only_if` accepts the record read
+    /// under the same exclusion as `update`. Returns whether it removed anything.
     fn remove(
         &self,
         id: &JobId,
         only_if: &mut dyn FnMut(&Record) -> bool,
     ) -> Result<bool, StoreError>;
+    /// The holder's fast path for routine renewals (protocol.md 6.2, 6.5). Called once the record
+    /// is `running`; opening it reserves what later renewals need (so they keep working when the
+    /// disk fills up).
+    fn renewer(&self, id: &JobId) -> Result<Self::Renewer, StoreError>;
+    /// Something a waiter can sleep on until job `id`'s record may have changed. `None` when the
+    /// backend cannot notify here: the waiter then polls.
+    fn watch(&self, id: &JobId) -> Option<Self::Watch>;
+
+    /// Resolves a user's argument: an exact id, else the unique id it is a prefix of.
+    fn resolve(&self, arg: &str) -> Result<JobId, StoreError> {
+        let id = JobId::parse(arg)?;
+        if self.contains(&id)? {
+            return Ok(id);
+        }
+        let mut matches: Vec<JobId> = self
+            .ids()?
+            .into_iter()
+            .filter(|i| i.as_str().starts_with(arg))
+            .collect();
+        match matches.len() {
+            0 => Err(self.not_found(id)),
+            1 => Ok(matches.remove(0)),
+            _ => Err(StoreError::Ambiguous {
+                prefix: arg.to_owned(),
+                matches,
+            }),
+        }
+    }
+
+    /// The `NotFound` error for `id`, naming where this store looked.
+    fn not_found(&self, id: JobId) -> StoreError;
+}
+
+/// The holder's renewal handle for one job.
+pub trait Renew {
+    /// Renews the lease for `epoch`: the record's `lease.renewed_at`/`renewed_mono_ms` and the beat
+    /// count as later reads see them (protocol.md 6.2). It must be refused, exactly as
+    /// `transition::apply` refuses a `Write::Renew`, when the stored record is terminal or carries
+    /// another epoch: then `Ok(Err(refused))` (a renewal carries no result, so nothing goes to
+    /// `late`) and the holder stops renewing. `Err(_)` is a failure to reach the store: the holder
+    /// retries, and readers judge the lease by its last successful renewal.
+    fn renew(
+        &mut self,
+        epoch: u64,
+        at: Timestamp,
+        mono_ms: u64,
+        progress: &Progress,
+    ) -> Result<Result<(), Box<Refused>>, StoreError>;
+}
+
+/// A waiter's view of one job's changes (`tether status --wait`, src/wait.rs).
+pub trait Watch {
+    /// Becomes readable whenever the record may have changed: any write, replace or removal of
+    /// it, and whenever the watch itself may have missed one (then it must wake, not stay quiet).
+    /// The waiter polls it together with the holder's pidfd, so it must be a real descriptor.
+    fn fd(&self) -> BorrowedFd<'_>;
+    /// Consumes what made `fd` readable. True if it may concern this job (or events were lost);
+    /// false only when it surely does not. A true wake only costs the waiter one more judgment.
+    fn changed(&mut self) -> bool;
 }

@@ -71,8 +71,8 @@ impl Error {
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Error {
         let kind = match &e {
-            StoreError::NotFound(..) => Kind::NoSuchJob,
-            StoreError::Exists(..) => Kind::Usage,
+            StoreError::NotFound(..) | StoreError::Ambiguous { .. } => Kind::NoSuchJob,
+            StoreError::Exists(..) | StoreError::InvalidId(..) => Kind::Usage,
             StoreError::Record { .. } => Kind::Corrupt,
             StoreError::Dir { .. } | StoreError::ReadOnly(..) => Kind::StateDir,
             StoreError::Io { .. } => Kind::Io,

@@ -13,7 +13,7 @@ use super::streams::Streams;
 use super::{Mode, OnStall, Options, child, heartbeat, note};
 use crate::clock::{Timestamp, mono_ms};
 use crate::record::{Progress, Reason, Status};
-use crate::store::StoreError;
+use crate::store::{FileStore, Renew, Store, StoreError};
 use crate::transition::{Refused, Write};
 
 pub struct State {
@@ -39,7 +39,7 @@ pub struct State {
     on_stall: OnStall,
     grace: Duration,
     /// The in-place lease writer (protocol.md 6.5); None until first needed or after it failed.
-    renewer: Option<crate::store::Renewer>,
+    renewer: Option<<FileStore as Store>::Renewer>,
     /// The progress message last written into the record: a new message needs a record write,
     /// a beat alone only the lease file.
     written_message: Option<String>,
