@@ -219,3 +219,57 @@ fn gc_sweeps_temp_files_of_dead_writers_but_not_of_a_write_in_flight() {
         "the job itself is untouched"
     );
 }
+
+/// Record strings are input: a name, an argument, a host or a late note carrying terminal escape
+/// sequences (OSC to retitle the window, CSI to clear it, C1 CSI, a bidi override) must reach the
+/// terminal defused, in every header `result` and `inspect` print (issue 14 item 7).
+#[test]
+fn escape_sequences_in_a_record_never_reach_the_terminal() {
+    let e = env();
+    let mut kids = Kids::default();
+    job(&e, &mut kids, "esc", 1000, 10_000);
+    let evil = "a\x1b]0;pwned\x07b\x1b[2Jc\u{9b}31md\u{202e}e";
+    e.store
+        .update(&jid("esc"), &mut |r: &Record| {
+            let mut n = r.clone();
+            n.name = Some(evil.into());
+            n.argv = vec!["sh".into(), format!("-c{evil}")];
+            n.holder.host = format!("host{evil}");
+            Change::Write {
+                record: n,
+                durable: true,
+                value: (),
+            }
+        })
+        .unwrap();
+    finish(&e, "esc", Status::Failed, 1);
+    // A late result whose note carries the sequences too.
+    e.store
+        .update(&jid("esc"), &mut |r: &Record| {
+            let mut n = r.clone();
+            n.late.push(
+                serde_json::from_value(serde_json::json!({
+                    "at": Timestamp::now(), "epoch": 1, "status": "failed",
+                    "reason": "exited", "exit": {"code": 2}, "note": evil,
+                }))
+                .unwrap(),
+            );
+            Change::Write {
+                record: n,
+                durable: true,
+                value: (),
+            }
+        })
+        .unwrap();
+    for args in [["result", "esc"], ["inspect", "esc"]] {
+        let o = tether(&e, &args);
+        let out = stdout(&o);
+        assert!(out.contains("pwned"), "{args:?} hid the name: {out}");
+        for bad in ['\x1b', '\x07', '\u{9b}', '\u{202e}'] {
+            assert!(
+                !out.contains(bad) && !stderr(&o).contains(bad),
+                "{args:?} printed {bad:?} raw: {out:?}"
+            );
+        }
+    }
+}

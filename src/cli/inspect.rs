@@ -26,7 +26,9 @@ fn probe_text(p: &Probe, recorded: &str) -> String {
         Probe::Gone => "gone (no such process, or a zombie)".into(),
         Probe::Alive { start: None } => "alive, start time unreadable".into(),
         Probe::Alive { start: Some(s) } if s == recorded => format!("alive, started {s} (matches)"),
-        Probe::Alive { start: Some(s) } => format!("alive, started {s} (DIFFERS: another process)"),
+        Probe::Alive { start: Some(s) } => {
+            format!("alive, started {s} (DIFFERS: another process)")
+        }
     }
 }
 
@@ -109,10 +111,10 @@ pub fn inspect(dir: Option<PathBuf>, a: InspectArgs) -> CliResult {
     let name = r
         .name
         .as_deref()
-        .map(|n| format!(" ({n})"))
+        .map(|n| format!(" ({})", view::clean(n)))
         .unwrap_or_default();
     out(format!("job        {}{name}", r.id));
-    out(format!("command    {}", r.argv.join(" ")));
+    out(format!("command    {}", view::command_line(&r.argv)));
     out(format!(
         "verdict    {} {}, rule {:?}{}",
         verdict_word,
@@ -132,22 +134,26 @@ pub fn inspect(dir: Option<PathBuf>, a: InspectArgs) -> CliResult {
     out(format!("holder     pid {}", r.holder.pid));
     out(format!(
         "  start    recorded {}; now {}",
-        r.holder.start,
+        view::clean(&r.holder.start),
         probe_text(&holder_now, &r.holder.start)
     ));
     out(format!(
         "  host     recorded {}, this machine {} ({})",
-        r.holder.host,
+        view::clean(&r.holder.host),
         reader.host,
         same(&r.holder.host, &reader.host)
     ));
     out(format!(
         "  boot id  recorded {}, this machine {} ({})",
-        r.holder.boot_id,
+        view::clean(&r.holder.boot_id),
         reader.boot_id,
         same(&r.holder.boot_id, &reader.boot_id)
     ));
-    let ns = |n: &Option<String>| n.clone().unwrap_or_else(|| "unknown".into());
+    let ns = |n: &Option<String>| {
+        n.as_deref()
+            .map(|n| view::clean(n).into_owned())
+            .unwrap_or_else(|| "unknown".into())
+    };
     out(format!(
         "  time ns  recorded {}, this process {} ({})",
         ns(&r.holder.time_ns),
@@ -163,12 +169,14 @@ pub fn inspect(dir: Option<PathBuf>, a: InspectArgs) -> CliResult {
             "child      pid {}, pgid {}, start {}; now {}",
             c.pid,
             c.pgid,
-            c.start,
+            view::clean(&c.start),
             probe_text(p, &c.start)
         )),
         (Some(c), None) => out(format!(
             "child      pid {}, pgid {}, start {} (on another host; not probed)",
-            c.pid, c.pgid, c.start
+            c.pid,
+            c.pgid,
+            view::clean(&c.start)
         )),
         (None, _) => out("child      none recorded".into()),
     }
@@ -236,7 +244,7 @@ pub fn inspect(dir: Option<PathBuf>, a: InspectArgs) -> CliResult {
             l.status.map(|s| s.to_string()).unwrap_or_default(),
             l.reason.map(|s| s.to_string()).unwrap_or_default(),
             l.exit.map(|s| s.to_string()).unwrap_or_default(),
-            l.note
+            view::clean(&l.note)
         ));
     }
     Ok(exit::OK)

@@ -134,7 +134,8 @@ pub fn main() -> i32 {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("tether: {}", e.message);
+            // Messages quote record contents (a start token, a parse error's text): defused.
+            eprintln!("tether: {}", view::clean(&e.message));
             e.code
         }
     }

@@ -55,10 +55,10 @@ pub fn result(dir: Option<PathBuf>, a: ResultArgs) -> CliResult {
     let name = r
         .name
         .as_deref()
-        .map(|n| format!(" ({n})"))
+        .map(|n| format!(" ({})", view::clean(n)))
         .unwrap_or_default();
     view::out(format!("job {}{name}: {}", r.id, view::describe(&j)));
-    view::out(format!("command   {}", r.argv.join(" ")));
+    view::out(format!("command   {}", view::command_line(&r.argv)));
     view::out(format!("created   {}", r.created_at));
     match r.finished_at {
         Some(f) => view::out(format!(
@@ -81,7 +81,7 @@ pub fn result(dir: Option<PathBuf>, a: ResultArgs) -> CliResult {
             l.status.map(|s| s.to_string()).unwrap_or_default(),
             l.reason.map(|s| s.to_string()).unwrap_or_default(),
             l.exit.map(|s| s.to_string()).unwrap_or_default(),
-            l.note
+            view::clean(&l.note)
         ));
     }
     match tail {

@@ -217,18 +217,43 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> Vec<String> {
     lines
 }
 
+/// Whether a character could change the terminal or the text's direction instead of being shown:
+/// C0 and C1 controls (ESC starts ANSI and OSC sequences, CSI is U+009B) and the bidirectional
+/// overrides and isolates (a name could otherwise reverse the rest of the line).
+fn unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A record string (a name, an argument, a host, a note) made safe to print: every control or
+/// direction character becomes a space. A record is input, and whoever wrote it must not be able to
+/// drive the reader's terminal.
+pub fn clean(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.chars().any(unsafe_char) {
+        s.chars()
+            .map(|c| if unsafe_char(c) { ' ' } else { c })
+            .collect::<String>()
+            .into()
+    } else {
+        s.into()
+    }
+}
+
+/// The command line of a record, each argument cleaned.
+pub fn command_line(argv: &[String]) -> String {
+    let parts: Vec<std::borrow::Cow<'_, str>> = argv.iter().map(|a| clean(a)).collect();
+    parts.join(" ")
+}
+
 /// Keeps a user-supplied progress message on one table line.
 pub fn one_line(s: &str, max: usize) -> String {
-    let flat: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let flat = clean(s);
     if flat.chars().count() > max {
         let mut t: String = flat.chars().take(max.saturating_sub(3)).collect();
         t.push_str("...");
         t
     } else {
-        flat
+        flat.into_owned()
     }
 }
 
@@ -254,5 +279,13 @@ mod tests {
     fn one_line_flattens_and_cuts() {
         assert_eq!(one_line("a\nb", 10), "a b");
         assert_eq!(one_line("abcdefghij", 5), "ab...");
+    }
+
+    #[test]
+    fn clean_defuses_terminal_sequences() {
+        assert_eq!(clean("a\x1b]0;owned\x07b"), "a ]0;owned b");
+        assert_eq!(clean("x\u{9b}31my"), "x 31my");
+        assert_eq!(clean("l\u{202e}r"), "l r");
+        assert_eq!(clean("plain é"), "plain é");
     }
 }
