@@ -26,9 +26,17 @@ impl Timestamp {
         }
     }
 
+    /// Parses the one timestamp form of protocol.md 4.1: `YYYY-MM-DDTHH:MM:SS[.f]Z` with 1 to 9
+    /// fractional digits, uppercase `T` and `Z`, seconds 00-59, a real date from 1970 on. Every
+    /// implementation must accept exactly the same strings, so nothing looser is tolerated.
     pub fn parse(s: &str) -> Result<Timestamp, String> {
         if !s.ends_with('Z') {
             return Err(format!("timestamp {s:?} is not RFC 3339 UTC ending in Z"));
+        }
+        if !timestamp_shape(s.as_bytes()) {
+            return Err(format!(
+                "timestamp {s:?} is not of the form YYYY-MM-DDTHH:MM:SS[.fraction]Z (seconds 00-59, 1-9 fraction digits)"
+            ));
         }
         let t = humantime::parse_rfc3339(s).map_err(|e| format!("timestamp {s:?}: {e}"))?;
         Ok(Timestamp::from_system(t))
@@ -41,6 +49,29 @@ impl Timestamp {
     pub fn plus_ms(self, ms: i64) -> Timestamp {
         Timestamp(self.0.saturating_add(ms))
     }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS(.D{1,9})?Z` with seconds below 60; humantime checks the calendar.
+fn timestamp_shape(b: &[u8]) -> bool {
+    const FORM: &[u8] = b"dddd-dd-ddTdd:dd:dd";
+    let digits = |r: &[u8]| !r.is_empty() && r.iter().all(u8::is_ascii_digit);
+    if b.len() < FORM.len() + 1 || b[17] > b'5' {
+        return false;
+    }
+    let head_ok = FORM.iter().zip(b).all(|(f, c)| {
+        if *f == b'd' {
+            c.is_ascii_digit()
+        } else {
+            f == c
+        }
+    });
+    let tail = &b[FORM.len()..b.len() - 1];
+    head_ok
+        && match tail.split_first() {
+            None => true,
+            Some((b'.', frac)) => frac.len() <= 9 && digits(frac),
+            Some(_) => false,
+        }
 }
 
 impl fmt::Display for Timestamp {
@@ -124,6 +155,26 @@ mod tests {
         );
         assert!(Timestamp::parse("2026-11-24T19:36:19+01:00").is_err());
         assert!(Timestamp::parse("yesterday").is_err());
+        for bad in [
+            "2026-12-31T23:59:60Z",
+            "2026-11-24t19:36:19Z",
+            "2026-11-24T19:36:19z",
+            "2026-11-24 19:36:19Z",
+            "2026-11-24T19:36:19.Z",
+            "2026-11-24T19:36:19.1234567890Z",
+            "2026-02-30T10:00:00Z",
+            "2026-11-24T24:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "2026-1-24T10:00:00Z",
+            "+2026-11-24T10:00:00Z",
+        ] {
+            assert!(Timestamp::parse(bad).is_err(), "{bad}");
+        }
+        // Sub-millisecond digits are truncated, never rounded (protocol.md 4.1).
+        assert_eq!(
+            Timestamp::parse("2026-11-24T19:36:19.123999999Z").unwrap(),
+            t
+        );
     }
 
     #[test]

@@ -65,31 +65,40 @@ impl Stamp {
         out
     }
 
-    /// Parses one slot; None when it is empty, torn, or not ours.
+    /// Parses one slot; None when it is empty, torn, or not ours. Strict (protocol.md 6.5): one
+    /// space between fields, numbers without sign or leading zeros, spaces only as padding, so
+    /// every implementation finds the same slots valid.
     pub fn decode(slot: &[u8]) -> Option<Stamp> {
         if slot.len() != SLOT_LEN || slot[SLOT_LEN - 1] != b'\n' {
             return None;
         }
-        let text = std::str::from_utf8(slot).ok()?;
-        let line = text.trim_end_matches(['\n', ' ']);
+        let text = std::str::from_utf8(&slot[..SLOT_LEN - 1]).ok()?;
+        let line = text.trim_end_matches(' ');
         let (body, crc) = line.rsplit_once(' ')?;
-        if crc.len() != 8 || u32::from_str_radix(crc, 16).ok()? != crc32(body.as_bytes()) {
+        let hex = |c: u8| c.is_ascii_digit() || (b'a'..=b'f').contains(&c);
+        if crc.len() != 8
+            || !crc.bytes().all(hex)
+            || u32::from_str_radix(crc, 16).ok()? != crc32(body.as_bytes())
+        {
             return None;
         }
         let mut f = body.split(' ');
         if f.next()? != MAGIC {
             return None;
         }
-        let mut num = || f.next()?.parse::<i64>().ok();
-        let seq = u64::try_from(num()?).ok()?;
-        let epoch = u64::try_from(num()?).ok()?;
-        let renewed_mono_ms = u64::try_from(num()?).ok()?;
-        let renewed_at = Timestamp(num()?);
-        let beats = u64::try_from(num()?).ok()?;
-        let beat_at = match num()? {
-            -1 => None,
-            ms => Some(Timestamp(ms)),
+        let mut num = || decimal(f.next()?);
+        let seq = num().filter(|&n| n >= 1)?;
+        let epoch = num().filter(|&n| n >= 1)?;
+        let renewed_mono_ms = num()?;
+        let renewed_at = Timestamp(i64::try_from(num()?).ok()?);
+        let beats = num()?;
+        let beat_at = match f.next()? {
+            "-1" => None,
+            ms => Some(Timestamp(i64::try_from(decimal(ms)?).ok()?)),
         };
+        if f.next().is_some() {
+            return None;
+        }
         Some(Stamp {
             seq,
             epoch,
@@ -106,6 +115,15 @@ impl Stamp {
     }
 }
 
+/// A slot's number: `0` or digits without a leading zero, at most 2^53 - 1 (protocol.md 6.5).
+fn decimal(s: &str) -> Option<u64> {
+    let ok =
+        !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    s.parse::<u64>()
+        .ok()
+        .filter(|&n| ok && n <= crate::record::MAX_INT)
+}
+
 /// A lease file with two empty (invalid) slots: what a new lease file holds before its first renewal.
 pub fn empty_file() -> [u8; FILE_LEN] {
     let mut f = [b' '; FILE_LEN];
@@ -114,12 +132,21 @@ pub fn empty_file() -> [u8; FILE_LEN] {
     f
 }
 
-/// The newest valid slot of a lease file's bytes.
+/// The newest valid slot of a lease file's bytes: the greatest `SEQ`; on a tie (only a faulty
+/// writer makes one) the greater `MONO_MS`, the fresher lease; then the slot at offset 0. A file
+/// shorter than two slots has no valid slot (it is being created or was cut); bytes past the two
+/// slots are ignored.
 pub fn newest(file: &[u8]) -> Option<Stamp> {
-    file.chunks(SLOT_LEN)
-        .take(2)
-        .filter_map(Stamp::decode)
-        .max_by_key(|s| s.seq)
+    if file.len() < FILE_LEN {
+        return None;
+    }
+    let mut best: Option<Stamp> = None;
+    for s in file[..FILE_LEN].chunks(SLOT_LEN).filter_map(Stamp::decode) {
+        if best.is_none_or(|b| (s.seq, s.renewed_mono_ms) > (b.seq, b.renewed_mono_ms)) {
+            best = Some(s);
+        }
+    }
+    best
 }
 
 /// Folds a lease file into its record (protocol.md 6.5): the newest valid slot counts only for an
@@ -219,5 +246,59 @@ mod tests {
         let before = done.clone();
         merge(&mut done, &f);
         assert_eq!(done, before, "a terminal record is final");
+    }
+
+    /// A slot holding `body` with its correct CRC, so only the grammar can reject it.
+    fn slot(body: &str) -> Vec<u8> {
+        let mut out = format!("{body} {:08x}", crc32(body.as_bytes())).into_bytes();
+        out.resize(SLOT_LEN - 1, b' ');
+        out.push(b'\n');
+        out
+    }
+
+    #[test]
+    fn the_slot_grammar_is_strict() {
+        assert!(Stamp::decode(&slot("tether-lease-1 3 1 55000 1795514405000 12 -1")).is_some());
+        for bad in [
+            "tether-lease-1 03 1 55000 1795514405000 12 -1",
+            "tether-lease-1 +3 1 55000 1795514405000 12 -1",
+            "tether-lease-1 0 1 55000 1795514405000 12 -1",
+            "tether-lease-1 3 0 55000 1795514405000 12 -1",
+            "tether-lease-1 3 1 55000 -1795514405000 12 -1",
+            "tether-lease-1 3 1 55000 1795514405000 12 -2",
+            "tether-lease-1 3 1 55000 1795514405000 12 -1 7",
+            "tether-lease-1 3  1 55000 1795514405000 12 -1",
+            "tether-lease-1 3 1 9007199254740992 1795514405000 12 -1",
+        ] {
+            assert_eq!(Stamp::decode(&slot(bad)), None, "{bad}");
+        }
+        let mut upper = slot("tether-lease-1 3 1 55000 1795514405000 12 -1");
+        upper[46..54].make_ascii_uppercase();
+        let good = slot("tether-lease-1 3 1 55000 1795514405000 12 -1");
+        if upper != good {
+            assert_eq!(
+                Stamp::decode(&upper),
+                None,
+                "an uppercase CRC is not the form"
+            );
+        }
+        let mut tab = good.clone();
+        tab[100] = b'\t';
+        assert_eq!(Stamp::decode(&tab), None, "padding is spaces only");
+    }
+
+    #[test]
+    fn short_files_and_ties() {
+        let a = stamp(4, 60_000);
+        assert_eq!(newest(&a.encode()), None, "one slot alone is a short file");
+        let mut f = a.encode().to_vec();
+        f.extend_from_slice(&stamp(4, 61_000).encode());
+        assert_eq!(
+            newest(&f).unwrap().renewed_mono_ms,
+            61_000,
+            "a tie goes to the fresher lease"
+        );
+        f.extend_from_slice(b"trailing bytes are ignored");
+        assert_eq!(newest(&f).unwrap().renewed_mono_ms, 61_000);
     }
 }

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod clock;
 pub mod id;
+pub mod ijson;
 pub mod judge;
 pub mod lease;
 pub mod notify;

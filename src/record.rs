@@ -16,6 +16,9 @@ pub const MAX_RECORD_BYTES: u64 = 1 << 20;
 pub const MAX_LATE: usize = 16;
 pub const DEFAULT_INTERVAL_MS: u64 = 1_000;
 pub const DEFAULT_TTL_MS: u64 = 10_000;
+/// The largest integer a record may hold (protocol.md 4.1): 2^53 - 1, the largest integer every
+/// JSON implementation reads exactly (JavaScript's numbers are doubles; RFC 7493 says the same).
+pub const MAX_INT: u64 = (1 << 53) - 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -232,10 +235,20 @@ impl Record {
         if bytes.is_empty() {
             return Err(corrupt("record is empty".into()));
         }
+        // serde_json rejects a lone surrogate escape where it decodes a string, but skips unknown
+        // nested fields unread; the protocol (4.4) makes the whole text corrupt wherever it is.
+        if let Some(at) = crate::ijson::lone_surrogate(bytes) {
+            return Err(corrupt(format!(
+                "record holds a lone surrogate escape (\\u{at}), which is not valid I-JSON text"
+            )));
+        }
         // Fast path: straight into the struct. Only a failure pays for the generic parse below,
         // which tells a newer version from corruption and names the problem.
         if let Ok(rec) = serde_json::from_slice::<Record>(bytes) {
             match rec.protocol {
+                p if p > MAX_INT => {
+                    return Err(corrupt(format!("record has protocol {p}, over 2^53-1")));
+                }
                 PROTOCOL => {
                     rec.validate(expected_id).map_err(corrupt)?;
                     return Ok(rec);
@@ -254,7 +267,7 @@ impl Record {
         match obj.get("protocol") {
             None => return Err(corrupt("record has no \"protocol\" field".into())),
             Some(v) => match v.as_u64() {
-                Some(p) if p > PROTOCOL => return Err(RecordError::Unsupported(p)),
+                Some(p) if p > PROTOCOL && p <= MAX_INT => return Err(RecordError::Unsupported(p)),
                 Some(PROTOCOL) => {}
                 _ => return Err(corrupt(format!("record has protocol {v}, expected 1"))),
             },
@@ -294,6 +307,26 @@ impl Record {
                     c.pid, c.pgid
                 ));
             }
+        }
+        let ints = [
+            ("lease.epoch", self.lease.epoch),
+            ("lease.interval_ms", self.lease.interval_ms),
+            ("lease.ttl_ms", self.lease.ttl_ms),
+            ("lease.renewed_mono_ms", self.lease.renewed_mono_ms),
+            ("progress.count", self.progress.count),
+        ];
+        let late = self.late.iter().flat_map(|l| {
+            let count = l.progress.as_ref().map(|p| p.count);
+            [
+                ("late[].epoch", Some(l.epoch)),
+                ("late[].progress.count", count),
+            ]
+        });
+        let late = late.filter_map(|(name, v)| v.map(|v| (name, v)));
+        if let Some((name, v)) = ints.into_iter().chain(late).find(|(_, v)| *v > MAX_INT) {
+            return Err(format!(
+                "{name} {v} is over 2^53-1, the largest integer a record may hold"
+            ));
         }
         if self.lease.epoch < 1 {
             return Err("lease.epoch must be at least 1".into());
@@ -492,5 +525,30 @@ pub(crate) mod tests {
         );
         let r = Record::parse(&serde_json::to_vec(&good).unwrap(), Some("other"));
         assert!(matches!(r, Err(RecordError::Corrupt(_))));
+    }
+
+    #[test]
+    fn integers_stop_at_2_pow_53_minus_1() {
+        let good = serde_json::to_value(sample()).unwrap();
+        let mut v = good.clone();
+        v["lease"]["renewed_mono_ms"] = MAX_INT.into();
+        assert!(Record::parse(&serde_json::to_vec(&v).unwrap(), None).is_ok());
+        for path in [
+            &["lease", "epoch"][..],
+            &["lease", "renewed_mono_ms"],
+            &["progress", "count"],
+        ] {
+            let mut v = good.clone();
+            v[path[0]][path[1]] = (MAX_INT + 1).into();
+            let r = Record::parse(&serde_json::to_vec(&v).unwrap(), None);
+            assert!(matches!(r, Err(RecordError::Corrupt(_))), "{path:?}: {r:?}");
+        }
+        let mut v = good.clone();
+        v["protocol"] = (MAX_INT + 1).into();
+        let r = Record::parse(&serde_json::to_vec(&v).unwrap(), None);
+        assert!(matches!(r, Err(RecordError::Corrupt(_))), "{r:?}");
+        v.as_object_mut().unwrap().remove("lease");
+        let r = Record::parse(&serde_json::to_vec(&v).unwrap(), None);
+        assert!(matches!(r, Err(RecordError::Corrupt(_))), "{r:?}");
     }
 }

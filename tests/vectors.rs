@@ -20,7 +20,11 @@ const MIN_VECTORS: usize = 40;
 #[serde(deny_unknown_fields)]
 struct Vector {
     name: String,
-    record: Value,
+    /// Exactly one of `record` and `record_base64` (protocol.md section 10).
+    #[serde(default)]
+    record: Option<Value>,
+    #[serde(default)]
+    record_base64: Option<String>,
     probe: ProbeSpec,
     reader: ReaderSpec,
     expect: Expect,
@@ -60,6 +64,25 @@ struct Expect {
     rule: Option<String>,
     #[serde(default)]
     expires_in_ms: Option<i64>,
+    /// The lease and progress after the lease file's fold (6.5), for active verdicts.
+    #[serde(default)]
+    lease: Option<ExpectLease>,
+    #[serde(default)]
+    progress: Option<ExpectProgress>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectLease {
+    renewed_at: String,
+    renewed_mono_ms: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectProgress {
+    count: u64,
+    at: Option<String>,
 }
 
 /// Distinguishes `"reason": null` from a missing `reason`.
@@ -95,6 +118,9 @@ struct Got {
     reason: Option<String>,
     rule: Option<String>,
     expires_in_ms: Option<i64>,
+    /// `(renewed_at, renewed_mono_ms)` and `(progress.count, progress.at)` as judged.
+    lease: Option<(Timestamp, u64)>,
+    progress: Option<(u64, Option<Timestamp>)>,
 }
 
 fn vectors_dir() -> PathBuf {
@@ -126,18 +152,48 @@ fn reader_of(r: &ReaderSpec) -> Result<Reader, String> {
     })
 }
 
-/// Section 10: `record` is an object, or a string holding the file's raw text. Vectors carry no
-/// file name, so the id-matches-file-name check of 4.4 is not exercised here.
-fn record_bytes(v: &Value) -> Result<Vec<u8>, String> {
-    match v {
-        Value::String(s) => Ok(s.as_bytes().to_vec()),
-        Value::Object(_) => Ok(serde_json::to_vec(v).unwrap()),
-        _ => Err("record must be a JSON object or a string of raw record text".into()),
+/// Section 10: `record` is an object (serialized compactly) or a string holding the file's text;
+/// `record_base64` holds bytes a JSON string cannot (invalid UTF-8). Vectors carry no file name,
+/// so the id-matches-file-name check of 4.4 is not exercised here.
+fn record_bytes(v: &Vector) -> Result<Vec<u8>, String> {
+    match (&v.record, &v.record_base64) {
+        (Some(Value::String(s)), None) => Ok(s.as_bytes().to_vec()),
+        (Some(o @ Value::Object(_)), None) => Ok(serde_json::to_vec(o).unwrap()),
+        (Some(_), None) => {
+            Err("record must be a JSON object or a string of raw record text".into())
+        }
+        (None, Some(b)) => base64(b),
+        _ => Err("a vector has exactly one of record and record_base64".into()),
     }
 }
 
+/// Standard base64 (RFC 4648, with padding): a dozen lines beat a dependency for test data.
+fn base64(s: &str) -> Result<Vec<u8>, String> {
+    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let body = s.trim_end_matches('=');
+    if s.len() % 4 != 0 || s.len() - body.len() > 2 {
+        return Err("record_base64 is not padded base64".into());
+    }
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in body.bytes() {
+        let d = ABC
+            .iter()
+            .position(|&a| a == c)
+            .ok_or("record_base64 has a non-base64 byte")?;
+        bits = (bits << 6) | d as u32;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    Ok(out)
+}
+
 fn evaluate(v: &Vector) -> Result<Got, String> {
-    let bytes = record_bytes(&v.record)?;
+    let bytes = record_bytes(v)?;
     let probe = probe_of(&v.probe)?;
     let reader = reader_of(&v.reader)?;
     let rec = match Record::parse(&bytes, None) {
@@ -175,6 +231,8 @@ fn evaluate(v: &Vector) -> Result<Got, String> {
         reason: reason.map(|r| r.as_str().into()),
         rule: Some(format!("{:?}", vd.rule)),
         expires_in_ms: vd.lease.map(|l| l.expires_in_ms),
+        lease: Some((rec.lease.renewed_at, rec.lease.renewed_mono_ms)),
+        progress: Some((rec.progress.count, rec.progress.at)),
     })
 }
 
@@ -213,6 +271,11 @@ fn lint(v: &Vector) -> Result<(), String> {
     if e.expires_in_ms.is_some() && e.verdict != "active" {
         return Err("expires_in_ms is only defined for active verdicts".into());
     }
+    if (e.lease.is_some() || e.progress.is_some())
+        && matches!(e.verdict.as_str(), "corrupt" | "unsupported")
+    {
+        return Err("lease and progress are only defined for a judged record".into());
+    }
     Ok(())
 }
 
@@ -240,6 +303,25 @@ fn check(v: &Vector) -> Result<(), String> {
             diffs.push(format!(
                 "expires_in_ms: want {want}, got {:?}",
                 got.expires_in_ms
+            ));
+        }
+    }
+    if let Some(want) = &e.lease {
+        let at = Timestamp::parse(&want.renewed_at).map_err(|e| format!("expect.lease: {e}"))?;
+        if got.lease != Some((at, want.renewed_mono_ms)) {
+            diffs.push(format!(
+                "lease: want ({at}, {}), got {:?}",
+                want.renewed_mono_ms, got.lease
+            ));
+        }
+    }
+    if let Some(want) = &e.progress {
+        let at = want.at.as_deref().map(Timestamp::parse).transpose();
+        let at = at.map_err(|e| format!("expect.progress: {e}"))?;
+        if got.progress != Some((want.count, at)) {
+            diffs.push(format!(
+                "progress: want ({}, {at:?}), got {:?}",
+                want.count, got.progress
             ));
         }
     }
