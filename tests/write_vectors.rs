@@ -1,0 +1,349 @@
+//! Runs every writing-side vector in `tests/vectors/write/` (protocol.md sections 5, 6 and 10.2).
+//!
+//! Each vector runs twice: through the pure `transition::apply` (after folding the lease file, as
+//! the store does under the lock) and through a real `FileStore` in a temporary state directory,
+//! where the record file left on disk is what is compared. Like the reading runner, it rejects
+//! unknown keys so a misspelt expectation fails instead of testing nothing.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+use tether::clock::Timestamp;
+use tether::id::JobId;
+use tether::record::{Child, Exit, Progress, Reason, Record, Status};
+use tether::store::{self, FileStore, StateDir, Store, StoreError};
+use tether::transition::{Refused, Write, apply};
+
+/// Section 10.2 asks for at least 40; fewer means vectors went missing.
+const MIN_VECTORS: usize = 40;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Vector {
+    name: String,
+    current: Option<Value>,
+    #[serde(default)]
+    lease_file: Option<String>,
+    write: WriteSpec,
+    expect: Expect,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+enum WriteSpec {
+    Create {
+        record: Value,
+    },
+    Renew {
+        epoch: u64,
+        at: String,
+        mono_ms: u64,
+        #[serde(default)]
+        running: bool,
+        #[serde(default)]
+        child: Option<Child>,
+        #[serde(default)]
+        progress: Option<Progress>,
+    },
+    Acquire {
+        epoch: u64,
+        at: String,
+        mono_ms: u64,
+    },
+    Finish {
+        epoch: u64,
+        at: String,
+        status: Status,
+        reason: Reason,
+        exit: Option<Exit>,
+        #[serde(default)]
+        progress: Option<Progress>,
+    },
+    Reap {
+        at: String,
+        reason: Reason,
+    },
+    Cancel {
+        at: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    result: String,
+    record: Value,
+    #[serde(default)]
+    status: Option<Status>,
+    #[serde(default)]
+    epoch: Option<u64>,
+    /// Absent for `written`; for `refused`, the late element appended, or null for none.
+    #[serde(default, deserialize_with = "present")]
+    late: Option<Option<Value>>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Value>>, D::Error> {
+    Option::<Value>::deserialize(d).map(Some)
+}
+
+/// What happened to a write, in the vocabulary of section 10.2.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Written(Record),
+    Refused {
+        status: Status,
+        epoch: u64,
+        stored: Record,
+    },
+}
+
+fn ts(s: &str) -> Result<Timestamp, String> {
+    Timestamp::parse(s)
+}
+
+/// A record as section 4 reads it; `note`s of late elements are for people, so not compared.
+fn record_of(v: &Value, what: &str) -> Result<Record, String> {
+    let r = Record::parse(&serde_json::to_vec(v).unwrap(), None)
+        .map_err(|e| format!("{what} is not a valid record: {e}"))?;
+    Ok(without_notes(r))
+}
+
+fn write_of(w: &WriteSpec) -> Result<Option<Write>, String> {
+    Ok(Some(match w {
+        WriteSpec::Create { .. } => return Ok(None),
+        WriteSpec::Renew {
+            epoch,
+            at,
+            mono_ms,
+            running,
+            child,
+            progress,
+        } => Write::Renew {
+            epoch: *epoch,
+            at: ts(at)?,
+            mono_ms: *mono_ms,
+            running: *running,
+            child: child.clone(),
+            progress: progress.clone(),
+        },
+        WriteSpec::Acquire { epoch, at, mono_ms } => Write::Acquire {
+            epoch: *epoch,
+            at: ts(at)?,
+            mono_ms: *mono_ms,
+        },
+        WriteSpec::Finish {
+            epoch,
+            at,
+            status,
+            reason,
+            exit,
+            progress,
+        } => Write::Finish {
+            epoch: *epoch,
+            at: ts(at)?,
+            status: *status,
+            reason: *reason,
+            exit: *exit,
+            progress: progress.clone(),
+        },
+        WriteSpec::Reap { at, reason } => Write::Reap {
+            at: ts(at)?,
+            reason: *reason,
+        },
+        WriteSpec::Cancel { at } => Write::Cancel { at: ts(at)? },
+    }))
+}
+
+fn refused(cur: &Record, r: &Refused) -> Outcome {
+    Outcome::Refused {
+        status: r.current,
+        epoch: r.current_epoch,
+        stored: without_notes(r.late.as_deref().unwrap_or(cur).clone()),
+    }
+}
+
+fn without_notes(mut r: Record) -> Record {
+    for l in &mut r.late {
+        l.note.clear();
+    }
+    r
+}
+
+/// The pure path: fold the lease file into the current record, then `transition::apply`.
+fn pure(v: &Vector) -> Result<Outcome, String> {
+    let cur = v
+        .current
+        .as_ref()
+        .map(|c| record_of(c, "current"))
+        .transpose()?;
+    let cur = cur.map(|mut c| {
+        if let (Some(lf), true) = (&v.lease_file, c.status.is_active()) {
+            tether::lease::merge(&mut c, lf.as_bytes());
+        }
+        c
+    });
+    match (&v.write, cur) {
+        (WriteSpec::Create { record }, None) => {
+            Ok(Outcome::Written(record_of(record, "write.record")?))
+        }
+        (WriteSpec::Create { .. }, Some(c)) => Ok(Outcome::Refused {
+            status: c.status,
+            epoch: c.lease.epoch,
+            stored: c,
+        }),
+        (_, None) => Err("only a create may have no current record".into()),
+        (w, Some(c)) => {
+            let w = write_of(w)?.expect("not a create");
+            Ok(match apply(&c, &w) {
+                Ok(next) => Outcome::Written(without_notes(next)),
+                Err(r) => refused(&c, &r),
+            })
+        }
+    }
+}
+
+/// The record file on disk, parsed without folding the lease file.
+fn on_disk(dir: &Path) -> Result<Record, String> {
+    let bytes = std::fs::read(dir.join("jobs/job-1.json")).map_err(|e| e.to_string())?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    record_of(&v, "the stored record")
+}
+
+/// The real path: a `FileStore` in a temporary directory, the lease file on disk, `store::commit`.
+fn real(v: &Vector) -> Result<Outcome, String> {
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let root = tmp.path().join("state");
+    let st = FileStore::open(StateDir { root: root.clone() }, true).map_err(|e| e.to_string())?;
+    let id = JobId::parse("job-1").unwrap();
+    if let Some(c) = &v.current {
+        st.create(&record_of(c, "current")?)
+            .map_err(|e| e.to_string())?;
+    }
+    if let Some(lf) = &v.lease_file {
+        std::fs::write(root.join("jobs/job-1.lease"), lf).map_err(|e| e.to_string())?;
+    }
+    if let WriteSpec::Create { record } = &v.write {
+        return match st.create(&record_of(record, "write.record")?) {
+            Ok(()) => Ok(Outcome::Written(on_disk(&root)?)),
+            Err(StoreError::Exists(..)) => {
+                let stored = on_disk(&root)?;
+                Ok(Outcome::Refused {
+                    status: stored.status,
+                    epoch: stored.lease.epoch,
+                    stored,
+                })
+            }
+            Err(e) => Err(e.to_string()),
+        };
+    }
+    let w = write_of(&v.write)?.expect("not a create");
+    match store::commit(&st, &id, &w, w.durable()).map_err(|e| e.to_string())? {
+        Ok(_) => Ok(Outcome::Written(on_disk(&root)?)),
+        Err(r) => Ok(Outcome::Refused {
+            status: r.current,
+            epoch: r.current_epoch,
+            stored: on_disk(&root)?,
+        }),
+    }
+}
+
+fn expected(v: &Vector) -> Result<Outcome, String> {
+    let e = &v.expect;
+    let rec = record_of(&e.record, "expect.record")?;
+    match (e.result.as_str(), e.status, e.epoch, &e.late) {
+        ("written", None, None, None) => Ok(Outcome::Written(rec)),
+        ("refused", Some(status), Some(epoch), Some(late)) => {
+            let cur = v
+                .current
+                .as_ref()
+                .map(|c| record_of(c, "current"))
+                .transpose()?;
+            let cur = cur.ok_or("a refused write has a current record")?;
+            // `late` must be exactly what `record` gained: the rule of 6.4, stated twice.
+            let mut want = cur.clone();
+            if let Some(l) = late {
+                let mut l = serde_json::from_value::<tether::record::LateResult>(l.clone())
+                    .map_err(|e| format!("expect.late: {e}"))?;
+                l.note.clear();
+                want.push_late(l);
+            }
+            if want != rec {
+                return Err("expect.record is not current plus expect.late".into());
+            }
+            Ok(Outcome::Refused {
+                status,
+                epoch,
+                stored: rec,
+            })
+        }
+        ("written", ..) => Err("a written vector has no status, epoch or late".into()),
+        ("refused", ..) => Err("a refused vector gives status, epoch and late".into()),
+        (r, ..) => Err(format!("expect.result {r:?} is not written or refused")),
+    }
+}
+
+fn check(v: &Vector) -> Result<(), String> {
+    let want = expected(v)?;
+    let mut diffs = Vec::new();
+    for (how, got) in [("transition::apply", pure(v)), ("FileStore", real(v))] {
+        match got {
+            Ok(got) if got == want => {}
+            Ok(got) => diffs.push(format!("{how}: want {want:?}\n      got {got:?}")),
+            Err(e) => diffs.push(format!("{how}: {e}")),
+        }
+    }
+    if diffs.is_empty() {
+        Ok(())
+    } else {
+        Err(diffs.join("\n    "))
+    }
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn write_vectors() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/write");
+    let files = files(&dir);
+    let mut failures = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for path in &files {
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(path).unwrap();
+        let v: Vector = match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(e) => {
+                failures.push(format!("{file}: not a write vector: {e}"));
+                continue;
+            }
+        };
+        if !names.insert(v.name.clone()) {
+            failures.push(format!("{file} ({}): duplicate vector name", v.name));
+        }
+        if let Err(e) = check(&v) {
+            failures.push(format!("{file} ({}):\n    {e}", v.name));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} write vectors failed:\n  {}",
+        failures.len(),
+        files.len(),
+        failures.join("\n  ")
+    );
+    assert!(
+        files.len() >= MIN_VECTORS,
+        "only {} write vectors in {}; expected at least {MIN_VECTORS}",
+        files.len(),
+        dir.display()
+    );
+}
