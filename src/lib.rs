@@ -10,6 +10,7 @@ pub mod id;
 pub mod ijson;
 pub mod judge;
 pub mod lease;
+pub mod meta;
 pub mod notify;
 pub mod process;
 pub mod record;

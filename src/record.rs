@@ -202,6 +202,9 @@ pub struct Record {
     pub finished_at: Option<Timestamp>,
     #[serde(default)]
     pub late: Vec<LateResult>,
+    /// Labels given at `tether run --meta` (src/meta.rs); absent in the file when empty.
+    #[serde(default, skip_serializing_if = "crate::meta::Meta::is_empty")]
+    pub meta: crate::meta::Meta,
     /// Fields from a newer minor revision or another tool: kept verbatim on rewrite.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -375,6 +378,7 @@ impl Record {
             exit: None,
             finished_at: None,
             late: vec![],
+            meta: Default::default(),
             extra: Map::new(),
         }
     }
@@ -446,6 +450,7 @@ pub(crate) mod tests {
             exit: None,
             finished_at: None,
             late: vec![],
+            meta: Default::default(),
             extra: Map::new(),
         }
     }

@@ -132,6 +132,7 @@ fn record() -> impl Strategy<Value = Record> {
             exit,
             finished_at: fin.map(Timestamp),
             late,
+            meta: Default::default(),
             extra: Map::new(),
         })
 }
@@ -362,6 +363,7 @@ fn base_json() -> Value {
         exit: None,
         finished_at: None,
         late: vec![],
+        meta: Default::default(),
         extra: Map::new(),
     })
     .unwrap();

@@ -115,6 +115,13 @@ pub fn inspect(dir: Option<PathBuf>, a: InspectArgs) -> CliResult {
         .unwrap_or_default();
     out(format!("job        {}{name}", r.id));
     out(format!("command    {}", view::command_line(&r.argv)));
+    if !r.meta.is_empty() {
+        let pairs: Vec<String> = r.meta.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out(format!(
+            "meta       {}",
+            view::one_line(&view::clean(&pairs.join(" ")), 200)
+        ));
+    }
     out(format!(
         "verdict    {} {}, rule {:?}{}",
         verdict_word,

@@ -16,6 +16,13 @@ pub struct RunArgs {
     /// A label for people
     #[arg(long)]
     pub name: Option<String>,
+    /// Metadata stored in the record before the job starts, shown by status and filtered on by
+    /// `status --meta` (repeatable; at most 32 keys, values up to 1024 bytes)
+    #[arg(long = "meta", value_name = "KEY=VALUE")]
+    pub meta: Vec<String>,
+    /// Metadata as a JSON object of strings, merged with --meta
+    #[arg(long = "meta-json", value_name = "JSON")]
+    pub meta_json: Option<String>,
     /// How often the lease is renewed
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,
@@ -86,7 +93,10 @@ fn failure(e: wrapper::Error) -> CliError {
 }
 
 pub fn run(dir: Option<PathBuf>, a: RunArgs) -> CliResult {
+    let meta = crate::meta::build(&a.meta, a.meta_json.as_deref())
+        .map_err(|e| CliError::usage(format!("bad --meta: {e}")))?;
     let opts = Options {
+        meta,
         dir,
         id: a.id,
         name: a.name,

@@ -27,6 +27,9 @@ pub struct StatusArgs {
     /// Print JSON
     #[arg(long)]
     pub json: bool,
+    /// Only jobs whose metadata has KEY=VALUE (repeatable: all must match)
+    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = crate::meta::parse_pair)]
+    pub meta: Vec<(String, String)>,
 }
 
 pub fn status(dir: Option<PathBuf>, a: StatusArgs) -> CliResult {
@@ -68,6 +71,7 @@ pub fn status(dir: Option<PathBuf>, a: StatusArgs) -> CliResult {
             }
         }
     }
+    jobs.retain(|j| crate::meta::matches(&j.record.meta, &a.meta));
     let mut note = UnsavedNote::default();
     for j in &jobs {
         note.note(j);

@@ -58,6 +58,10 @@ fn background_args(opts: &Options) -> Vec<std::ffi::OsString> {
     if let Some(n) = &opts.name {
         args.extend(["--name".into(), n.into()]);
     }
+    if !opts.meta.is_empty() {
+        let json = serde_json::to_string(&opts.meta).unwrap_or_default();
+        args.extend(["--meta-json".into(), json.into()]);
+    }
     let dur = |d: Duration| humantime::format_duration(d).to_string().into();
     args.extend(["--interval".into(), dur(opts.interval)]);
     args.extend(["--ttl".into(), dur(opts.ttl)]);

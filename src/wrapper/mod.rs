@@ -50,6 +50,8 @@ pub struct Options {
     pub on_stall: OnStall,
     pub grace: Duration,
     pub json: bool,
+    /// Labels stored in the record before the child starts (`--meta`).
+    pub meta: crate::meta::Meta,
     pub command: Vec<String>,
 }
 

@@ -171,6 +171,7 @@ fn create_record(
         .map_err(|e| Error::io(format!("cannot identify the wrapper process: {e}")))?;
     let mut rec = Record::begin("", opts.command.clone(), me.holder(), interval_ms, ttl_ms);
     rec.name = opts.name.clone();
+    rec.meta = opts.meta.clone();
     rec.cwd = std::env::current_dir()
         .ok()
         .map(|p| p.to_string_lossy().into_owned());

@@ -10,6 +10,7 @@ import {
   IdTakenError,
   CommandNotFoundError,
   JobNotFoundError,
+  UsageError,
   judgeLocal,
 } from "../index.js";
 import { scratch, killAndWait, alive, sleep, hasCommand } from "./support.js";
@@ -136,6 +137,20 @@ test("list: filters on activity", async () => {
     assert.deepEqual((await s.t.list()).map((j) => j.id).sort(), ["busy", "short"]);
     assert.deepEqual((await s.t.list({ active: true })).map((j) => j.id), ["busy"]);
     assert.deepEqual((await s.t.list({ status: ["succeeded"] })).map((j) => j.id), ["short"]);
+  } finally {
+    await s.done();
+  }
+});
+
+test("metadata: stored at run, shown by status, filtered on by list", async () => {
+  const s = scratch();
+  try {
+    await s.t.run(["sleep", "30"], { id: "m1", meta: { session: "s1", kind: "task" } });
+    await s.t.run(["sleep", "30"], { id: "m2", meta: { session: "s2" } });
+    assert.deepEqual((await s.t.status("m1"))?.meta, { kind: "task", session: "s1" });
+    assert.deepEqual((await s.t.list({ meta: { session: "s2" } })).map((j) => j.id), ["m2"]);
+    assert.deepEqual((await s.t.list({ meta: { session: "s1", kind: "task" }, active: true })).map((j) => j.id), ["m1"]);
+    await assert.rejects(s.t.run(["true"], { meta: { "bad/key": "x" } }), (e) => e instanceof UsageError && /bad\/key/.test(e.message));
   } finally {
     await s.done();
   }
