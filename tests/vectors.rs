@@ -13,6 +13,8 @@ use tether::clock::{Now, Timestamp};
 use tether::record::{Record, RecordError};
 use tether::verdict::{Outcome, Probe, Reader, verdict};
 
+mod vectors_support;
+
 /// Below this the suite has lost vectors (a bad glob, a deleted directory), not gained confidence.
 const MIN_VECTORS: usize = 40;
 
@@ -37,8 +39,9 @@ struct Vector {
 #[serde(deny_unknown_fields)]
 struct ProbeSpec {
     holder: String,
-    #[serde(default)]
-    start: Option<String>,
+    /// Absent (with "gone") differs from null (with "alive": start time unknown).
+    #[serde(default, deserialize_with = "present")]
+    start: Option<Option<String>>,
 }
 
 #[derive(Deserialize)]
@@ -46,6 +49,7 @@ struct ProbeSpec {
 struct ReaderSpec {
     boot_id: String,
     host: String,
+    #[serde(deserialize_with = "nullable")]
     time_ns: Option<String>,
     now_wall: String,
     now_mono_ms: u64,
@@ -82,12 +86,18 @@ struct ExpectLease {
 #[serde(deny_unknown_fields)]
 struct ExpectProgress {
     count: u64,
+    #[serde(deserialize_with = "nullable")]
     at: Option<String>,
 }
 
 /// Distinguishes `"reason": null` from a missing `reason`.
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(d).map(Some)
+}
+
+/// A required key whose value may be null: `deserialize_with` stops serde reading "absent" as null.
+fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Option::<String>::deserialize(d)
 }
 
 /// The reasons of protocol.md 7.2; a vector naming anything else is itself wrong.
@@ -128,13 +138,16 @@ fn vectors_dir() -> PathBuf {
 }
 
 fn probe_of(p: &ProbeSpec) -> Result<Probe, String> {
-    match p.holder.as_str() {
-        "gone" if p.start.is_none() => Ok(Probe::Gone),
-        "gone" => Err("probe.start is only meaningful with holder \"alive\"".into()),
-        "alive" => Ok(Probe::Alive {
-            start: p.start.clone(),
+    match (p.holder.as_str(), &p.start) {
+        ("gone", None) => Ok(Probe::Gone),
+        ("gone", Some(_)) => Err("probe.start is only meaningful with holder \"alive\"".into()),
+        ("alive", Some(start)) => Ok(Probe::Alive {
+            start: start.clone(),
         }),
-        other => Err(format!(
+        ("alive", None) => {
+            Err("probe.start is required with holder \"alive\" (null: unknown)".into())
+        }
+        (other, _) => Err(format!(
             "probe.holder {other:?} is not \"gone\" or \"alive\""
         )),
     }
@@ -236,15 +249,29 @@ fn evaluate(v: &Vector) -> Result<Got, String> {
     })
 }
 
-/// Checks the vector against the section 10 rules before trusting its expectation.
+/// Checks the vector against the section 10.1 rules before trusting its expectation. These are
+/// the rules `tests/vectors/schema/vectors.schema.json` states; `schema_agrees_with_this_runner`
+/// keeps the two in step.
 fn lint(v: &Vector) -> Result<(), String> {
     let e = &v.expect;
-    let verdicts = ["active", "terminal", "lost", "unsupported", "corrupt"];
-    if !verdicts.contains(&e.verdict.as_str()) {
-        return Err(format!(
-            "expect.verdict {:?} is not one of {verdicts:?}",
-            e.verdict
-        ));
+    const STATUSES: &[&str] = &[
+        "starting",
+        "running",
+        "succeeded",
+        "failed",
+        "cancelled",
+        "lost",
+    ];
+    const RULES: &[&str] = &["R0", "R1", "R2", "R3", "R4", "R5", "R6", "R7"];
+    if let Some(s) = &e.status {
+        if !STATUSES.contains(&s.as_str()) {
+            return Err(format!("expect.status {s:?} is not a status"));
+        }
+    }
+    if let Some(r) = &e.rule {
+        if !RULES.contains(&r.as_str()) {
+            return Err(format!("expect.rule {r:?} is not a rule of 7.4"));
+        }
     }
     if let Some(Some(r)) = &e.reason {
         if !REASONS.contains(&r.as_str()) {
@@ -252,31 +279,54 @@ fn lint(v: &Vector) -> Result<(), String> {
                 "expect.reason {r:?} is not a reason of protocol.md 7.2"
             ));
         }
-        if e.verdict == "lost" && !READER_REASONS.contains(&r.as_str()) {
-            return Err(format!("expect.reason {r:?} is not a reader reason"));
+    }
+    let judged = e.status.is_some()
+        || e.reason.is_some()
+        || e.expires_in_ms.is_some()
+        || e.lease.is_some()
+        || e.progress.is_some();
+    let (status, reason, rule) = (e.status.as_deref(), &e.reason, e.rule.as_deref());
+    match e.verdict.as_str() {
+        "corrupt" if judged || rule.is_some() => {
+            Err("a corrupt vector gives only the verdict".into())
         }
+        "unsupported" if judged || rule != Some("R0") => {
+            Err("an unsupported vector gives only the verdict and rule R0".into())
+        }
+        "terminal" if status.is_none() || reason.is_none() || rule != Some("R1") => {
+            Err("a terminal vector names the recorded status and reason, and rule R1".into())
+        }
+        "lost"
+            if !matches!(reason, Some(Some(r)) if READER_REASONS.contains(&r.as_str()))
+                || rule.is_none()
+                || status.is_some_and(|s| s != "lost") =>
+        {
+            Err("a lost vector names a reader reason and its rule; its status is lost".into())
+        }
+        "active"
+            if reason.is_some()
+                || rule.is_none()
+                || status.is_some_and(|s| !["starting", "running"].contains(&s)) =>
+        {
+            Err("an active vector names its rule, no reason, and an active status".into())
+        }
+        "terminal" | "lost" if e.expires_in_ms.is_some() => {
+            Err("expires_in_ms is only defined for active verdicts".into())
+        }
+        "corrupt" | "unsupported" | "terminal" | "lost" | "active" => Ok(()),
+        other => Err(format!(
+            "expect.verdict {other:?} is not a verdict of section 10.1"
+        )),
     }
-    match (e.verdict.as_str(), &e.rule) {
-        ("corrupt", Some(_)) => return Err("a corrupt vector names no rule".into()),
-        ("corrupt", None) => {}
-        (_, None) => return Err("expect.rule is required except for corrupt".into()),
-        (_, Some(_)) => {}
-    }
-    if e.verdict == "terminal" && (e.status.is_none() || e.reason.is_none()) {
-        return Err("a terminal vector names the recorded status and reason".into());
-    }
-    if e.verdict == "lost" && !matches!(e.reason, Some(Some(_))) {
-        return Err("a lost vector names the reader reason".into());
-    }
-    if e.expires_in_ms.is_some() && e.verdict != "active" {
-        return Err("expires_in_ms is only defined for active verdicts".into());
-    }
-    if (e.lease.is_some() || e.progress.is_some())
-        && matches!(e.verdict.as_str(), "corrupt" | "unsupported")
-    {
-        return Err("lease and progress are only defined for a judged record".into());
-    }
-    Ok(())
+}
+
+/// Whether this runner takes `text` as a well-formed reading vector (without judging it).
+fn accepts(text: &str) -> Result<(), String> {
+    let v: Vector = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    lint(&v)?;
+    probe_of(&v.probe)?;
+    reader_of(&v.reader)?;
+    record_bytes(&v).map(|_| ())
 }
 
 fn check(v: &Vector) -> Result<(), String> {
@@ -330,6 +380,19 @@ fn check(v: &Vector) -> Result<(), String> {
     } else {
         Err(diffs.join("; "))
     }
+}
+
+#[test]
+fn schema_agrees_with_this_runner() {
+    let objects = [
+        "",
+        "probe",
+        "reader",
+        "expect",
+        "expect.lease",
+        "expect.progress",
+    ];
+    vectors_support::schema_agrees(&vectors_dir(), &objects, accepts);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! where the record file left on disk is what is compared. Like the reading runner, it rejects
 //! unknown keys so a misspelt expectation fails instead of testing nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -15,6 +15,8 @@ use tether::record::{Child, Exit, Progress, Reason, Record, Status};
 use tether::store::{self, FileStore, StateDir, Store, StoreError};
 use tether::transition::{Refused, Write, apply};
 
+mod vectors_support;
+
 /// Section 10.2 asks for at least 40; fewer means vectors went missing.
 const MIN_VECTORS: usize = 40;
 
@@ -22,6 +24,7 @@ const MIN_VECTORS: usize = 40;
 #[serde(deny_unknown_fields)]
 struct Vector {
     name: String,
+    #[serde(deserialize_with = "nullable")]
     current: Option<Value>,
     #[serde(default)]
     lease_file: Option<String>,
@@ -56,6 +59,7 @@ enum WriteSpec {
         at: String,
         status: Status,
         reason: Reason,
+        #[serde(deserialize_with = "nullable")]
         exit: Option<Exit>,
         #[serde(default)]
         progress: Option<Progress>,
@@ -85,6 +89,30 @@ struct Expect {
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Value>>, D::Error> {
     Option::<Value>::deserialize(d).map(Some)
+}
+
+/// A required key whose value may be null: `deserialize_with` stops serde reading "absent" as null.
+fn nullable<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    Option::<T>::deserialize(d)
+}
+
+/// Whether this runner takes `text` as a well-formed writing vector (without running it): the
+/// rules `tests/vectors/schema/vectors.schema.json` states for the format's own objects.
+fn accepts(text: &str) -> Result<(), String> {
+    let v: Vector = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let e = &v.expect;
+    match (e.result.as_str(), e.status, e.epoch, &e.late) {
+        ("written", None, None, None) | ("refused", Some(_), Some(_), Some(_)) => Ok(()),
+        _ => Err("expect: written has only record; refused has record, status, epoch, late".into()),
+    }
+}
+
+#[test]
+fn schema_agrees_with_this_runner() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/write");
+    vectors_support::schema_agrees(&dir, &["", "write", "expect"], accepts);
 }
 
 /// What happened to a write, in the vocabulary of section 10.2.
@@ -300,20 +328,10 @@ fn check(v: &Vector) -> Result<(), String> {
     }
 }
 
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    files
-}
-
 #[test]
 fn write_vectors() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/write");
-    let files = files(&dir);
+    let files = vectors_support::vector_files(&dir);
     let mut failures = Vec::new();
     let mut names = std::collections::HashSet::new();
     for path in &files {
