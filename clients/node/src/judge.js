@@ -31,7 +31,7 @@ export function judge(record, facts, nowMs) {
   const lost = (rule, reason) => ({ verdict: "lost", rule, status: "lost", reason, record: r });
   const renewedAt = /** @type {number} */ (parseTimestamp(r.lease.renewed_at));
   const ttl = r.lease.ttl_ms;
-  const wallExpiry = renewedAt + ttl + SKEW_ALLOWANCE_MS;
+  const wallLeft = ttl + SKEW_ALLOWANCE_MS - (nowMs - renewedAt);
   /** @param {"R2" | "R7"} rule @param {number} expiresInMs @returns {import("../index.js").Verdict} */
   const active = (rule, expiresInMs) => ({
     verdict: "active",
@@ -45,7 +45,7 @@ export function judge(record, facts, nowMs) {
 
   if (r.holder.host !== facts.host) {
     // R2: the pid means nothing on another host; only the lease counts, on wall time.
-    return nowMs > wallExpiry ? lost("R2", "lease-expired") : active("R2", wallExpiry - nowMs);
+    return wallLeft < 0 ? lost("R2", "lease-expired") : active("R2", wallLeft);
   }
   if (r.holder.boot_id !== facts.bootId) return lost("R3", "host-rebooted");
   if (facts.probe.holder === "gone") return lost("R4", "worker-exited");
@@ -55,7 +55,9 @@ export function judge(record, facts, nowMs) {
   const sameClock =
     (r.holder.time_ns ?? null) === (facts.timeNs ?? null) && facts.monoMs >= r.lease.renewed_mono_ms;
   // 7.3: age > ttl is expired; both rules reduce to "now is past the expiry".
-  const expiresInMs = sameClock ? r.lease.renewed_mono_ms + ttl - facts.monoMs : wallExpiry - nowMs;
+  // Differences first: every operand is at most 2^53-1 (4.1), so they are exact, where a sum such
+  // as renewed_mono_ms + ttl_ms may not be.
+  const expiresInMs = sameClock ? ttl - (facts.monoMs - r.lease.renewed_mono_ms) : wallLeft;
   if (expiresInMs < 0) return lost("R6", "lease-expired");
   return active("R7", expiresInMs);
 }

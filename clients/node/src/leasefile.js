@@ -32,22 +32,23 @@ export function parseSlot(bytes) {
   const covered = bytes.subarray(0, text.length - crc.length - 1);
   if (crc32(covered) !== parseInt(crc, 16)) return null;
   const n = [seq, epoch, mono, wall, beats, beatAt].map(Number);
-  if (!n.every(Number.isSafeInteger) || n[0] < 1) return null;
+  if (!n.every(Number.isSafeInteger) || n[0] < 1 || n[1] < 1) return null;
   return { seq: n[0], epoch: n[1], monoMs: n[2], wallMs: n[3], beats: n[4], beatAtMs: n[5] === -1 ? null : n[5] };
 }
 
 /**
  * The valid slot with the highest SEQ, or null. A file shorter than 256 bytes has no valid slot.
- * @param {Uint8Array | string | null | undefined} file the file's bytes (a string is taken as ASCII)
+ * @param {Uint8Array | string | null | undefined} file the file's bytes (a string is encoded as UTF-8)
  */
 export function newestSlot(file) {
   if (file == null) return null;
-  const bytes = typeof file === "string" ? Buffer.from(file, "latin1") : file;
+  const bytes = typeof file === "string" ? Buffer.from(file, "utf8") : file;
   if (bytes.length < FILE) return null;
   const slots = [parseSlot(bytes.subarray(0, SLOT)), parseSlot(bytes.subarray(SLOT, FILE))];
   /** @type {LeaseSlot | null} */
   let best = null;
-  for (const s of slots) if (s && (!best || s.seq > best.seq)) best = s;
+  // Equal SEQs (only a faulty writer makes them): the greater MONO_MS, then the slot at offset 0.
+  for (const s of slots) if (s && (!best || s.seq > best.seq || (s.seq === best.seq && s.monoMs > best.monoMs))) best = s;
   return best;
 }
 

@@ -13,7 +13,7 @@ export function parseTimestamp(text) {
   const m = TIMESTAMP.exec(text);
   if (!m) return null;
   const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number);
-  if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) return null;
+  if (year < 1970 || month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) return null;
   const ms = Date.UTC(year, month - 1, day, hour, minute, second);
   // Date.UTC rolls 31 February over into March: reject a day that does not exist.
   if (new Date(ms).getUTCDate() !== day) return null;

@@ -12,10 +12,12 @@ const dir = fileURLToPath(new URL("../../../tests/vectors/", import.meta.url));
 const files = readdirSync(dir).filter((f) => f.endsWith(".json")).sort();
 
 const KEYS = {
-  top: ["name", "record", "probe", "reader", "expect", "lease_file"],
+  top: ["name", "record", "record_base64", "probe", "reader", "expect", "lease_file"],
   probe: ["holder", "start"],
   reader: ["boot_id", "host", "time_ns", "now_wall", "now_mono_ms"],
-  expect: ["verdict", "status", "reason", "rule", "expires_in_ms"],
+  expect: ["verdict", "status", "reason", "rule", "expires_in_ms", "lease", "progress"],
+  lease: ["renewed_at", "renewed_mono_ms"],
+  progress: ["count", "at"],
 };
 
 /** A runner SHOULD reject keys it does not know (section 10): a misspelt key must not test nothing. */
@@ -35,6 +37,9 @@ for (const file of files) {
     onlyKnown(v.probe, KEYS.probe, `${file} probe`);
     onlyKnown(v.reader, KEYS.reader, `${file} reader`);
     onlyKnown(v.expect, KEYS.expect, `${file} expect`);
+    onlyKnown(v.expect.lease ?? {}, KEYS.lease, `${file} expect.lease`);
+    onlyKnown(v.expect.progress ?? {}, KEYS.progress, `${file} expect.progress`);
+    assert.ok(("record" in v) !== ("record_base64" in v), `${file}: exactly one of record and record_base64`);
     assert.ok(!names.has(v.name), `duplicate vector name ${v.name}`);
     names.add(v.name);
 
@@ -48,7 +53,8 @@ for (const file of files) {
       monoMs: v.reader.now_mono_ms,
       leaseFile: v.lease_file,
     };
-    const got = judge(v.record, facts, nowMs);
+    const record = "record_base64" in v ? new Uint8Array(Buffer.from(v.record_base64, "base64")) : v.record;
+    const got = judge(record, facts, nowMs);
     const e = v.expect;
     const detail = `${file}: got ${JSON.stringify({ ...got, record: undefined })}`;
     assert.equal(got.verdict, e.verdict, detail);
@@ -56,6 +62,18 @@ for (const file of files) {
     if ("status" in e) assert.equal(got.status, e.status, detail);
     if ("reason" in e) assert.equal(got.reason, e.reason, detail);
     if ("expires_in_ms" in e) assert.equal(got.expiresInMs, e.expires_in_ms, detail);
+    // 10.1: the record after the fold of 6.5; timestamps compared as milliseconds.
+    const folded = "record" in got ? got.record : undefined;
+    for (const [k, want] of Object.entries(e.lease ?? {})) {
+      const have = folded?.lease[k];
+      if (k === "renewed_at") assert.equal(parseTimestamp(have), parseTimestamp(want), `${detail} lease.${k}`);
+      else assert.equal(have, want, `${detail} lease.${k}`);
+    }
+    for (const [k, want] of Object.entries(e.progress ?? {})) {
+      const have = folded?.progress?.[k] ?? (k === "count" ? 0 : null);
+      if (k === "at") assert.equal(have === null ? null : parseTimestamp(have), want === null ? null : parseTimestamp(want), `${detail} progress.${k}`);
+      else assert.equal(have, want, `${detail} progress.${k}`);
+    }
     if (e.verdict === "corrupt") assert.ok(got.problem, `${file}: a corrupt verdict names its problem`);
   });
 }
