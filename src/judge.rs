@@ -34,16 +34,26 @@ pub fn probe_holder(rec: &Record, reader: &Reader) -> Probe {
 
 /// Judges a record already in hand, without persisting anything.
 pub fn judge_record(rec: Record) -> Judged {
-    judge_at(rec, process::reader())
+    let reader = process::reader();
+    let probe = probe_holder(&rec, &reader);
+    let verdict = verdict(&rec, &probe, &reader);
+    Judged {
+        record: rec,
+        probe,
+        verdict,
+        reaped: false,
+        unsaved: None,
+    }
 }
 
 /// Judges a record against a reader (clocks) read *before* the record was. A reader delayed between
 /// reading the record and reading its clock (descheduled under load, or slow while it holds the
 /// lock the holder is waiting on) would otherwise count its own delay against the holder's lease
 /// and reap a healthy job. Read first, the clock can only make the lease look younger, never older.
-fn judge_at(rec: Record, reader: Reader) -> Judged {
+/// The store judges (`Store::verdict`): etcd's lease evidence is not in the record.
+fn judge_at<S: Store>(store: &S, rec: Record, reader: Reader) -> Judged {
     let probe = probe_holder(&rec, &reader);
-    let verdict = verdict(&rec, &probe, &reader);
+    let verdict = store.verdict(&rec, &probe, &reader);
     Judged {
         record: rec,
         probe,
@@ -57,7 +67,7 @@ fn judge_at(rec: Record, reader: Reader) -> Judged {
 /// finished or renewed meanwhile is never overwritten.
 pub fn settle<S: Store>(store: &S, id: &JobId) -> Result<Judged, StoreError> {
     let reader = process::reader();
-    let first = judge_at(store.load(id)?, reader);
+    let first = judge_at(store, store.load(id)?, reader);
     if !matches!(first.verdict.outcome, Outcome::Lost { .. }) {
         return Ok(first);
     }
@@ -65,7 +75,7 @@ pub fn settle<S: Store>(store: &S, id: &JobId) -> Result<Judged, StoreError> {
     // (when the holder cannot renew) is charged to the lease.
     let reader = process::reader();
     let res = store.update(id, &mut |cur: &Record| {
-        let again = judge_at(cur.clone(), reader.clone());
+        let again = judge_at(store, cur.clone(), reader.clone());
         match again.verdict.outcome {
             Outcome::Lost { reason } => {
                 let at = crate::clock::Timestamp::now();

@@ -73,6 +73,8 @@ impl Rule {
 pub enum ClockRule {
     Monotonic,
     Wall,
+    /// Judged by the etcd cluster that keeps the lease (protocol.md section 11): no reader clock.
+    Cluster,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -161,6 +163,17 @@ pub fn lease_age(rec: &Record, reader: &Reader) -> LeaseAge {
 
 /// The decision table of protocol.md 7.4 (R0, an unsupported version, is caught by the parser).
 pub fn verdict(rec: &Record, probe: &Probe, reader: &Reader) -> Verdict {
+    verdict_with_age(rec, probe, reader, || lease_age(rec, reader))
+}
+
+/// The same table with the lease's age supplied by the caller: the etcd store (protocol.md 11.4)
+/// passes the cluster's judgment instead of the clocks' one, and every other rule stays as it is.
+pub fn verdict_with_age(
+    rec: &Record,
+    probe: &Probe,
+    reader: &Reader,
+    age: impl FnOnce() -> LeaseAge,
+) -> Verdict {
     let v = |outcome, rule, lease| Verdict {
         outcome,
         rule,
@@ -177,7 +190,7 @@ pub fn verdict(rec: &Record, probe: &Probe, reader: &Reader) -> Verdict {
             None,
         );
     }
-    let age = lease_age(rec, reader);
+    let age = age();
     let expired = age.expires_in_ms < 0;
     if rec.holder.host != reader.host {
         let o = if expired {

@@ -196,6 +196,7 @@ pub fn inspect(dir: Option<PathBuf>, a: InspectArgs) -> CliResult {
     let clock = match age.clock {
         ClockRule::Monotonic => "monotonic clock",
         ClockRule::Wall => "wall clock, 30 s skew allowance",
+        ClockRule::Cluster => "etcd cluster's lease",
     };
     out(format!(
         "  renewed  {} ({} ago by the {clock})",

@@ -5,6 +5,10 @@
 //! A backend that is chosen at run time implements `Store` on an enum of backends by delegation:
 //! `update` is generic, so the trait is not object-safe on purpose (no boxing on the write path).
 
+#[cfg(feature = "etcd")]
+pub mod etcd;
+pub mod etcd_rules;
+pub mod etcd_url;
 mod file;
 mod watch;
 
@@ -13,6 +17,9 @@ use std::path::PathBuf;
 
 pub use file::{FileRenewer, FileStore, StateDir};
 pub use watch::FileWatch;
+
+#[cfg(feature = "etcd")]
+pub use etcd::{Auth, EtcdRenewer, EtcdStore, EtcdWatch};
 
 use crate::clock::Timestamp;
 use crate::id::{InvalidId, JobId};
@@ -186,6 +193,17 @@ pub trait Store {
 
     /// The `NotFound` error for `id`, naming where this store looked.
     fn not_found(&self, id: JobId) -> StoreError;
+
+    /// The verdict on a record this store returned (protocol.md 7.4). A store that keeps leases
+    /// itself judges with what it read beside the record (etcd: the liveness key, section 11.4).
+    fn verdict(
+        &self,
+        rec: &Record,
+        probe: &crate::verdict::Probe,
+        reader: &crate::verdict::Reader,
+    ) -> crate::verdict::Verdict {
+        crate::verdict::verdict(rec, probe, reader)
+    }
 }
 
 /// The holder's renewal handle for one job.

@@ -1,0 +1,176 @@
+//! The holder's renewal on etcd (protocol.md 11.3): one keepalive on the job's lease per renewal,
+//! over a stream opened once, and a write of the liveness key only when the beat count moved.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{Compare, CompareOp, LeaseKeepAliveStream, LeaseKeeper, PutOptions, TxnOp};
+use tokio::sync::Mutex;
+
+use super::EtcdStore;
+use crate::clock::Timestamp;
+use crate::id::JobId;
+use crate::record::{Progress, Status};
+use crate::store::etcd_rules::LiveValue;
+use crate::store::{Renew, Store, StoreError};
+use crate::transition::Refused;
+
+type Stream = Arc<Mutex<Option<(LeaseKeeper, LeaseKeepAliveStream)>>>;
+
+pub struct EtcdRenewer {
+    store: EtcdStore,
+    id: JobId,
+    lease: i64,
+    stream: Stream,
+    /// The beat count last written to the liveness key.
+    written_beats: Option<u64>,
+    /// A renewal that takes longer fails, so a partitioned holder learns it within this bound.
+    pub timeout: Duration,
+}
+
+enum Kept {
+    /// The cluster renewed the lease; this many seconds are left.
+    Ttl(i64),
+    Failed(String),
+}
+
+impl EtcdRenewer {
+    pub(super) fn start(
+        store: EtcdStore,
+        id: JobId,
+        lease: i64,
+    ) -> Result<EtcdRenewer, StoreError> {
+        Ok(EtcdRenewer {
+            store,
+            id,
+            lease,
+            stream: Arc::default(),
+            written_beats: None,
+            timeout: super::REQUEST_TIMEOUT,
+        })
+    }
+
+    pub fn lease(&self) -> i64 {
+        self.lease
+    }
+}
+
+impl Renew for EtcdRenewer {
+    /// Renews the lease for `epoch`. `Ok(Err(_))`: the cluster no longer holds the lease (it
+    /// expired or was revoked) or the job is no longer ours; `Err(_)`: etcd did not answer.
+    fn renew(
+        &mut self,
+        epoch: u64,
+        _at: Timestamp,
+        _mono_ms: u64,
+        progress: &Progress,
+    ) -> Result<Result<(), Box<Refused>>, StoreError> {
+        let (lease, slot, timeout) = (self.lease, self.stream.clone(), self.timeout);
+        let kept = self
+            .store
+            .call(move |c| async move {
+                let r = tokio::time::timeout(timeout, keep_alive(c, lease, &slot)).await;
+                Ok(match r {
+                    Ok(k) => k,
+                    Err(_) => {
+                        *slot.lock().await = None;
+                        Kept::Failed(format!("no keepalive answer within {timeout:?}"))
+                    }
+                })
+            })
+            .map_err(|e| self.store.io(self.id.as_str(), e))?;
+        match kept {
+            Kept::Failed(why) => {
+                return Err(StoreError::Io {
+                    path: self.store.where_(self.id.as_str()),
+                    err: std::io::Error::other(why),
+                });
+            }
+            Kept::Ttl(ttl) if ttl <= 0 => {
+                return Ok(Err(self.refused(epoch, "expired or was revoked")));
+            }
+            Kept::Ttl(_) => {}
+        }
+        if self.written_beats != Some(progress.count) {
+            if !self.write_beats(epoch, progress)? {
+                return Ok(Err(self.refused(epoch, "no longer holds the liveness key")));
+            }
+            self.written_beats = Some(progress.count);
+        }
+        Ok(Ok(()))
+    }
+}
+
+impl EtcdRenewer {
+    /// Puts the beat count into the liveness key, only while it is still attached to our lease.
+    fn write_beats(&self, epoch: u64, progress: &Progress) -> Result<bool, StoreError> {
+        let lk = self.store.keys.live(self.id.as_str());
+        let value = serde_json::to_vec(&LiveValue {
+            epoch,
+            beats: progress.count,
+            beat_at: progress.at,
+        })
+        .expect("a live value serializes");
+        let txn = etcd_client::Txn::new()
+            .when(vec![Compare::lease(
+                lk.clone(),
+                CompareOp::Equal,
+                self.lease,
+            )])
+            .and_then(vec![TxnOp::put(
+                lk,
+                value,
+                Some(PutOptions::new().with_lease(self.lease)),
+            )]);
+        let resp = self
+            .store
+            .call(move |mut c| async move { c.txn(txn).await })
+            .map_err(|e| self.store.io(self.id.as_str(), e))?;
+        Ok(resp.succeeded())
+    }
+
+    fn refused(&self, epoch: u64, what: &str) -> Box<Refused> {
+        let current = self
+            .store
+            .load(&self.id)
+            .map(|r| (r.status, r.lease.epoch))
+            .unwrap_or((Status::Lost, epoch));
+        Box::new(Refused {
+            why: format!("the job's etcd lease {:x} {what}", self.lease),
+            current: current.0,
+            current_epoch: current.1,
+            late: None,
+        })
+    }
+}
+
+/// One keepalive round trip on the (re)opened stream.
+async fn keep_alive(
+    mut c: etcd_client::Client,
+    lease: i64,
+    slot: &Mutex<Option<(LeaseKeeper, LeaseKeepAliveStream)>>,
+) -> Kept {
+    let mut g = slot.lock().await;
+    if g.is_none() {
+        match c.lease_keep_alive(lease).await {
+            Ok(pair) => *g = Some(pair),
+            Err(e) => return Kept::Failed(e.to_string()),
+        }
+    }
+    let (keeper, stream) = g.as_mut().expect("opened above");
+    if let Err(e) = keeper.keep_alive().await {
+        *g = None;
+        return Kept::Failed(e.to_string());
+    }
+    match stream.message().await {
+        Ok(Some(resp)) => Kept::Ttl(resp.ttl()),
+        Ok(None) => {
+            *g = None;
+            Kept::Failed("the keepalive stream ended".into())
+        }
+        Err(e) => {
+            *g = None;
+            Kept::Failed(e.to_string())
+        }
+    }
+}

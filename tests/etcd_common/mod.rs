@@ -1,0 +1,258 @@
+//! A real etcd for the etcd store's tests: started by the test on free loopback ports with its own
+//! temporary data directory, stopped by pid (SIGTERM, then SIGKILL after a bounded wait) when the
+//! handle drops. Under `CI=true` a missing `etcd` binary fails the test; elsewhere the test is
+//! skipped with a notice on stderr, so `cargo test --features etcd` works on a machine without etcd.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a fresh etcd may take to answer on its client port (it takes under 1 s idle; the
+/// bound is for a loaded 2-core machine).
+const READY_WITHIN: Duration = Duration::from_secs(30);
+/// How long SIGTERM is given before SIGKILL.
+const STOP_WITHIN: Duration = Duration::from_secs(10);
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// The etcd binary, or None (after the notice) when the test should be skipped.
+pub fn etcd_binary(test: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("etcd"))
+            .find(|p| p.is_file())
+    });
+    match found {
+        Some(p) => Some(p),
+        None if in_ci() => panic!(
+            "{test}: etcd is not installed and CI=true: install etcd-server (Debian) or put etcd on PATH"
+        ),
+        None => {
+            eprintln!(
+                "NOTICE: {test} skipped: etcd is not on PATH (Debian: apt-get install etcd-server)"
+            );
+            None
+        }
+    }
+}
+
+/// A port that was free a moment ago. etcd binds it right after; a lost race shows as a start
+/// failure, which `Etcd::start` retries with new ports.
+pub fn free_port(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+pub struct Etcd {
+    child: Child,
+    pub name: String,
+    pub ip: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    log: PathBuf,
+    extra: Vec<String>,
+}
+
+impl Etcd {
+    /// A single-member etcd on 127.0.0.1, or None when skipped (see `etcd_binary`).
+    pub fn start(test: &str) -> Option<Etcd> {
+        Etcd::start_with(test, "127.0.0.1", &[])
+    }
+
+    /// A single-member etcd on `ip`, with extra command-line flags (TLS, ...).
+    pub fn start_with(test: &str, ip: &str, extra: &[&str]) -> Option<Etcd> {
+        let bin = etcd_binary(test)?;
+        let tmp = tempfile::tempdir().unwrap();
+        let mut last = String::new();
+        for _attempt in 0..5 {
+            let client_port = free_port(ip);
+            let peer_port = free_port(ip);
+            let data_dir = tmp.path().join(format!("data-{client_port}"));
+            let log = tmp.path().join(format!("etcd-{client_port}.log"));
+            let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+            let child = spawn(
+                &bin,
+                "t0",
+                ip,
+                client_port,
+                peer_port,
+                &data_dir,
+                &log,
+                &extra,
+            );
+            let mut e = Etcd {
+                child,
+                name: "t0".into(),
+                ip: ip.into(),
+                client_port,
+                peer_port,
+                data_dir,
+                _tmp: None,
+                log,
+                extra,
+            };
+            match e.wait_ready() {
+                Ok(()) => {
+                    e._tmp = Some(tmp);
+                    return Some(e);
+                }
+                Err(why) => {
+                    last = why;
+                    e.stop();
+                }
+            }
+        }
+        panic!("{test}: etcd did not start after 5 tries: {last}");
+    }
+
+    /// `HOST:PORT` of the client endpoint.
+    pub fn endpoint(&self) -> String {
+        format!("{}:{}", self.ip, self.client_port)
+    }
+
+    /// An `etcd://` store URL for this etcd under `prefix` (no leading slash).
+    pub fn url(&self, prefix: &str) -> String {
+        format!("etcd://{}/{prefix}", self.endpoint())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The tail of etcd's own log, for a failing assertion's message.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let addr: SocketAddr = self.endpoint().parse().unwrap();
+        let deadline = Instant::now() + READY_WITHIN;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return Err(format!("etcd exited with {st}: {}", self.log_tail()));
+            }
+            // The client port accepts once etcd serves; a member of a one-node cluster is then
+            // its own leader within a few hundred ms, which `ready` in the log confirms.
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+                && log.contains("ready to serve client requests")
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "etcd not ready within {READY_WITHIN:?}: {}",
+                    self.log_tail()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILLs etcd (a crash) and waits for it; `restart` brings it back on the same data.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts etcd again on the same ports and data directory.
+    pub fn restart(&mut self) {
+        let bin = etcd_binary("restart").expect("etcd was found before");
+        self.child = spawn(
+            &bin,
+            &self.name,
+            &self.ip,
+            self.client_port,
+            self.peer_port,
+            &self.data_dir,
+            &self.log,
+            &self.extra,
+        );
+        self.wait_ready()
+            .expect("etcd restarts on its data directory");
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited within `STOP_WITHIN`; always reaped.
+    pub fn stop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        // Our own child, not yet reaped: its pid cannot have been reused.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + STOP_WITHIN;
+        while Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spawn(
+    bin: &Path,
+    name: &str,
+    ip: &str,
+    client_port: u16,
+    peer_port: u16,
+    data_dir: &Path,
+    log: &Path,
+    extra: &[String],
+) -> Child {
+    let scheme = if extra.iter().any(|a| a.starts_with("--cert-file")) {
+        "https"
+    } else {
+        "http"
+    };
+    let client = format!("{scheme}://{ip}:{client_port}");
+    let peer = format!("http://{ip}:{peer_port}");
+    let logf = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(bin)
+        .arg("--name")
+        .arg(name)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--listen-client-urls")
+        .arg(&client)
+        .arg("--advertise-client-urls")
+        .arg(&client)
+        .arg("--listen-peer-urls")
+        .arg(&peer)
+        .arg("--initial-advertise-peer-urls")
+        .arg(&peer)
+        .arg("--initial-cluster")
+        .arg(format!("{name}={peer}"))
+        .args(extra)
+        .env_remove("ETCD_NAME")
+        .env_remove("ETCD_DATA_DIR")
+        .stdin(Stdio::null())
+        .stdout(logf.try_clone().unwrap())
+        .stderr(logf)
+        .spawn()
+        .expect("spawn etcd")
+}
