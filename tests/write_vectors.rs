@@ -183,12 +183,22 @@ fn write_of(w: &WriteSpec) -> Result<Option<Write>, String> {
     }))
 }
 
-fn refused(cur: &Record, r: &Refused) -> Outcome {
+/// `given` is the record file before the write: a refusal that keeps no late result writes
+/// nothing, so the file stays as given, its lease file not folded in (10.2).
+fn refused(given: &Record, r: &Refused) -> Outcome {
     Outcome::Refused {
         status: r.current,
         epoch: r.current_epoch,
-        stored: without_notes(r.late.as_deref().unwrap_or(cur).clone()),
+        stored: without_notes(r.late.as_deref().unwrap_or(given).clone()),
     }
+}
+
+/// The current record as a write sees it under the lock: its lease file folded in (6.5).
+fn folded(v: &Vector, mut c: Record) -> Record {
+    if let (Some(lf), true) = (&v.lease_file, c.status.is_active()) {
+        tether::lease::merge(&mut c, lf.as_bytes());
+    }
+    c
 }
 
 fn without_notes(mut r: Record) -> Record {
@@ -205,12 +215,6 @@ fn pure(v: &Vector) -> Result<Outcome, String> {
         .as_ref()
         .map(|c| record_of(c, "current"))
         .transpose()?;
-    let cur = cur.map(|mut c| {
-        if let (Some(lf), true) = (&v.lease_file, c.status.is_active()) {
-            tether::lease::merge(&mut c, lf.as_bytes());
-        }
-        c
-    });
     match (&v.write, cur) {
         (WriteSpec::Create { record }, None) => {
             Ok(Outcome::Written(record_of(record, "write.record")?))
@@ -223,7 +227,7 @@ fn pure(v: &Vector) -> Result<Outcome, String> {
         (_, None) => Err("only a create may have no current record".into()),
         (w, Some(c)) => {
             let w = write_of(w)?.expect("not a create");
-            Ok(match apply(&c, &w) {
+            Ok(match apply(&folded(v, c.clone()), &w) {
                 Ok(next) => Outcome::Written(without_notes(next)),
                 Err(r) => refused(&c, &r),
             })
@@ -288,8 +292,13 @@ fn expected(v: &Vector) -> Result<Outcome, String> {
                 .map(|c| record_of(c, "current"))
                 .transpose()?;
             let cur = cur.ok_or("a refused write has a current record")?;
-            // `late` must be exactly what `record` gained: the rule of 6.4, stated twice.
-            let mut want = cur.clone();
+            // `late` must be exactly what `record` gained: the rule of 6.4, stated twice. A kept
+            // late result is a record write, so it carries the folded lease (6.5).
+            let mut want = if late.is_some() {
+                folded(v, cur.clone())
+            } else {
+                cur.clone()
+            };
             if let Some(l) = late {
                 let mut l = serde_json::from_value::<tether::record::LateResult>(l.clone())
                     .map_err(|e| format!("expect.late: {e}"))?;
