@@ -140,6 +140,13 @@ pub struct Progress {
     pub at: Option<Timestamp>,
     #[serde(default)]
     pub count: u64,
+    /// Beats refused because another user sent them (protocol.md 4.1); written only when not 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rejected: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// How the child ended: exactly one of the two is set in a valid record.
@@ -317,6 +324,7 @@ impl Record {
             ("lease.ttl_ms", self.lease.ttl_ms),
             ("lease.renewed_mono_ms", self.lease.renewed_mono_ms),
             ("progress.count", self.progress.count),
+            ("progress.rejected", self.progress.rejected),
         ];
         let late = self.late.iter().flat_map(|l| {
             let count = l.progress.as_ref().map(|p| p.count);

@@ -68,6 +68,7 @@ fn progress() -> impl Strategy<Value = Progress> {
         message,
         at: None,
         count,
+        ..Default::default()
     })
 }
 

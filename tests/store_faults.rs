@@ -119,6 +119,7 @@ fn renew(n: u64) -> Write {
             message: Some(format!("beat {n}")),
             at: Some(Timestamp::now()),
             count: n,
+            ..Default::default()
         }),
     }
 }

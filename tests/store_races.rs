@@ -237,6 +237,7 @@ fn churn(store: &FileStore, ready: &Path, seed: u64) {
                     message: Some(format!("beat {i}")),
                     at: Some(Timestamp::now()),
                     count: i,
+                    ..Default::default()
                 }),
             };
             write(store, &id, &w);

@@ -235,6 +235,12 @@ pub fn inspect(dir: Option<PathBuf>, a: InspectArgs) -> CliResult {
             .map(|m| view::one_line(m, 100))
             .unwrap_or_else(|| "-".into())
     ));
+    if r.progress.rejected > 0 {
+        out(format!(
+            "  refused  {} refused beats from other users (notify datagrams not sent by the job's uid)",
+            r.progress.rejected
+        ));
+    }
     if r.exit.is_some() {
         out(format!(
             "exit       {}",

@@ -9,6 +9,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use super::private::{self, Received};
 use crate::clock::Timestamp;
 use crate::notify::{self, Notice};
 use crate::record::Progress;
@@ -59,6 +60,14 @@ impl Beats {
         }
     }
 
+    /// The count of datagrams refused from other users, kept with the progress.
+    pub fn rejected(&mut self, n: u64) {
+        if self.progress.rejected != n {
+            self.progress.rejected = n;
+            self.dirty = true;
+        }
+    }
+
     pub fn apply(&mut self, n: Notice, now_ms: u64) {
         match n {
             Notice::Watchdog => self.beat(now_ms, 1),
@@ -85,6 +94,11 @@ pub struct Channel {
     _dir: Option<tempfile::TempDir>,
     pub socket: Option<(tokio::net::UnixDatagram, PathBuf)>,
     file: Option<(PathBuf, Option<Stamp>)>,
+    /// The only uid whose datagrams count: the job's (the wrapper's real uid, which the child
+    /// inherits, and which the kernel reports for a sender).
+    uid: u32,
+    /// Datagrams refused because another user sent them.
+    pub rejected: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,55 +117,30 @@ fn stamp(path: &Path) -> Option<Stamp> {
     })
 }
 
-/// Unix socket paths must fit in `sun_path` (108 bytes with the NUL).
-const SUN_PATH_MAX: usize = 107;
-
-fn private_dir() -> io::Result<tempfile::TempDir> {
-    let mut bases = Vec::new();
-    if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").filter(|x| Path::new(x).is_absolute()) {
-        bases.push(PathBuf::from(x));
-    }
-    bases.push(PathBuf::from("/tmp"));
-    let mut last = io::Error::other("no usable directory for the heartbeat channel");
-    for base in bases {
-        // tempfile creates the directory with mode 0700: only our user can beat.
-        match tempfile::Builder::new().prefix("tether-").tempdir_in(&base) {
-            Ok(d) if d.path().join("notify.sock").as_os_str().len() <= SUN_PATH_MAX => {
-                return Ok(d);
-            }
-            Ok(_) => {}
-            Err(e) => {
-                last = io::Error::new(e.kind(), format!("{}: {e}", base.display()));
-            }
-        }
-    }
-    Err(last)
-}
-
 impl Channel {
-    /// Sets up the channel; needs a tokio runtime (the notify socket registers with it).
-    pub fn open(mode: Mode) -> io::Result<Channel> {
+    /// Sets up the channel in a private directory (see `private`), under `state_root` where the
+    /// socket path fits; needs a tokio runtime (the notify socket registers with it).
+    pub fn open(mode: Mode, state_root: &Path) -> io::Result<Channel> {
         let mut ch = Channel {
             mode,
             _dir: None,
             socket: None,
             file: None,
+            uid: rustix::process::getuid().as_raw(),
+            rejected: 0,
         };
         match mode {
             Mode::None | Mode::Output => {}
             Mode::Notify => {
-                let d = private_dir()?;
+                let d = private::dir(state_root)?;
                 let p = d.path().join("notify.sock");
-                let s = tokio::net::UnixDatagram::bind(&p)
-                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
-                ch.socket = Some((s, p));
+                ch.socket = Some((private::bind(&p)?, p));
                 ch._dir = Some(d);
             }
             Mode::File => {
-                let d = private_dir()?;
+                let d = private::dir(state_root)?;
                 let p = d.path().join("heartbeat");
-                std::fs::write(&p, b"")
-                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
+                private::create_file(&p)?;
                 ch.file = Some((p.clone(), stamp(&p)));
                 ch._dir = Some(d);
             }
@@ -180,11 +169,28 @@ impl Channel {
         (set, remove)
     }
 
-    /// Waits for the next datagram on the notify socket (forever in the other modes).
-    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        match &self.socket {
-            Some((s, _)) => s.recv(buf).await,
-            None => std::future::pending().await,
+    /// Waits for the next datagram from the job's user (forever in the other modes). Datagrams
+    /// from anyone else are dropped and counted in `rejected`.
+    pub async fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Channel {
+            socket,
+            uid,
+            rejected,
+            ..
+        } = self;
+        let Some((s, _)) = socket else {
+            return std::future::pending().await;
+        };
+        loop {
+            let got = s
+                .async_io(tokio::io::Interest::READABLE, || {
+                    private::recv(&*s, &mut *buf, *uid)
+                })
+                .await?;
+            match got {
+                Received::Accepted(n) => return Ok(n),
+                Received::Rejected(who) => reject(rejected, who, *uid),
+            }
         }
     }
 
@@ -194,12 +200,19 @@ impl Channel {
         let now = crate::clock::mono_ms();
         if let Some((s, _)) = &self.socket {
             let mut buf = [0u8; 4096];
-            while let Ok(n) = s.try_recv(&mut buf) {
-                for notice in notify::parse(&buf[..n]) {
-                    beats.apply(notice, now);
+            loop {
+                match private::recv(s, &mut buf, self.uid) {
+                    Ok(Received::Accepted(n)) => {
+                        for notice in notify::parse(&buf[..n]) {
+                            beats.apply(notice, now);
+                        }
+                    }
+                    Ok(Received::Rejected(who)) => reject(&mut self.rejected, who, self.uid),
+                    Err(_) => break,
                 }
             }
         }
+        beats.rejected(self.rejected);
         if let Some((p, last)) = &mut self.file {
             let cur = stamp(p);
             if cur.is_some() && cur != *last {
@@ -211,6 +224,19 @@ impl Channel {
             }
         }
     }
+}
+
+/// Counts a refused datagram; the first one is said in the wrapper's diagnostics.
+fn reject(count: &mut u64, who: Option<u32>, uid: u32) {
+    if *count == 0 {
+        let who = who.map_or("a sender without credentials".to_string(), |u| {
+            format!("uid {u}")
+        });
+        super::note!(
+            "refused a datagram from {who} on the notify socket: only uid {uid} (the job's) may beat; further refusals are only counted (`tether inspect`)"
+        );
+    }
+    *count += 1;
 }
 
 fn first_line(p: &Path) -> Option<String> {

@@ -18,6 +18,7 @@ mod error;
 mod event;
 pub mod heartbeat;
 pub mod log;
+mod private;
 mod setup;
 mod signals;
 mod state;

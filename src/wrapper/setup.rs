@@ -72,15 +72,18 @@ pub fn check(opts: &Options) -> Result<(u64, u64, Option<JobId>), Error> {
 /// Needs the tokio runtime (the channel, the signals and the ticker register with it).
 pub async fn setup(opts: &Options, detached: bool) -> Result<Setup, Error> {
     let (interval_ms, ttl_ms, id) = check(opts)?;
+    let store = FileStore::open(StateDir::resolve(opts.dir.as_deref())?, true)?;
+    let abs_dir =
+        std::fs::canonicalize(store.root()).unwrap_or_else(|_| store.root().to_path_buf());
     // The channel, the handlers and the timer first: if they cannot be set up, nothing has been
     // recorded yet.
-    let channel = heartbeat::Channel::open(opts.heartbeat)
+    let channel = heartbeat::Channel::open(opts.heartbeat, &abs_dir)
         .map_err(|e| Error::io(format!("cannot set up the heartbeat channel: {e}")))?;
     let signals = Signals::install()
         .map_err(|e| Error::io(format!("cannot install signal handlers: {e}")))?;
     let ticker = tick::Ticker::new(Duration::from_millis(interval_ms))
         .map_err(|e| Error::io(format!("cannot start the renewal timer: {e}")))?;
-    let job = create_record(opts, interval_ms, ttl_ms, id)?;
+    let job = create_record(store, opts, interval_ms, ttl_ms, id)?;
     let log_path = job.store.log_path(&job.id);
     let log = match log::Log::open(log_path.clone(), log::LOG_CAP, detached) {
         Ok(l) => Some(l),
@@ -92,8 +95,6 @@ pub async fn setup(opts: &Options, detached: bool) -> Result<Setup, Error> {
             None
         }
     };
-    let abs_dir =
-        std::fs::canonicalize(job.store.root()).unwrap_or_else(|_| job.store.root().to_path_buf());
     let (mut set, remove) = channel.env(ttl_ms);
     set.push(("TETHER_JOB_ID".into(), job.id.as_str().into()));
     set.push(("TETHER_DIR".into(), abs_dir.into_os_string()));
@@ -160,13 +161,12 @@ fn start_failed(job: &Job, streams: &mut Streams, e: Error) -> Error {
 }
 
 fn create_record(
+    store: FileStore,
     opts: &Options,
     interval_ms: u64,
     ttl_ms: u64,
     id: Option<JobId>,
 ) -> Result<Job, Error> {
-    let sd = StateDir::resolve(opts.dir.as_deref())?;
-    let store = FileStore::open(sd, true)?;
     let me = crate::process::current()
         .map_err(|e| Error::io(format!("cannot identify the wrapper process: {e}")))?;
     let mut rec = Record::begin("", opts.command.clone(), me.holder(), interval_ms, ttl_ms);

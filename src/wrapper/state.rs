@@ -40,9 +40,9 @@ pub struct State {
     grace: Duration,
     /// The in-place lease writer (protocol.md 6.5); None until first needed or after it failed.
     renewer: Option<<FileStore as Store>::Renewer>,
-    /// The progress message last written into the record: a new message needs a record write,
-    /// a beat alone only the lease file.
-    written_message: Option<String>,
+    /// The progress message and refusal count last written into the record: a change of either
+    /// needs a record write, a beat alone only the lease file.
+    written: (Option<String>, u64),
 }
 
 impl State {
@@ -70,7 +70,7 @@ impl State {
             on_stall: opts.on_stall,
             grace: opts.grace,
             renewer: None,
-            written_message: None,
+            written: (None, 0),
         }
     }
 
@@ -93,8 +93,9 @@ impl State {
         }
         let at = Timestamp::now();
         let reacquire = self.running_durable && now.saturating_sub(self.last_ok_mono) > self.ttl_ms;
-        if self.running_durable && !reacquire && self.beats.progress.message == self.written_message
-        {
+        let p = &self.beats.progress;
+        let unwritten = p.message != self.written.0 || p.rejected != self.written.1;
+        if self.running_durable && !reacquire && !unwritten {
             match self.fast_renew(at, now) {
                 Some(Ok(())) => {
                     self.last_ok_mono = now;
@@ -153,7 +154,8 @@ impl State {
             );
         } else {
             self.beats.dirty = false;
-            self.written_message = self.beats.progress.message.clone();
+            let p = &self.beats.progress;
+            self.written = (p.message.clone(), p.rejected);
         }
         if !self.running_durable {
             self.running_durable = true;

@@ -139,6 +139,7 @@ impl Renewer {
                         message: Some(format!("step {n}")),
                         at: Some(Timestamp::now()),
                         count: n,
+                        ..Default::default()
                     }),
                 };
                 let r = tether::store::commit(&store, &id, &w, false);
