@@ -152,14 +152,13 @@ fn notify_socket_refuses_datagrams_from_another_user_and_counts_them() {
     let (id, sock) = detach_with_umask(&env, 0o022, "notify", "NOTIFY_SOCKET");
     // The directories keep other users out; open the path up (as a mistake or a hostile root
     // would) so that only the credential check stands between uid 65534 and the job.
-    let state = std::fs::canonicalize(&env.dir).unwrap();
-    for d in [
-        env.tmp.path(),
-        &state,
-        &state.join("run"),
-        sock.parent().unwrap(),
-    ] {
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711)).unwrap();
+    let mut d = sock.parent();
+    while let Some(dir) = d {
+        let m = mode(dir);
+        if m & 0o001 == 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(m | 0o011)).unwrap();
+        }
+        d = dir.parent();
     }
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
     let send = |as_nobody: bool, msg: &str| {
@@ -182,9 +181,10 @@ fn notify_socket_refuses_datagrams_from_another_user_and_counts_them() {
     for _ in 0..3 {
         send(true, "STATUS=forged by uid 65534");
     }
+    // systemd-notify sends `BARRIER=1` after the message, so at least 3 datagrams were refused.
     let rejected = |env: &Env| env.record(&id).unwrap()["progress"]["rejected"].as_u64();
     assert!(
-        wait_for(Duration::from_secs(20), || rejected(&env) == Some(3)),
+        wait_for(Duration::from_secs(20), || rejected(&env) >= Some(3)),
         "rejected count not recorded: {}",
         env.record(&id).unwrap()
     );
@@ -192,8 +192,9 @@ fn notify_socket_refuses_datagrams_from_another_user_and_counts_them() {
     assert_eq!(rec["progress"]["count"], 0, "{rec}");
     assert!(rec["progress"]["message"].is_null(), "{rec}");
     let out = env.tether(&["inspect", &id]);
+    let n = rejected(&env).unwrap();
     assert!(
-        out.stdout.contains("3 refused"),
+        out.stdout.contains(&format!("{n} refused")),
         "inspect does not show the refusals:\n{}",
         out.stdout
     );
@@ -207,5 +208,126 @@ fn notify_socket_refuses_datagrams_from_another_user_and_counts_them() {
         "{}",
         env.record(&id).unwrap()
     );
-    assert_eq!(rejected(&env), Some(3));
+    assert_eq!(rejected(&env), Some(n));
+}
+
+fn start_of(pid: u32) -> Option<String> {
+    tether::process::start_token_any(pid)
+}
+
+/// Polls the job the way readers do (`tether status`, which judges and writes `lost`) until its
+/// record is terminal; returns the record.
+fn read_until_terminal(env: &Env, id: &str, limit: Duration) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    let done = wait_for(limit, || {
+        let _ = env.tether(&["status", id]);
+        last = env.record(id).unwrap();
+        !matches!(last["status"].as_str(), Some("starting" | "running"))
+    });
+    assert!(done, "job {id} still active after {limit:?}: {last}");
+    last
+}
+
+#[test]
+fn escaped_daemons_holding_the_output_do_not_starve_renewals() {
+    let env = Env::new();
+    let pids = env.tmp.path().join("escaped");
+    let script = format!(
+        "setsid sleep 20 & echo $! > {p}; setsid sleep 20 >&2 & echo $! >> {p}; echo done; exit 0",
+        p = pids.display()
+    );
+    let (id, _) = env.detach(&[
+        "--interval",
+        "200ms",
+        "--ttl",
+        "1s",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert!(wait_for(Duration::from_secs(10), || {
+        std::fs::read_to_string(&pids).is_ok_and(|s| s.lines().count() == 2)
+    }));
+    for line in std::fs::read_to_string(&pids).unwrap().lines() {
+        let pid: u32 = line.trim().parse().unwrap();
+        if let Some(start) = start_of(pid) {
+            env.adopt(pid, &start);
+        }
+    }
+    let rec = read_until_terminal(&env, &id, Duration::from_secs(20));
+    assert_eq!(rec["status"], "succeeded", "{rec}");
+    assert_eq!(rec["reason"], "exited", "{rec}");
+    assert_eq!(rec["exit"]["code"], 0, "{rec}");
+    assert_eq!(rec["late"].as_array().map(Vec::len), Some(0), "{rec}");
+    let log = std::fs::read_to_string(env.jobs().join(format!("{id}.log"))).unwrap();
+    assert!(log.contains("done"), "{log}");
+}
+
+#[test]
+fn output_printed_just_before_exit_counts_as_beats() {
+    let env = Env::new();
+    for _ in 0..3 {
+        let o = env.tether(&[
+            "run",
+            "--heartbeat",
+            "output",
+            "--",
+            "sh",
+            "-c",
+            "sleep 0.2; echo a; echo b",
+        ]);
+        assert_eq!(o.code(), 0, "{}", o.stderr);
+    }
+    let store = env.store();
+    for rec in tether::store::Store::list(&store).unwrap() {
+        let rec = rec.unwrap();
+        assert_eq!(rec.progress.count, 2, "{rec:?}");
+    }
+}
+
+#[test]
+fn a_wrapper_whose_record_is_removed_stops_its_child() {
+    use rustix::process::Signal;
+    for stopped in [false, true] {
+        let env = Env::new();
+        let (id, wrapper) = env.detach(&[
+            "--interval",
+            "100ms",
+            "--ttl",
+            "500ms",
+            "--grace",
+            "1s",
+            "--",
+            "sleep",
+            "300",
+        ]);
+        let child = child_of(&env, &id);
+        let sig = |s| {
+            let p = rustix::process::Pid::from_raw(wrapper as i32).unwrap();
+            rustix::process::kill_process(p, s).unwrap();
+        };
+        if stopped {
+            // Stopped past its ttl, judged lost by a reader, then removed (as `gc` removes lost
+            // jobs), and only then continued.
+            sig(Signal::STOP);
+            std::thread::sleep(Duration::from_millis(1500));
+            let _ = env.tether(&["status", &id]);
+            assert_eq!(env.record(&id).unwrap()["status"], "lost");
+        }
+        for ext in ["json", "lease", "log"] {
+            let _ = std::fs::remove_file(env.jobs().join(format!("{id}.{ext}")));
+        }
+        if stopped {
+            sig(Signal::CONT);
+        }
+        assert!(
+            wait_for(Duration::from_secs(20), || !alive(child)),
+            "stopped={stopped}: the child {child} runs on after its record was removed"
+        );
+        assert!(
+            wait_for(Duration::from_secs(20), || !alive(wrapper)),
+            "stopped={stopped}: the wrapper {wrapper} runs on"
+        );
+    }
 }

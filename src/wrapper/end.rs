@@ -7,6 +7,7 @@ use super::{child, note};
 use crate::cli::exit;
 use crate::clock::Timestamp;
 use crate::record::{Exit, Reason, Status};
+use crate::store::StoreError;
 use crate::transition::{Write, describe};
 
 impl State {
@@ -53,6 +54,13 @@ impl State {
                         Status::Cancelled => exit::CANCELLED,
                         _ => exit::LOST,
                     };
+                }
+                Err(StoreError::NotFound(..)) => {
+                    note!(
+                        "job {} ended with {exit}, but its record had been removed; nothing was recorded",
+                        self.job.id
+                    );
+                    return exit::NO_SUCH_JOB;
                 }
                 Err(e) if std::time::Instant::now() < give_up => {
                     self.fault("record the end", &e);

@@ -66,7 +66,7 @@ pub async fn supervise(setup: Setup, opts: &Options, ready: Option<Ready>) -> i3
     // The child has exited but is not reaped: its group id is still ours to signal. Leftover members
     // would outlive the job unseen, so they go now.
     st.spawned.signal_group(Signal::KILL);
-    st.streams.drain(Duration::from_secs(2)).await;
+    drain(&mut src, &mut st).await;
     let reaped = st.spawned.reap();
     let exit = match (exit, reaped) {
         (Ok(e), _) | (Err(_), Ok(e)) => e,
@@ -77,6 +77,33 @@ pub async fn supervise(setup: Setup, opts: &Options, ready: Option<Ready>) -> i3
     };
     st.channel.poll(&mut st.beats);
     st.finish(exit)
+}
+
+/// The longest the output is drained after the child's exit, whatever the ttl.
+const DRAIN_MAX: Duration = Duration::from_secs(1);
+
+/// After the child's exit, what is still in the pipes is the job's output: it is read (and, in
+/// output mode, counted as beats) before the end is recorded. A process that escaped the group
+/// (`setsid daemon &`) may hold a pipe open forever, so both pipes share one deadline, a quarter of
+/// the ttl at most, and the lease is renewed meanwhile: the job is never judged lost while it
+/// drains.
+async fn drain(src: &mut Sources, st: &mut State) {
+    let limit = Duration::from_millis(st.ttl_ms / 4).min(DRAIN_MAX);
+    let deadline = tokio::time::Instant::now() + limit;
+    let output_beats = st.channel.mode == Mode::Output;
+    while st.streams.open() {
+        let renewing = st.renewing;
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = src.ticker.tick(), if renewing => st.renew(false),
+            (w, r) = st.streams.read() => {
+                let lines = st.streams.take(w, r);
+                if let (Some(n), true) = (lines, output_beats) {
+                    st.beats.beat(mono_ms(), n);
+                }
+            }
+        }
+    }
 }
 
 async fn next(src: &mut Sources, st: &mut State) -> Event {

@@ -129,6 +129,7 @@ impl State {
         match self.job.write(&w, durable) {
             Ok(Ok(rec)) => self.renewed(rec.lease.epoch, now, reacquire),
             Ok(Err(refused)) => self.refused(&refused),
+            Err(StoreError::NotFound(..)) => self.gone(),
             Err(e) => {
                 self.fault("renew the lease", &e);
                 // The record could not take a new progress message (a full disk, say); the lease
@@ -201,6 +202,19 @@ impl State {
             self.terminate();
         } else {
             note!("lease renewal refused: {}; no longer renewing", refused.why);
+        }
+    }
+
+    /// The record was removed (by hand, or by `gc` after a reader judged the job lost while this
+    /// wrapper was stopped): no command can see or stop the job any more, so it must not run on.
+    fn gone(&mut self) {
+        self.renewing = false;
+        if self.kill_at.is_none() {
+            note!(
+                "the record of job {} was removed: nobody can see or stop the job now, so its process group is stopped",
+                self.job.id
+            );
+            self.terminate();
         }
     }
 

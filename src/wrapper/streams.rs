@@ -124,16 +124,10 @@ impl Streams {
         lines
     }
 
-    /// Reads what the child left in the pipes after it exited, but not forever: a process that
-    /// escaped the group may hold a pipe open.
-    pub async fn drain(&mut self, limit: std::time::Duration) {
-        let _ = tokio::time::timeout(limit, async {
-            while self.out.rx.is_some() || self.err.rx.is_some() {
-                let (w, r) = self.read().await;
-                self.take(w, r);
-            }
-        })
-        .await;
+    /// Either pipe still open: someone (the child's group, or a process that escaped it) may
+    /// still write.
+    pub fn open(&self) -> bool {
+        self.out.rx.is_some() || self.err.rx.is_some()
     }
 
     pub fn into_log(self) -> Option<Log> {
