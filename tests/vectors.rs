@@ -443,3 +443,27 @@ fn conformance_vectors() {
         dir.display()
     );
 }
+
+/// Section 10.1 shows one vector in full; it must stay the file it names (issue 17 found the
+/// example had drifted from the vector).
+#[test]
+fn protocol_md_example_is_the_real_vector() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let md = std::fs::read_to_string(root.join("protocol.md")).unwrap();
+    let intro = "This is `tests/vectors/";
+    let at = md
+        .find(intro)
+        .expect("protocol.md 10.1 names its example vector")
+        + intro.len();
+    let file = &md[at..at + md[at..].find('`').unwrap()];
+    let block = &md[at..];
+    let start = block.find("```json\n").unwrap() + "```json\n".len();
+    let end = start + block[start..].find("\n```").unwrap();
+    let shown: Value = serde_json::from_str(&block[start..end]).expect("the example is JSON");
+    let real: Value =
+        serde_json::from_str(&std::fs::read_to_string(vectors_dir().join(file)).unwrap()).unwrap();
+    assert_eq!(
+        shown, real,
+        "protocol.md 10.1 shows {file}, but not as it is"
+    );
+}
