@@ -16,6 +16,7 @@ pub mod process;
 pub mod record;
 pub mod store;
 pub mod transition;
+pub mod unique;
 pub mod verdict;
 pub mod wait;
 pub mod wrapper;

@@ -212,6 +212,9 @@ pub struct Record {
     /// Labels given at `tether run --meta` (src/meta.rs); absent in the file when empty.
     #[serde(default, skip_serializing_if = "crate::meta::Meta::is_empty")]
     pub meta: crate::meta::Meta,
+    /// The key of `tether run --unique` (src/unique.rs); absent in the file when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique: Option<String>,
     /// Fields from a newer minor revision or another tool: kept verbatim on rewrite.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -387,6 +390,7 @@ impl Record {
             finished_at: None,
             late: vec![],
             meta: Default::default(),
+            unique: None,
             extra: Map::new(),
         }
     }
@@ -459,6 +463,7 @@ pub(crate) mod tests {
             finished_at: None,
             late: vec![],
             meta: Default::default(),
+            unique: None,
             extra: Map::new(),
         }
     }

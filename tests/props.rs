@@ -134,6 +134,7 @@ fn record() -> impl Strategy<Value = Record> {
             finished_at: fin.map(Timestamp),
             late,
             meta: Default::default(),
+            unique: None,
             extra: Map::new(),
         })
 }
@@ -365,6 +366,7 @@ fn base_json() -> Value {
         finished_at: None,
         late: vec![],
         meta: Default::default(),
+        unique: None,
         extra: Map::new(),
     })
     .unwrap();

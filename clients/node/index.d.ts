@@ -35,6 +35,8 @@ export interface LeaseRecord {
   exit?: Exit | null;
   finished_at?: string | null;
   late?: Array<Record<string, unknown>> | null;
+  meta?: Record<string, string>;
+  unique?: string | null;
   [unknown: string]: unknown;
 }
 
@@ -173,6 +175,8 @@ export interface Job {
   argv: string[];
   cwd: string | null;
   meta: Record<string, string>;
+  /** The key of `run({ unique })`, or null. */
+  unique: string | null;
   createdAt: Date;
   finishedAt: Date | null;
   progress: { message: string | null; at: Date | null; count: number };
@@ -243,3 +247,7 @@ export class TetherIOError extends TetherError {}
 export class WaitTimeoutError extends TetherError {}
 export class CommandNotFoundError extends TetherError {}
 export class IdTakenError extends TetherError {}
+export class UniqueHeldError extends TetherError {
+  /** The id of the active job that holds the key, when the message names it. */
+  readonly holder: string | null;
+}

@@ -19,4 +19,5 @@ export {
   WaitTimeoutError,
   CommandNotFoundError,
   IdTakenError,
+  UniqueHeldError,
 } from "./src/errors.js";

@@ -33,6 +33,8 @@ pub mod exit {
     pub const CORRUPT: i32 = 7;
     pub const STATE_DIR: i32 = 8;
     pub const IO: i32 = 10;
+    /// `run --unique KEY`: another active job holds the key.
+    pub const UNIQUE_HELD: i32 = 12;
     pub const TIMEOUT: i32 = 124;
     pub const NOT_EXECUTABLE: i32 = 126;
     pub const NOT_FOUND: i32 = 127;

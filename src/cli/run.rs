@@ -23,6 +23,10 @@ pub struct RunArgs {
     /// Metadata as a JSON object of strings, merged with --meta
     #[arg(long = "meta-json", value_name = "JSON")]
     pub meta_json: Option<String>,
+    /// At most one active job per KEY: refused (exit 12, naming the holder) while another job with
+    /// this key is active; a dead or expired holder is recorded lost and does not block
+    #[arg(long, value_name = "KEY")]
+    pub unique: Option<String>,
     /// How often the lease is renewed
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,
@@ -95,8 +99,12 @@ fn failure(e: wrapper::Error) -> CliError {
 pub fn run(dir: Option<PathBuf>, a: RunArgs) -> CliResult {
     let meta = crate::meta::build(&a.meta, a.meta_json.as_deref())
         .map_err(|e| CliError::usage(format!("bad --meta: {e}")))?;
+    if let Some(k) = &a.unique {
+        crate::unique::check_key(k).map_err(|e| CliError::usage(e.to_string()))?;
+    }
     let opts = Options {
         meta,
+        unique: a.unique,
         dir,
         id: a.id,
         name: a.name,

@@ -58,6 +58,9 @@ fn background_args(opts: &Options) -> Vec<std::ffi::OsString> {
     if let Some(n) = &opts.name {
         args.extend(["--name".into(), n.into()]);
     }
+    if let Some(k) = &opts.unique {
+        args.extend(["--unique".into(), k.into()]);
+    }
     if !opts.meta.is_empty() {
         let json = serde_json::to_string(&opts.meta).unwrap_or_default();
         args.extend(["--meta-json".into(), json.into()]);

@@ -23,6 +23,8 @@ pub enum Kind {
     NotExecutable,
     /// The command was not found.
     NotFound,
+    /// `--unique KEY`: another active job holds the key.
+    UniqueHeld,
 }
 
 impl Kind {
@@ -36,6 +38,7 @@ impl Kind {
             Kind::Io => exit::IO,
             Kind::NotExecutable => exit::NOT_EXECUTABLE,
             Kind::NotFound => exit::NOT_FOUND,
+            Kind::UniqueHeld => exit::UNIQUE_HELD,
         }
     }
 }
@@ -65,6 +68,18 @@ impl Error {
 
     pub fn exit_code(&self) -> i32 {
         self.kind.exit_code()
+    }
+}
+
+impl From<crate::unique::ClaimError> for Error {
+    fn from(e: crate::unique::ClaimError) -> Error {
+        use crate::unique::ClaimError as C;
+        match e {
+            C::Store(se) => se.into(),
+            C::Held { .. } => Error::new(Kind::UniqueHeld, e.to_string()),
+            C::BadKey(..) => Error::usage(e.to_string()),
+            C::Lock { .. } => Error::new(Kind::StateDir, e.to_string()),
+        }
     }
 }
 

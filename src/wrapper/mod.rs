@@ -53,6 +53,8 @@ pub struct Options {
     pub json: bool,
     /// Labels stored in the record before the child starts (`--meta`).
     pub meta: crate::meta::Meta,
+    /// At most one active job per key (`--unique`).
+    pub unique: Option<String>,
     pub command: Vec<String>,
 }
 

@@ -172,6 +172,12 @@ fn create_record(
     let mut rec = Record::begin("", opts.command.clone(), me.holder(), interval_ms, ttl_ms);
     rec.name = opts.name.clone();
     rec.meta = opts.meta.clone();
+    rec.unique = opts.unique.clone();
+    // Held until the record exists: checking the key and creating the record are one step.
+    let _claim = match &opts.unique {
+        Some(key) => Some(crate::unique::claim(&store, key)?),
+        None => None,
+    };
     rec.cwd = std::env::current_dir()
         .ok()
         .map(|p| p.to_string_lossy().into_owned());

@@ -25,7 +25,7 @@ export class TetherNotFound extends TetherError {}
 export class UsageError extends TetherError {}
 /** Exit 5 from `result`: the job has not ended yet. */
 export class JobActiveError extends TetherError {}
-/** Exit 5 from `cancel`: the job's process cannot be proven to be ours, so it was not signalled. */
+/** Exit 11 from `cancel` (5 before the CLI's one table): the job's process cannot be proven to be ours, so it was not signalled. */
 export class CancelRefusedError extends TetherError {}
 /** Exit 6: no such job, or a prefix matching several. */
 export class JobNotFoundError extends TetherError {}
@@ -39,8 +39,19 @@ export class TetherIOError extends TetherError {}
 export class WaitTimeoutError extends TetherError {}
 /** Exit 126/127 from `run`: the command is not executable, or not found. */
 export class CommandNotFoundError extends TetherError {}
-/** `run` with an id that is already taken. */
+/** Exit 9 (2 before the CLI had a code of its own): `run` with an id that is already taken. */
 export class IdTakenError extends TetherError {}
+/**
+ * Exit 12 from `run --unique KEY`: another active job holds the key; `holder` is its id.
+ */
+export class UniqueHeldError extends TetherError {
+  /** @param {string} message @param {{ code?: number | null, args?: string[], stderr?: string, cause?: unknown }} [info] */
+  constructor(message, info) {
+    super(message, info);
+    /** @type {string | null} */
+    this.holder = / job (\S+) holds this key/.exec(message)?.[1] ?? null;
+  }
+}
 
 /** @type {Record<number, typeof TetherError>} */
 const BY_CODE = {
@@ -49,7 +60,10 @@ const BY_CODE = {
   6: JobNotFoundError,
   7: CorruptRecordError,
   8: StateDirError,
+  9: IdTakenError,
   10: TetherIOError,
+  11: CancelRefusedError,
+  12: UniqueHeldError,
   124: WaitTimeoutError,
   126: CommandNotFoundError,
   127: CommandNotFoundError,

@@ -27,6 +27,7 @@ export function toJob(j) {
     argv: j.argv ?? [],
     cwd: j.cwd ?? null,
     meta: j.meta ?? {},
+    unique: j.unique ?? null,
     createdAt: /** @type {Date} */ (date(j.created_at)),
     finishedAt: date(j.finished_at),
     progress: { message: p.message ?? null, at: date(p.at), count: p.count ?? 0 },

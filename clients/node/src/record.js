@@ -119,7 +119,7 @@ function validate(r) {
   check(isTimestamp(r.created_at), "created_at is not a timestamp of 4.1");
   check(STATUSES.includes(r.status), `status ${show(r.status)} is not one of ${STATUSES.join(", ")}`);
   check(r.reason === null || REASONS.includes(r.reason), `reason ${show(r.reason)} is not a known reason`);
-  for (const f of ["name", "cwd"]) check(!(f in r) || isNullableString(r[f]), `${f} is not a string or null`);
+  for (const f of ["name", "cwd", "unique"]) check(!(f in r) || isNullableString(r[f]), `${f} is not a string or null`);
 
   check(isObject(r.holder), "holder is not an object");
   const h = r.holder;

@@ -11,6 +11,7 @@ import {
   CommandNotFoundError,
   JobNotFoundError,
   UsageError,
+  UniqueHeldError,
   judgeLocal,
 } from "../index.js";
 import { scratch, killAndWait, alive, sleep, hasCommand } from "./support.js";
@@ -151,6 +152,25 @@ test("metadata: stored at run, shown by status, filtered on by list", async () =
     assert.deepEqual((await s.t.list({ meta: { session: "s2" } })).map((j) => j.id), ["m2"]);
     assert.deepEqual((await s.t.list({ meta: { session: "s1", kind: "task" }, active: true })).map((j) => j.id), ["m1"]);
     await assert.rejects(s.t.run(["true"], { meta: { "bad/key": "x" } }), (e) => e instanceof UsageError && /bad\/key/.test(e.message));
+  } finally {
+    await s.done();
+  }
+});
+
+test("unique: a live holder refuses, a dead one never blocks", async () => {
+  const s = scratch();
+  try {
+    const first = await s.t.run(["sleep", "30"], { id: "u1", unique: "session-9" });
+    assert.equal(first.record.unique, "session-9");
+    await assert.rejects(
+      s.t.run(["sleep", "30"], { id: "u2", unique: "session-9" }),
+      (e) => e instanceof UniqueHeldError && e.code === 12 && e.holder === "u1",
+    );
+    assert.equal(await s.t.status("u2"), null, "a refused start leaves no record");
+    await killAndWait(first.holderPid);
+    const second = await s.t.run(["sleep", "30"], { id: "u3", unique: "session-9" });
+    assert.equal(second.record.status, "running");
+    assert.equal((await s.t.status("u1"))?.status, "lost");
   } finally {
     await s.done();
   }
