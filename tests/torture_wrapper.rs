@@ -331,3 +331,69 @@ fn a_wrapper_whose_record_is_removed_stops_its_child() {
         );
     }
 }
+
+#[test]
+fn the_job_gets_its_id_and_beat_channel_and_nothing_of_tethers_own() {
+    let env = Env::new();
+    for (mode, channel) in [
+        ("none", None),
+        ("notify", Some("NOTIFY_SOCKET")),
+        ("file", Some("TETHER_HEARTBEAT_FILE")),
+    ] {
+        // The wrapper finds its state directory through TETHER_DIR, as a user's shell would set it.
+        let mut c = Command::new(BIN);
+        c.env("TETHER_DIR", &env.dir)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("TETHER_HEARTBEAT_FILE")
+            .args(["run", "--id", mode, "--heartbeat", mode, "--", "env"]);
+        let o = env.run(c, Duration::from_secs(60));
+        assert_eq!(o.code(), 0, "{}", o.stderr);
+        let vars: Vec<&str> = o
+            .stdout
+            .lines()
+            .filter_map(|l| l.split('=').next())
+            .collect();
+        assert!(vars.contains(&"TETHER_JOB_ID"), "{mode}: {vars:?}");
+        assert!(!vars.contains(&"TETHER_DIR"), "{mode}: TETHER_DIR leaked");
+        for v in ["NOTIFY_SOCKET", "TETHER_HEARTBEAT_FILE", "WATCHDOG_USEC"] {
+            let want = channel == Some(v) || (v == "WATCHDOG_USEC" && mode == "notify");
+            assert_eq!(vars.contains(&v), want, "{mode}: {v} in {vars:?}");
+        }
+    }
+}
+
+#[test]
+fn every_change_of_the_heartbeat_file_is_a_beat() {
+    let env = Env::new();
+    for (name, step) in [
+        ("touch", "touch \"$TETHER_HEARTBEAT_FILE\""),
+        ("write", "echo \"step $i\" > \"$TETHER_HEARTBEAT_FILE\""),
+        ("beat", "tether beat --status \"step $i\""),
+    ] {
+        let script = format!("for i in 1 2 3 4 5 6 7 8; do {step}; sleep 0.05; done");
+        let mut c = env.cmd();
+        // `tether` in the job is this build.
+        let bin_dir = Path::new(BIN).parent().unwrap();
+        let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+        c.env("PATH", path).args([
+            "run",
+            "--id",
+            name,
+            "--heartbeat",
+            "file",
+            "--interval",
+            "1s",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ]);
+        let o = env.run(c, Duration::from_secs(60));
+        assert_eq!(o.code(), 0, "{name}: {}", o.stderr);
+        let rec = env.record(name).unwrap();
+        assert_eq!(rec["progress"]["count"], 8, "{name}: {rec}");
+        if name != "touch" {
+            assert_eq!(rec["progress"]["message"], "step 8", "{name}: {rec}");
+        }
+    }
+}

@@ -227,8 +227,8 @@ pub fn inspect(dir: Option<PathBuf>, a: InspectArgs) -> CliResult {
         })
         .unwrap_or_else(|| "never".into());
     out(format!(
-        "progress   {} beats, last {at}: {}",
-        r.progress.count,
+        "progress   {}, last {at}: {}",
+        view::beats(r.progress.count),
         r.progress
             .message
             .as_deref()

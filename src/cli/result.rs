@@ -69,9 +69,9 @@ pub fn result(dir: Option<PathBuf>, a: ResultArgs) -> CliResult {
     }
     if let Some(m) = &r.progress.message {
         view::out(format!(
-            "progress  {} ({} beats)",
+            "progress  {} ({})",
             view::one_line(m, 100),
-            r.progress.count
+            view::beats(r.progress.count)
         ));
     }
     for l in &r.late {

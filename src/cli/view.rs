@@ -261,6 +261,15 @@ pub fn one_line(s: &str, max: usize) -> String {
     }
 }
 
+/// "1 beat", "2 beats": a count with its noun.
+pub fn beats(n: u64) -> String {
+    if n == 1 {
+        "1 beat".to_string()
+    } else {
+        format!("{n} beats")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

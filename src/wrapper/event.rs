@@ -7,6 +7,7 @@ use rustix::process::Signal;
 use tokio::sync::oneshot;
 
 use super::detach::Ready;
+use super::heartbeat::Beat;
 use super::setup::Setup;
 use super::state::State;
 use super::streams::Which;
@@ -19,8 +20,8 @@ pub enum Event {
     Exited(Result<Exit, String>),
     /// Time to renew the lease.
     Tick,
-    /// A datagram of this many bytes arrived on the notify socket.
-    Datagram(std::io::Result<usize>),
+    /// A beat arrived through the channel (a datagram, or changes of the heartbeat file).
+    Beat(Beat),
     /// A read on the child's stdout or stderr returned.
     Output(Which, std::io::Result<usize>),
     /// The wrapper received a signal to pass on to the job.
@@ -75,7 +76,7 @@ pub async fn supervise(setup: Setup, opts: &Options, ready: Option<Ready>) -> i3
             Exit::Signal(0)
         }
     };
-    st.channel.poll(&mut st.beats);
+    st.channel.poll(&mut st.beats, true);
     st.finish(exit)
 }
 
@@ -116,7 +117,7 @@ async fn next(src: &mut Sources, st: &mut State) -> Event {
             Err(_) => Err("the exit watcher stopped".to_string()),
         }),
         _ = src.ticker.tick(), if renewing => Event::Tick,
-        r = st.channel.recv(&mut src.dgram) => Event::Datagram(r),
+        b = st.channel.next(&mut src.dgram) => Event::Beat(b),
         (w, r) = st.streams.read() => Event::Output(w, r),
         s = src.signals.recv() => Event::Signal(s),
         _ = sleep_until_opt(kill_at) => Event::KillDue,
@@ -138,7 +139,8 @@ impl State {
                 }
                 self.renew(true);
             }
-            Event::Datagram(Ok(n)) => {
+            Event::Beat(Beat::File(n)) => self.channel.file_beats(&mut self.beats, n),
+            Event::Beat(Beat::Datagram(n)) => {
                 let now = mono_ms();
                 for notice in crate::notify::parse(&dgram[..n]) {
                     self.beats.apply(notice, now);
@@ -147,7 +149,7 @@ impl State {
                     self.stall();
                 }
             }
-            Event::Datagram(Err(_)) => {}
+            Event::Beat(Beat::Failed(_)) => {}
             Event::Output(w, r) => {
                 if let Some(lines) = self.streams.take(w, r) {
                     if output_beats {

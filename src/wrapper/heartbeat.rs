@@ -10,6 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::private::{self, Received};
+use super::watch::{self, FileWatch};
 use crate::clock::Timestamp;
 use crate::notify::{self, Notice};
 use crate::record::Progress;
@@ -94,6 +95,9 @@ pub struct Channel {
     _dir: Option<tempfile::TempDir>,
     pub socket: Option<(tokio::net::UnixDatagram, PathBuf)>,
     file: Option<(PathBuf, Option<Stamp>)>,
+    /// Wakes the wrapper on each change of the heartbeat file; None where inotify is unavailable
+    /// (then the file is compared once per tick).
+    watch: Option<FileWatch>,
     /// The only uid whose datagrams count: the job's (the wrapper's real uid, which the child
     /// inherits, and which the kernel reports for a sender).
     uid: u32,
@@ -126,6 +130,7 @@ impl Channel {
             _dir: None,
             socket: None,
             file: None,
+            watch: None,
             uid: rustix::process::getuid().as_raw(),
             rejected: 0,
         };
@@ -141,6 +146,7 @@ impl Channel {
                 let d = private::dir(state_root)?;
                 let p = d.path().join("heartbeat");
                 private::create_file(&p)?;
+                ch.watch = FileWatch::new(&p).ok();
                 ch.file = Some((p.clone(), stamp(&p)));
                 ch._dir = Some(d);
             }
@@ -169,9 +175,13 @@ impl Channel {
         (set, remove)
     }
 
-    /// Waits for the next datagram from the job's user (forever in the other modes). Datagrams
-    /// from anyone else are dropped and counted in `rejected`.
-    pub async fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Waits for the next beat: a datagram from the job's user, or a change of the heartbeat file
+    /// (forever in the other modes). Datagrams from anyone else are dropped and counted in
+    /// `rejected`.
+    pub async fn next(&mut self, buf: &mut [u8]) -> Beat {
+        if let Some(w) = &mut self.watch {
+            return Beat::File(w.changed().await);
+        }
         let Channel {
             socket,
             uid,
@@ -186,17 +196,32 @@ impl Channel {
                 .async_io(tokio::io::Interest::READABLE, || {
                     private::recv(&*s, &mut *buf, *uid)
                 })
-                .await?;
+                .await;
             match got {
-                Received::Accepted(n) => return Ok(n),
-                Received::Rejected(who) => reject(rejected, who, *uid),
+                Ok(Received::Accepted(n)) => return Beat::Datagram(n),
+                Ok(Received::Rejected(who)) => reject(rejected, who, *uid),
+                Err(e) => return Beat::Failed(e),
             }
         }
     }
 
+    /// The heartbeat file changed, finishing `n` writes: the deadline moves, the count grows by
+    /// `n`, and its first line is the message.
+    pub fn file_beats(&mut self, beats: &mut Beats, n: u64) {
+        let Some((p, last)) = &mut self.file else {
+            return;
+        };
+        *last = stamp(p);
+        beats.beat(crate::clock::mono_ms(), n);
+        if let Some(line) = first_line(p) {
+            beats.status(line);
+        }
+    }
+
     /// Takes in whatever beats are waiting without blocking: queued datagrams (the wrapper may just
-    /// have been stopped while the job kept beating) and a changed heartbeat file.
-    pub fn poll(&mut self, beats: &mut Beats) {
+    /// have been stopped while the job kept beating) and changes of the heartbeat file. `end`: the
+    /// job has ended, so a change still open is finished too.
+    pub fn poll(&mut self, beats: &mut Beats, end: bool) {
         let now = crate::clock::mono_ms();
         if let Some((s, _)) = &self.socket {
             let mut buf = [0u8; 4096];
@@ -213,17 +238,28 @@ impl Channel {
             }
         }
         beats.rejected(self.rejected);
-        if let Some((p, last)) = &mut self.file {
-            let cur = stamp(p);
-            if cur.is_some() && cur != *last {
-                *last = cur;
-                beats.beat(now, 1);
-                if let Some(line) = first_line(p) {
-                    beats.status(line);
-                }
+        let changes = match (&mut self.watch, &self.file) {
+            (Some(w), _) => w.take(if end { 0 } else { watch::OPEN_MAX_MS }),
+            (None, Some((p, last))) => {
+                let cur = stamp(p);
+                (cur.is_some() && cur != *last).then_some(1)
             }
+            (None, None) => None,
+        };
+        if let Some(n) = changes {
+            self.file_beats(beats, n);
         }
     }
+}
+
+/// What the channel brought.
+pub enum Beat {
+    /// A datagram of this many bytes from the job's user.
+    Datagram(usize),
+    /// The heartbeat file changed this many times.
+    File(u64),
+    /// The socket failed.
+    Failed(io::Error),
 }
 
 /// Counts a refused datagram; the first one is said in the wrapper's diagnostics.

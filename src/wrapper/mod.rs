@@ -25,6 +25,7 @@ mod state;
 mod streams;
 pub mod terminal;
 mod tick;
+mod watch;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -95,9 +95,11 @@ pub async fn setup(opts: &Options, detached: bool) -> Result<Setup, Error> {
             None
         }
     };
-    let (mut set, remove) = channel.env(ttl_ms);
+    // The job gets its id and its beat channel, nothing of tether's own: TETHER_DIR would point
+    // nested tether commands at this state directory without the job asking for it.
+    let (mut set, mut remove) = channel.env(ttl_ms);
     set.push(("TETHER_JOB_ID".into(), job.id.as_str().into()));
-    set.push(("TETHER_DIR".into(), abs_dir.into_os_string()));
+    remove.push("TETHER_DIR");
     let env = child::ChildEnv { set, remove };
     let terminal = if detached {
         None

@@ -81,7 +81,7 @@ impl State {
 
     /// One tick: take in beats, then renew, re-acquire (protocol.md 6.3), or declare the stall.
     pub fn renew(&mut self, judge_beats: bool) {
-        self.channel.poll(&mut self.beats);
+        self.channel.poll(&mut self.beats, false);
         let now = mono_ms();
         if judge_beats
             && self.running_durable
