@@ -10,7 +10,7 @@ use crate::process;
 use crate::record::Record;
 use crate::store::{Change, Store, StoreError};
 use crate::transition::{Write, apply};
-use crate::verdict::{Outcome, Probe, Reader, Verdict, verdict};
+use crate::verdict::{Outcome, Probe, Reader, Verdict, pid_visible, verdict};
 
 /// A record with the evidence and the verdict drawn from it.
 #[derive(Clone, Debug, Serialize)]
@@ -24,10 +24,11 @@ pub struct Judged {
     pub unsaved: Option<String>,
 }
 
-/// Probes the holder named by a record; on another host the pid means nothing and is not probed.
+/// Probes the holder named by a record. On another host, boot or pid namespace the number names
+/// some other process (or none), so it is not probed at all (protocol.md 7.4, R2 to R3a).
 pub fn probe_holder(rec: &Record, reader: &Reader) -> Probe {
-    if rec.holder.host != reader.host || rec.status.is_terminal() {
-        return Probe::Gone;
+    if rec.status.is_terminal() || !pid_visible(&rec.holder, reader) {
+        return Probe::Unseen;
     }
     process::probe(rec.holder.pid)
 }

@@ -67,6 +67,7 @@ pub fn reader() -> Reader {
         boot_id,
         host,
         time_ns,
+        pid_ns: pid_ns(),
         now: crate::clock::Now::read(),
     }
 }
@@ -92,7 +93,7 @@ pub fn probe(pid: u32) -> Probe {
 pub fn start_token(pid: u32) -> Option<String> {
     match probe(pid) {
         Probe::Alive { start } => start,
-        Probe::Gone => None,
+        Probe::Gone | Probe::Unseen => None,
     }
 }
 
@@ -153,6 +154,16 @@ pub enum IdentityError {
     },
     #[error("cannot read the start time of process {0}, so it cannot be proven to be the job's")]
     Unknown(u32),
+    #[error(
+        "process {pid} is numbered in pid namespace {}, and this process's is {}: that pid may be any process here",
+        .recorded.as_deref().unwrap_or("unknown (recorded by an older tether)"),
+        .ours.as_deref().unwrap_or("unknown")
+    )]
+    OtherNamespace {
+        pid: u32,
+        recorded: Option<String>,
+        ours: Option<String>,
+    },
     #[error("cannot signal process {pid}: {err}")]
     Io { pid: u32, err: io::Error },
 }
@@ -166,9 +177,24 @@ pub struct Pinned {
 }
 
 impl Pinned {
-    pub fn open(pid: u32, expected_start: &str) -> Result<Pinned, IdentityError> {
+    /// Pins `pid` if it is provably the process a record names: numbered in `pid_ns` (the
+    /// record's `holder.pid_ns`, which also numbers its child), which must be known and be ours,
+    /// and started at `expected_start`.
+    pub fn open(
+        pid: u32,
+        expected_start: &str,
+        pid_ns: Option<&str>,
+    ) -> Result<Pinned, IdentityError> {
         if pid < 2 || pid > i32::MAX as u32 {
             return Err(IdentityError::Forbidden(pid));
+        }
+        let ours = self::pid_ns();
+        if pid_ns.is_none() || pid_ns != ours.as_deref() {
+            return Err(IdentityError::OtherNamespace {
+                pid,
+                recorded: pid_ns.map(String::from),
+                ours,
+            });
         }
         let inner = sys::Pin::open(pid).map_err(|e| match e.raw_os_error() {
             Some(code) if code == rustix::io::Errno::SRCH.raw_os_error() => {
@@ -180,7 +206,7 @@ impl Pinned {
         // the pid cannot be reused while `inner` lives.
         match probe(pid) {
             Probe::Gone => Err(IdentityError::Gone(pid)),
-            Probe::Alive { start: None } => Err(IdentityError::Unknown(pid)),
+            Probe::Alive { start: None } | Probe::Unseen => Err(IdentityError::Unknown(pid)),
             Probe::Alive { start: Some(found) } if found != expected_start => {
                 Err(IdentityError::Mismatch {
                     pid,
@@ -584,19 +610,29 @@ mod tests {
             .unwrap();
         let pid = child.id();
         let start = start_token(pid).unwrap();
+        let ours = pid_ns();
+        let ns = ours.as_deref();
         assert!(matches!(
-            Pinned::open(pid, "linux:1"),
+            Pinned::open(pid, "linux:1", ns),
             Err(IdentityError::Mismatch { .. })
         ));
         assert!(matches!(
-            Pinned::open(1, "linux:1"),
+            Pinned::open(1, "linux:1", ns),
             Err(IdentityError::Forbidden(1))
         ));
         assert!(matches!(
-            Pinned::open(0, "x"),
+            Pinned::open(0, "x", ns),
             Err(IdentityError::Forbidden(0))
         ));
-        let pin = Pinned::open(pid, &start).unwrap();
+        assert!(matches!(
+            Pinned::open(pid, &start, None),
+            Err(IdentityError::OtherNamespace { .. })
+        ));
+        assert!(matches!(
+            Pinned::open(pid, &start, Some("pid:[1]")),
+            Err(IdentityError::OtherNamespace { .. })
+        ));
+        let pin = Pinned::open(pid, &start, ns).unwrap();
         pin.signal(rustix::process::Signal::KILL).unwrap();
         assert!(pin.wait_exit(Duration::from_secs(10)));
         child.wait().unwrap();

@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use crate::clock::{Now, Timestamp};
-use crate::record::{Reason, Record, Status};
+use crate::record::{Holder, Reason, Record, Status};
 
 /// Allowance for clock skew when a lease is judged by wall time (protocol.md 7.3).
 pub const SKEW_ALLOWANCE_MS: i64 = 30_000;
@@ -19,6 +19,9 @@ pub enum Probe {
     Gone,
     /// It exists; `start` is its start-time token, or None if it could not be read.
     Alive { start: Option<String> },
+    /// Not probed: the pid is numbered on another host or in another (or unknown) pid namespace,
+    /// so a process with that number here says nothing about the holder (`pid_visible`).
+    Unseen,
 }
 
 /// Where the reader stands: its machine identity and its clocks.
@@ -27,6 +30,8 @@ pub struct Reader {
     pub boot_id: String,
     pub host: String,
     pub time_ns: Option<String>,
+    /// The pid namespace the reader's pids are numbered in; None when it cannot tell.
+    pub pid_ns: Option<String>,
     pub now: Now,
 }
 
@@ -36,6 +41,8 @@ pub enum Rule {
     R1,
     R2,
     R3,
+    /// Between R3 and R4: the pid cannot be probed from here (protocol.md 7.4).
+    R3a,
     R4,
     R5,
     R6,
@@ -52,6 +59,9 @@ impl Rule {
             }
             Rule::R3 => {
                 "R3: the record was written under another boot of this host; every lease of an old boot is dead"
+            }
+            Rule::R3a => {
+                "R3a: the holder's pid is numbered in another pid namespace (or one that cannot be told), so it is not probed and only its lease is judged"
             }
             Rule::R4 => {
                 "R4: the holder process no longer exists (or is a zombie) and never wrote a terminal state"
@@ -130,6 +140,16 @@ impl Verdict {
     }
 }
 
+/// Whether the reader may probe the holder's pid (protocol.md 7.4, R2 to R3a): same host, same boot,
+/// and the same pid namespace, known on both sides. A process with the holder's number seen from
+/// anywhere else is some other process, and its absence proves nothing either.
+pub fn pid_visible(holder: &Holder, reader: &Reader) -> bool {
+    holder.host == reader.host
+        && holder.boot_id == reader.boot_id
+        && holder.pid_ns.is_some()
+        && holder.pid_ns == reader.pid_ns
+}
+
 /// Computes the lease's age by protocol.md 7.3.
 pub fn lease_age(rec: &Record, reader: &Reader) -> LeaseAge {
     let same_domain = rec.holder.boot_id == reader.boot_id
@@ -203,12 +223,20 @@ pub fn verdict_with_age(
     if rec.holder.boot_id != reader.boot_id {
         return v(lost(Reason::HostRebooted), Rule::R3, Some(age));
     }
+    if !pid_visible(&rec.holder, reader) {
+        let o = if expired {
+            lost(Reason::LeaseExpired)
+        } else {
+            Outcome::Active
+        };
+        return v(o, Rule::R3a, Some(age));
+    }
     match probe {
         Probe::Gone => return v(lost(Reason::WorkerExited), Rule::R4, Some(age)),
         Probe::Alive { start: Some(s) } if *s != rec.holder.start => {
             return v(lost(Reason::PidReused), Rule::R5, Some(age));
         }
-        Probe::Alive { .. } => {}
+        Probe::Alive { .. } | Probe::Unseen => {}
     }
     if expired {
         return v(lost(Reason::LeaseExpired), Rule::R6, Some(age));
@@ -231,6 +259,7 @@ mod tests {
             boot_id: "B1".into(),
             host: "h1".into(),
             time_ns: None,
+            pid_ns: Some("pid:[1]".into()),
             now: Now {
                 wall: Timestamp(2_000 + (mono as i64 - 50_000)),
                 mono_ms: mono,
@@ -328,6 +357,61 @@ mod tests {
             let got = verdict(&rec, &probe, &rd);
             assert_eq!((got.outcome, got.rule), (want, rule), "case {i}");
         }
+    }
+
+    /// A reader that cannot see the holder's pid never concludes anything from it (issue 14).
+    #[test]
+    fn unseen_pid_is_judged_by_the_lease_alone() {
+        let base = sample();
+        let holder_ns = |ns: Option<&str>| Record {
+            holder: Holder {
+                pid_ns: ns.map(String::from),
+                ..base.holder.clone()
+            },
+            ..base.clone()
+        };
+        let reader_ns = |ns: Option<&str>, mono| Reader {
+            pid_ns: ns.map(String::from),
+            ..reader(mono)
+        };
+        let reused = Probe::Alive {
+            start: Some("linux:9".into()),
+        };
+        let cases = [
+            (
+                holder_ns(Some("pid:[2]")),
+                reader_ns(Some("pid:[1]"), 50_001),
+            ),
+            (holder_ns(None), reader_ns(Some("pid:[1]"), 50_001)),
+            (holder_ns(Some("pid:[1]")), reader_ns(None, 50_001)),
+            (holder_ns(None), reader_ns(None, 50_001)),
+        ];
+        for (i, (rec, rd)) in cases.iter().enumerate() {
+            assert!(!pid_visible(&rec.holder, rd), "case {i}");
+            for p in [Probe::Gone, reused.clone(), Probe::Unseen] {
+                let got = verdict(rec, &p, rd);
+                assert_eq!((got.outcome, got.rule), (Outcome::Active, Rule::R3a), "{i}");
+            }
+            let late = Reader {
+                now: Now {
+                    mono_ms: 60_001,
+                    ..rd.now
+                },
+                ..rd.clone()
+            };
+            let got = verdict(rec, &Probe::Gone, &late);
+            let lost = Outcome::Lost {
+                reason: Reason::LeaseExpired,
+            };
+            assert_eq!((got.outcome, got.rule), (lost, Rule::R3a), "case {i}");
+            assert_eq!(got.lease.unwrap().clock, ClockRule::Monotonic);
+        }
+        // A reboot is still a reboot, whatever the namespace.
+        let rd = Reader {
+            boot_id: "B2".into(),
+            ..reader_ns(Some("pid:[1]"), 50_001)
+        };
+        assert_eq!(verdict(&cases[0].0, &Probe::Gone, &rd).rule, Rule::R3);
     }
 
     #[test]

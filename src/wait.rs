@@ -92,35 +92,31 @@ mod sys {
 
     use super::POLL_FALLBACK;
     use crate::judge::Judged;
-    use crate::process::{Pinned, host};
+    use crate::process::{Pinned, reader};
     use crate::store::Watch;
+    use crate::verdict::pid_visible;
 
     pub(super) struct Waker<W> {
         watch: Option<W>,
         /// The holder we pinned, keyed by (pid, start) so a changed holder gets a new pin.
         pin: Option<((u32, String), Option<Pinned>)>,
-        host: String,
     }
 
     impl<W: Watch> Waker<W> {
         pub(super) fn new(watch: Option<W>) -> Waker<W> {
-            Waker {
-                watch,
-                pin: None,
-                host: host(),
-            }
+            Waker { watch, pin: None }
         }
 
         /// Pins the record's holder, once per holder identity. A failed pin means the holder is
         /// gone or not provably ours: the next judgment says so, or we fall back to polling.
         fn pin_for(&mut self, j: &Judged) -> Option<&Pinned> {
             let h = &j.record.holder;
-            if h.host != self.host {
-                return None; // another host's pid means nothing here (R2)
+            if !pid_visible(h, &reader()) {
+                return None; // that number means nothing here (R2, R3a)
             }
             let key = (h.pid, h.start.clone());
             if self.pin.as_ref().map(|(k, _)| k) != Some(&key) {
-                let p = Pinned::open(h.pid, &h.start).ok();
+                let p = Pinned::open(h.pid, &h.start, h.pid_ns.as_deref()).ok();
                 self.pin = Some((key, p));
             }
             self.pin.as_ref().and_then(|(_, p)| p.as_ref())
@@ -128,9 +124,10 @@ mod sys {
 
         /// Sleeps until something may have changed the verdict (true) or `until` (false).
         pub(super) fn sleep(&mut self, j: &Judged, until: Instant) -> bool {
-            // On another host there is no pid to pin (R2): the record and the lease expiry are
-            // all that can change the verdict, so that is not a reason to poll.
-            let remote = j.record.holder.host != self.host;
+            // On another host or in another pid namespace there is no pid to pin (R2, R3a): the
+            // record and the lease expiry are all that can change the verdict, so that is not a
+            // reason to poll.
+            let remote = !pid_visible(&j.record.holder, &reader());
             let pinned = self.pin_for(j).is_some();
             let degraded = self.watch.is_none() || (!remote && !pinned);
             let now = Instant::now();

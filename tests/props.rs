@@ -167,7 +167,7 @@ fn reader_for(rec: &Record) -> impl Strategy<Value = Reader> + use<> {
     (
         ident(&["B1", "B2"]),
         ident(&["h1", "h2"]),
-        time_ns(),
+        (time_ns(), pid_ns()),
         prop_oneof![
             (-100_000i64..100_000).prop_map(move |d| at.saturating_add(d)),
             any::<i64>()
@@ -177,10 +177,11 @@ fn reader_for(rec: &Record) -> impl Strategy<Value = Reader> + use<> {
             any::<u64>()
         ],
     )
-        .prop_map(|(boot_id, host, time_ns, wall, mono_ms)| Reader {
+        .prop_map(|(boot_id, host, (time_ns, pid_ns), wall, mono_ms)| Reader {
             boot_id,
             host,
             time_ns,
+            pid_ns,
             now: Now {
                 wall: Timestamp(wall),
                 mono_ms,

@@ -491,20 +491,23 @@ fn pid_max() -> u32 {
 #[test]
 fn odd_holder_pids_are_judged_and_never_signalled() {
     assert!(matches!(
-        Pinned::open(1, "linux:1"),
+        Pinned::open(1, "linux:1", process::pid_ns().as_deref()),
         Err(IdentityError::Forbidden(1))
     ));
     assert!(matches!(
-        Pinned::open(0, "linux:1"),
+        Pinned::open(0, "linux:1", process::pid_ns().as_deref()),
         Err(IdentityError::Forbidden(0))
     ));
     assert!(matches!(
-        Pinned::open(u32::MAX, "linux:1"),
+        Pinned::open(u32::MAX, "linux:1", process::pid_ns().as_deref()),
         Err(IdentityError::Forbidden(_))
     ));
     let beyond = pid_max() + 1;
     assert!(
-        matches!(Pinned::open(beyond, "linux:1"), Err(IdentityError::Gone(_))),
+        matches!(
+            Pinned::open(beyond, "linux:1", process::pid_ns().as_deref()),
+            Err(IdentityError::Gone(_))
+        ),
         "pid {beyond} above pid_max"
     );
 

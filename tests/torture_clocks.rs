@@ -254,7 +254,8 @@ fn a_stalled_reader_never_reaps_a_healthy_job_but_still_reaps_a_stopped_one() {
         .as_str()
         .unwrap()
         .to_owned();
-    let pin = tether::process::Pinned::open(w2, &start).unwrap();
+    let pin =
+        tether::process::Pinned::open(w2, &start, tether::process::pid_ns().as_deref()).unwrap();
     pin.signal(rustix::process::Signal::STOP).unwrap();
     std::thread::sleep(Duration::from_millis(700));
     let v = stalled(&id2);

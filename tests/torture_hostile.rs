@@ -82,7 +82,7 @@ fn record(id: &str, holder: Value, start: &str, child: Option<(Value, &str)>) ->
         "protocol": 1, "id": id, "name": null, "argv": ["sleep", "600"], "cwd": "/",
         "created_at": Timestamp::now(), "status": "running", "reason": null,
         "holder": {"pid": holder, "start": start, "boot_id": me.boot_id, "host": me.host,
-                   "time_ns": me.time_ns},
+                   "time_ns": me.time_ns, "pid_ns": me.pid_ns},
         "child": child.map(|(pid, start)| json!({"pid": pid, "start": start, "pgid": pid})),
         "lease": {"epoch": 1, "interval_ms": 1000, "ttl_ms": 600000,
                   "renewed_at": Timestamp::now(), "renewed_mono_ms": mono_ms()},
@@ -481,7 +481,12 @@ fn cancel_never_signals_a_live_process_whose_start_time_differs() {
     let (id, wrapper) = e.detach(&["--", "sleep", "600"]);
     let rec = e.record(&id).unwrap();
     let child = rec["child"]["pid"].as_u64().unwrap() as u32;
-    let pin = process::Pinned::open(wrapper, rec["holder"]["start"].as_str().unwrap()).unwrap();
+    let pin = process::Pinned::open(
+        wrapper,
+        rec["holder"]["start"].as_str().unwrap(),
+        process::pid_ns().as_deref(),
+    )
+    .unwrap();
     pin.signal(rustix::process::Signal::STOP).unwrap();
     e.store()
         .update(

@@ -51,6 +51,9 @@ struct ReaderSpec {
     host: String,
     #[serde(deserialize_with = "nullable")]
     time_ns: Option<String>,
+    /// Required like the others, though null when the reader cannot tell (section 10).
+    #[serde(deserialize_with = "nullable")]
+    pid_ns: Option<String>,
     now_wall: String,
     now_mono_ms: u64,
 }
@@ -88,6 +91,11 @@ struct ExpectProgress {
     count: u64,
     #[serde(deserialize_with = "nullable")]
     at: Option<String>,
+}
+
+/// A required field that may be null: without `deserialize_with`, serde reads "missing" as null.
+fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Option::<String>::deserialize(d)
 }
 
 /// Distinguishes `"reason": null` from a missing `reason`.
@@ -158,6 +166,7 @@ fn reader_of(r: &ReaderSpec) -> Result<Reader, String> {
         boot_id: r.boot_id.clone(),
         host: r.host.clone(),
         time_ns: r.time_ns.clone(),
+        pid_ns: r.pid_ns.clone(),
         now: Now {
             wall: Timestamp::parse(&r.now_wall).map_err(|e| format!("reader.now_wall: {e}"))?,
             mono_ms: r.now_mono_ms,

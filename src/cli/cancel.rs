@@ -72,10 +72,16 @@ impl Target {
 }
 
 fn refuse(id: &str, e: IdentityError) -> CliError {
+    let hint = match e {
+        IdentityError::OtherNamespace { .. } => {
+            "; run `tether cancel` from inside the pid namespace the job runs in"
+        }
+        _ => "",
+    };
     CliError::new(
         exit::ACTIVE_OR_REFUSED,
         format!(
-            "refusing to cancel job {id}: {e}; nothing was signalled and the record is unchanged"
+            "refusing to cancel job {id}: {e}; nothing was signalled and the record is unchanged{hint}"
         ),
     )
 }
@@ -83,8 +89,10 @@ fn refuse(id: &str, e: IdentityError) -> CliError {
 /// Pins the child (leader of its group), or the holder when there is no child, or the child has
 /// already exited and only the holder is left to stop.
 fn pin_target(r: &Record) -> Result<Target, CliError> {
+    // The child is numbered in its holder's pid namespace: the holder spawned it.
+    let ns = r.holder.pid_ns.as_deref();
     if let Some(c) = &r.child {
-        match Pinned::open(c.pid, &c.start) {
+        match Pinned::open(c.pid, &c.start, ns) {
             Ok(pin) => {
                 return Ok(Target {
                     group: (c.pgid == c.pid).then_some(c.pgid),
@@ -96,7 +104,7 @@ fn pin_target(r: &Record) -> Result<Target, CliError> {
             Err(e) => return Err(refuse(&r.id, e)),
         }
     }
-    match Pinned::open(r.holder.pid, &r.holder.start) {
+    match Pinned::open(r.holder.pid, &r.holder.start, ns) {
         Ok(pin) => Ok(Target {
             pin,
             group: None,

@@ -10,7 +10,7 @@ use super::view::{self};
 use super::{CliResult, exit, settle_arg};
 use crate::clock::short_duration;
 use crate::process;
-use crate::verdict::{ClockRule, Probe, expires_at, lease_age};
+use crate::verdict::{ClockRule, Probe, expires_at, lease_age, pid_visible};
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
@@ -29,6 +29,9 @@ fn probe_text(p: &Probe, recorded: &str) -> String {
         Probe::Alive { start: Some(s) } => {
             format!("alive, started {s} (DIFFERS: another process)")
         }
+        Probe::Unseen => {
+            "not probed: the pid is numbered on another host or in another pid namespace".into()
+        }
     }
 }
 
@@ -41,17 +44,15 @@ pub fn inspect(dir: Option<PathBuf>, a: InspectArgs) -> CliResult {
     let (_store, _id, j) = settle_arg(&dir, &a.id)?;
     let reader = process::reader();
     let r = &j.record;
-    // The probe in `j` is skipped for terminal records; the evidence shows the pid as it is now.
-    let holder_now = if r.holder.host == reader.host {
-        process::probe(r.holder.pid)
-    } else {
-        Probe::Gone
+    // The probe in `j` is skipped for terminal records; the evidence shows the pid as it is now,
+    // where that number means the holder's process at all (R2, R3a).
+    let visible = pid_visible(&r.holder, &reader);
+    let probe_now = |pid| match visible {
+        true => process::probe(pid),
+        false => Probe::Unseen,
     };
-    let child_now = r
-        .child
-        .as_ref()
-        .filter(|_| r.holder.host == reader.host)
-        .map(|c| process::probe(c.pid));
+    let holder_now = probe_now(r.holder.pid);
+    let child_now = r.child.as_ref().map(|c| probe_now(c.pid));
     let age = lease_age(r, &reader);
     let v = &j.verdict;
     let reaped_by = view::reaped_by_rule(r, &reader);
@@ -71,15 +72,16 @@ pub fn inspect(dir: Option<PathBuf>, a: InspectArgs) -> CliResult {
         let mut o = view::job_json(&j, &reader);
         o["holder"]["start_now"] = json!(match &holder_now {
             Probe::Alive { start } => start.clone(),
-            Probe::Gone => None,
+            Probe::Gone | Probe::Unseen => None,
         });
         o["holder"]["probe"] = json!(holder_now);
+        o["holder"]["pid_visible"] = json!(visible);
         o["probe"] = json!(j.probe);
         if let (Some(c), Some(p)) = (r.child.as_ref(), child_now.as_ref()) {
             o["child"]["alive"] = json!(matches!(p, Probe::Alive { .. }));
             o["child"]["start_now"] = json!(match p {
                 Probe::Alive { start } => start.clone(),
-                Probe::Gone => None,
+                Probe::Gone | Probe::Unseen => None,
             });
             o["child"]["start_matches"] =
                 json!(matches!(p, Probe::Alive { start: Some(s) } if *s == c.start));
@@ -88,6 +90,7 @@ pub fn inspect(dir: Option<PathBuf>, a: InspectArgs) -> CliResult {
             "boot_id": reader.boot_id,
             "host": reader.host,
             "time_ns": reader.time_ns,
+            "pid_ns": reader.pid_ns,
             "now": reader.now.wall,
             "now_mono_ms": reader.now.mono_ms,
         });
@@ -171,6 +174,18 @@ pub fn inspect(dir: Option<PathBuf>, a: InspectArgs) -> CliResult {
             "DIFFERENT"
         }
     ));
+    out(format!(
+        "  pid ns   recorded {}, this process {} ({})",
+        ns(&r.holder.pid_ns),
+        ns(&reader.pid_ns),
+        if visible {
+            "same"
+        } else if r.holder.host != reader.host || r.holder.boot_id != reader.boot_id {
+            "pids not probed: another host or boot"
+        } else {
+            "DIFFERENT or unknown: pids not probed, the job is judged by its lease alone"
+        }
+    ));
     match (&r.child, &child_now) {
         (Some(c), Some(p)) => out(format!(
             "child      pid {}, pgid {}, start {}; now {}",
@@ -179,13 +194,7 @@ pub fn inspect(dir: Option<PathBuf>, a: InspectArgs) -> CliResult {
             view::clean(&c.start),
             probe_text(p, &c.start)
         )),
-        (Some(c), None) => out(format!(
-            "child      pid {}, pgid {}, start {} (on another host; not probed)",
-            c.pid,
-            c.pgid,
-            view::clean(&c.start)
-        )),
-        (None, _) => out("child      none recorded".into()),
+        _ => out("child      none recorded".into()),
     }
     out(format!(
         "lease      epoch {}, interval {}, ttl {}",

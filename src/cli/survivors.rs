@@ -88,10 +88,9 @@ pub fn find(rec: &Record, known: &[u32]) -> Found {
     };
     found.pgid = child.pgid;
     let reader = process::reader();
-    // Pids name processes only on the machine, boot and pid namespace that numbered them. An
-    // unrecorded namespace (older records) is taken as ours, as the verdict takes it.
-    let other_ns = matches!((&rec.holder.pid_ns, process::pid_ns()), (Some(a), Some(b)) if *a != b);
-    if rec.holder.host != reader.host || rec.holder.boot_id != reader.boot_id || other_ns {
+    // Pids name processes only on the machine, boot and pid namespace that numbered them; an
+    // unrecorded or unknown namespace proves nothing (protocol.md 7.4, R3a).
+    if !crate::verdict::pid_visible(&rec.holder, &reader) {
         return found;
     }
     let mut members = process::group_members(child.pgid);
@@ -112,7 +111,7 @@ pub fn find(rec: &Record, known: &[u32]) -> Found {
             || (not_older && process::environ_has(m.pid, &env_entry) == Some(true))
             || (not_older && proven_pids.contains(&m.ppid));
         // Pinned, then checked again by start time: a pid reused since the listing is refused.
-        match tied.then(|| Pinned::open(m.pid, &m.start)) {
+        match tied.then(|| Pinned::open(m.pid, &m.start, rec.holder.pid_ns.as_deref())) {
             Some(Ok(pin)) => {
                 proven_pids.push(m.pid);
                 found.proven.push((m, pin));

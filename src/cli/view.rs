@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::clock::short_duration;
 use crate::judge::Judged;
 use crate::record::{Reason, Record, Status};
-use crate::verdict::{Reader, Rule, expires_at, lease_age};
+use crate::verdict::{Reader, Rule, expires_at, lease_age, pid_visible};
 
 use super::exit;
 
@@ -46,6 +46,7 @@ pub fn reaped_by_rule(rec: &Record, reader: &Reader) -> Option<Rule> {
         Reason::PidReused => Some(Rule::R5),
         Reason::HostRebooted => Some(Rule::R3),
         Reason::LeaseExpired if rec.holder.host != reader.host => Some(Rule::R2),
+        Reason::LeaseExpired if !pid_visible(&rec.holder, reader) => Some(Rule::R3a),
         Reason::LeaseExpired => Some(Rule::R6),
         _ => None,
     }

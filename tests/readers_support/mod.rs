@@ -77,7 +77,7 @@ pub fn record(id: &str, pid: u32, start: &str, interval_ms: u64, ttl_ms: u64) ->
         "created_at": Timestamp::now(),
         "status": "running",
         "reason": null,
-        "holder": {"pid": pid, "start": start, "boot_id": me.boot_id, "host": me.host, "time_ns": me.time_ns},
+        "holder": {"pid": pid, "start": start, "boot_id": me.boot_id, "host": me.host, "time_ns": me.time_ns, "pid_ns": me.pid_ns},
         "lease": {"epoch": 1, "interval_ms": interval_ms, "ttl_ms": ttl_ms,
                   "renewed_at": Timestamp::now(), "renewed_mono_ms": mono_ms()},
         "progress": {"message": "warming up", "at": Timestamp::now(), "count": 1},

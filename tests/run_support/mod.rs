@@ -148,7 +148,9 @@ impl Env {
 impl Drop for Env {
     fn drop(&mut self) {
         for (pid, start, leader) in self.reap.drain(..).rev() {
-            if let Ok(p) = tether::process::Pinned::open(pid, &start) {
+            if let Ok(p) =
+                tether::process::Pinned::open(pid, &start, tether::process::pid_ns().as_deref())
+            {
                 let _ = p.signal(rustix::process::Signal::CONT);
                 if leader {
                     let _ = p.signal_group(pid, rustix::process::Signal::KILL);

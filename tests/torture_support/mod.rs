@@ -144,7 +144,7 @@ pub fn kill_group(pgid: u32, sig: Signal) {
 /// Kills a process that is not (necessarily) our child, but only if its start time is still the
 /// recorded one: the detached wrappers and their children.
 pub fn kill_proven(pid: u32, start: &str) {
-    if let Ok(p) = tether::process::Pinned::open(pid, start) {
+    if let Ok(p) = tether::process::Pinned::open(pid, start, tether::process::pid_ns().as_deref()) {
         let _ = p.signal(Signal::CONT);
         let _ = p.signal(Signal::KILL);
         p.wait_exit(Duration::from_secs(5));
