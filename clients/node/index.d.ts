@@ -28,7 +28,7 @@ export interface LeaseRecord {
   created_at: string;
   status: Status;
   reason: Reason | null;
-  holder: { pid: number; start: string; boot_id: string; host: string; time_ns?: string | null };
+  holder: { pid: number; start: string; boot_id: string; host: string; time_ns?: string | null; pid_ns?: string | null };
   child?: { pid: number; start: string; pgid: number } | null;
   lease: { epoch: number; interval_ms: number; ttl_ms: number; renewed_at: string; renewed_mono_ms: number };
   progress?: { message?: string | null; at?: string | null; count?: number } | null;
@@ -51,13 +51,19 @@ export interface ReaderFacts {
   host: string;
   /** The reader's time namespace (Linux: the target of /proc/self/ns/time), null where unknown. */
   timeNs: string | null;
+  /**
+   * The reader's pid namespace (Linux: the target of /proc/self/ns/pid, when /proc is that
+   * namespace's), null or absent where unknown. Unless it equals the record's `holder.pid_ns`, the
+   * probe is ignored and the lease alone decides (rule R3a).
+   */
+  pidNs?: string | null;
   /** The reader's monotonic clock (CLOCK_MONOTONIC), in ms. */
   monoMs: number;
   /** The bytes of `jobs/<id>.lease` (6.5), folded in before judging an active record. */
   leaseFile?: Uint8Array | string | null;
 }
 
-export type Rule = "R0" | "R1" | "R2" | "R3" | "R4" | "R5" | "R6" | "R7";
+export type Rule = "R0" | "R1" | "R2" | "R3" | "R3a" | "R4" | "R5" | "R6" | "R7";
 
 export type Verdict =
   | { verdict: "corrupt"; problem: string }
@@ -65,14 +71,14 @@ export type Verdict =
   | { verdict: "terminal"; rule: "R1"; status: Status; reason: Reason | null; record: LeaseRecord }
   | {
       verdict: "lost";
-      rule: "R2" | "R3" | "R4" | "R5" | "R6";
+      rule: "R2" | "R3" | "R3a" | "R4" | "R5" | "R6";
       status: "lost";
       reason: "lease-expired" | "host-rebooted" | "worker-exited" | "pid-reused";
       record: LeaseRecord;
     }
   | {
       verdict: "active";
-      rule: "R2" | "R7";
+      rule: "R2" | "R3a" | "R7";
       status: "starting" | "running";
       reason: null;
       /** Time left until the lease's expiry (7.3); 0 at the last active millisecond. */
@@ -181,7 +187,7 @@ export interface Job {
   finishedAt: Date | null;
   progress: { message: string | null; at: Date | null; count: number };
   lease: { epoch: number; intervalMs: number; ttlMs: number; renewedAt: Date | null; expiresAt: Date | null };
-  holder: { pid: number; start: string; bootId: string; host: string; timeNs: string | null };
+  holder: { pid: number; start: string; bootId: string; host: string; timeNs: string | null; pidNs: string | null };
   child: { pid: number; start: string; pgid: number } | null;
   late: Array<Record<string, unknown> & { at: Date | null }>;
   /** The rule of section 7.4 that decided the status. */

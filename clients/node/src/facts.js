@@ -41,6 +41,24 @@ function readOr(path, fallback = "unknown") {
 }
 
 /**
+ * The pid namespace this process's pids are numbered in (protocol.md 8), or null when it cannot be
+ * told: `/proc/self/ns/pid`, but only if `/proc` belongs to that namespace (`NSpid` has one entry,
+ * our own pid). A `/proc` of a parent namespace numbers every pid differently.
+ * @returns {string | null}
+ */
+export function pidNamespace() {
+  try {
+    const line = readFileSync("/proc/self/status", "utf8").split("\n").find((l) => l.startsWith("NSpid:"));
+    const ids = (line ?? "").slice("NSpid:".length).trim().split(/\s+/);
+    if (ids.length !== 1 || ids[0] !== String(process.pid)) return null;
+    const ns = readlinkSync("/proc/self/ns/pid");
+    return /^pid:\[\d+\]$/.test(ns) ? ns : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
  * The facts for judging a record whose holder is `pid`, read now.
  * `monoMs` is CLOCK_MONOTONIC: libuv's hrtime reads that clock on Linux.
  * @param {number} pid
@@ -58,6 +76,7 @@ export function localFacts(pid) {
     bootId: readOr("/proc/sys/kernel/random/boot_id"),
     host: hostname(),
     timeNs,
+    pidNs: pidNamespace(),
     monoMs: Number(process.hrtime.bigint() / 1_000_000n),
   };
 }

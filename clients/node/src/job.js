@@ -38,7 +38,7 @@ export function toJob(j) {
       renewedAt: date(l.renewed_at),
       expiresAt: date(l.expires_at),
     },
-    holder: { pid: h.pid, start: h.start, bootId: h.boot_id, host: h.host, timeNs: h.time_ns ?? null },
+    holder: { pid: h.pid, start: h.start, bootId: h.boot_id, host: h.host, timeNs: h.time_ns ?? null, pidNs: h.pid_ns ?? null },
     child: j.child ? { pid: j.child.pid, start: j.child.start, pgid: j.child.pgid } : null,
     late: (j.late ?? []).map((/** @type {any} */ e) => ({ ...e, at: date(e.at) })),
     rule: j.rule ?? null,

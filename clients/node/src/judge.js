@@ -24,7 +24,7 @@ export function judge(record, facts, nowMs) {
     return { verdict: "terminal", rule: "R1", status: r.status, reason: r.reason, record: r };
   }
   /**
-   * @param {"R2" | "R3" | "R4" | "R5" | "R6"} rule
+   * @param {"R2" | "R3" | "R3a" | "R4" | "R5" | "R6"} rule
    * @param {"lease-expired" | "host-rebooted" | "worker-exited" | "pid-reused"} reason
    * @returns {import("../index.js").Verdict}
    */
@@ -32,7 +32,7 @@ export function judge(record, facts, nowMs) {
   const renewedAt = /** @type {number} */ (parseTimestamp(r.lease.renewed_at));
   const ttl = r.lease.ttl_ms;
   const wallLeft = ttl + SKEW_ALLOWANCE_MS - (nowMs - renewedAt);
-  /** @param {"R2" | "R7"} rule @param {number} expiresInMs @returns {import("../index.js").Verdict} */
+  /** @param {"R2" | "R3a" | "R7"} rule @param {number} expiresInMs @returns {import("../index.js").Verdict} */
   const active = (rule, expiresInMs) => ({
     verdict: "active",
     rule,
@@ -48,16 +48,20 @@ export function judge(record, facts, nowMs) {
     return wallLeft < 0 ? lost("R2", "lease-expired") : active("R2", wallLeft);
   }
   if (r.holder.boot_id !== facts.bootId) return lost("R3", "host-rebooted");
-  if (facts.probe.holder === "gone") return lost("R4", "worker-exited");
-  const start = facts.probe.start ?? null;
-  if (start !== null && start !== r.holder.start) return lost("R5", "pid-reused");
-
   const sameClock =
     (r.holder.time_ns ?? null) === (facts.timeNs ?? null) && facts.monoMs >= r.lease.renewed_mono_ms;
   // 7.3: age > ttl is expired; both rules reduce to "now is past the expiry".
   // Differences first: every operand is at most 2^53-1 (4.1), so they are exact, where a sum such
   // as renewed_mono_ms + ttl_ms may not be.
   const expiresInMs = sameClock ? ttl - (facts.monoMs - r.lease.renewed_mono_ms) : wallLeft;
+  // R3a: pids mean something only in the pid namespace that numbered them, known on both sides.
+  const pidNs = r.holder.pid_ns ?? null;
+  if (pidNs === null || pidNs !== (facts.pidNs ?? null)) {
+    return expiresInMs < 0 ? lost("R3a", "lease-expired") : active("R3a", expiresInMs);
+  }
+  if (facts.probe.holder === "gone") return lost("R4", "worker-exited");
+  const start = facts.probe.start ?? null;
+  if (start !== null && start !== r.holder.start) return lost("R5", "pid-reused");
   if (expiresInMs < 0) return lost("R6", "lease-expired");
   return active("R7", expiresInMs);
 }

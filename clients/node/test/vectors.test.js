@@ -14,7 +14,7 @@ const files = readdirSync(dir).filter((f) => f.endsWith(".json")).sort();
 const KEYS = {
   top: ["name", "record", "record_base64", "probe", "reader", "expect", "lease_file"],
   probe: ["holder", "start"],
-  reader: ["boot_id", "host", "time_ns", "now_wall", "now_mono_ms"],
+  reader: ["boot_id", "host", "time_ns", "pid_ns", "now_wall", "now_mono_ms"],
   expect: ["verdict", "status", "reason", "rule", "expires_in_ms", "lease", "progress"],
   lease: ["renewed_at", "renewed_mono_ms"],
   progress: ["count", "at"],
@@ -36,6 +36,7 @@ for (const file of files) {
     onlyKnown(v, KEYS.top, file);
     onlyKnown(v.probe, KEYS.probe, `${file} probe`);
     onlyKnown(v.reader, KEYS.reader, `${file} reader`);
+    for (const k of KEYS.reader) assert.ok(k in v.reader, `${file} reader: missing ${k}`);
     onlyKnown(v.expect, KEYS.expect, `${file} expect`);
     onlyKnown(v.expect.lease ?? {}, KEYS.lease, `${file} expect.lease`);
     onlyKnown(v.expect.progress ?? {}, KEYS.progress, `${file} expect.progress`);
@@ -50,6 +51,7 @@ for (const file of files) {
       bootId: v.reader.boot_id,
       host: v.reader.host,
       timeNs: v.reader.time_ns,
+      pidNs: v.reader.pid_ns,
       monoMs: v.reader.now_mono_ms,
       leaseFile: v.lease_file,
     };
