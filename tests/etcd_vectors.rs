@@ -50,6 +50,8 @@ struct ReaderSpec {
     boot_id: String,
     host: String,
     time_ns: Option<String>,
+    /// The reader's pid namespace (protocol.md 7.1, R3a).
+    pid_ns: Option<String>,
     now_wall: String,
     now_mono_ms: u64,
 }
@@ -86,6 +88,7 @@ fn check(v: &Vector) -> Result<(), String> {
         boot_id: v.reader.boot_id.clone(),
         host: v.reader.host.clone(),
         time_ns: v.reader.time_ns.clone(),
+        pid_ns: v.reader.pid_ns.clone(),
         now: Now {
             wall: Timestamp::parse(&v.reader.now_wall)?,
             mono_ms: v.reader.now_mono_ms,

@@ -93,11 +93,6 @@ struct ExpectProgress {
     at: Option<String>,
 }
 
-/// A required field that may be null: without `deserialize_with`, serde reads "missing" as null.
-fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Option::<String>::deserialize(d)
-}
-
 /// Distinguishes `"reason": null` from a missing `reason`.
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(d).map(Some)
@@ -271,7 +266,7 @@ fn lint(v: &Vector) -> Result<(), String> {
         "cancelled",
         "lost",
     ];
-    const RULES: &[&str] = &["R0", "R1", "R2", "R3", "R4", "R5", "R6", "R7"];
+    const RULES: &[&str] = &["R0", "R1", "R2", "R3", "R3a", "R4", "R5", "R6", "R7"];
     if let Some(s) = &e.status {
         if !STATUSES.contains(&s.as_str()) {
             return Err(format!("expect.status {s:?} is not a status"));

@@ -296,6 +296,10 @@ def verdict(rec, probe, reader):
         return ("lost", "lost", "lease-expired", "R2", None) if expired else ("active", rec["status"], None, "R2", left)
     if rec["holder"]["boot_id"] != reader["boot_id"]:
         return "lost", "lost", "host-rebooted", "R3", None
+    pid_ns = rec["holder"]["pid_ns"]
+    if pid_ns is None or pid_ns != reader["pid_ns"]:
+        # R3a: the pid is numbered in another (or an unknown) pid namespace: the lease alone.
+        return ("lost", "lost", "lease-expired", "R3a", None) if expired else ("active", rec["status"], None, "R3a", left)
     if probe["holder"] == "gone":
         return "lost", "lost", "worker-exited", "R4", None
     if probe["start"] is not None and probe["start"] != rec["holder"]["start"]:
