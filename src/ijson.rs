@@ -1,40 +1,96 @@
-//! The rules of protocol.md 4.4 step 3 for a record's JSON text that serde_json does not enforce
-//! everywhere. A record must be I-JSON (RFC 7493) so that every implementation reads the same
-//! values: serde_json rejects a lone surrogate escape only in strings it decodes, and skips unknown
-//! nested fields unread, so this scan makes the rule hold wherever the escape is.
+//! The rules of protocol.md 4.4 for a record's JSON that serde does not enforce by itself, so
+//! that every implementation reads the same record from the same bytes.
+//!
+//! - serde_json rejects a lone surrogate escape only in strings it decodes, and skips unknown
+//!   nested fields unread: `lone_surrogate` scans the whole text.
+//! - serde's derive reads a struct from a JSON array of its fields as readily as from an object
+//!   (`"lease": [1, 1000, ...]`); no other JSON implementation would. `object` and its kin accept
+//!   objects only.
 
-/// The 4 hex digits of the first `\\uXXXX` escape that is a surrogate without its other half.
-/// Outside strings a backslash is a JSON error anyway, so escapes can be scanned without tracking
-/// string boundaries; each escape is consumed whole, so `\\\\u` is not mistaken for one.
-pub fn lone_surrogate(bytes: &[u8]) -> Option<String> {
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+
+/// A `T` that must be written as a JSON object.
+struct Obj<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(V(PhantomData)).map(Obj)
+    }
+}
+
+/// For `deserialize_with`: the field is an object.
+pub fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    Obj::deserialize(d).map(|o| o.0)
+}
+
+/// For `deserialize_with`: the field is an object or null.
+pub fn nullable_object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    Option::<Obj<T>>::deserialize(d).map(|o| o.map(|o| o.0))
+}
+
+/// For `deserialize_with`: the field is an array of objects.
+pub fn objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    Vec::<Obj<T>>::deserialize(d).map(|v| v.into_iter().map(|o| o.0).collect())
+}
+
+/// What, if anything, makes `bytes` break a rule of 4.4 step 3 that serde_json checks only in the
+/// values it decodes (it skips unknown nested fields unread): a `\\uXXXX` escape that is half of
+/// a surrogate pair alone, or a number beyond the range of an `f64` (`1e400`). One pass that tracks
+/// strings; anything else malformed is left to the parser, which rejects it.
+pub fn text_problem(b: &[u8]) -> Option<String> {
     let hex = |i: usize| -> Option<u16> {
-        let h = bytes.get(i..i + 4)?;
+        let h = b.get(i..i + 4)?;
         u16::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()
     };
-    let mut i = 0;
-    while let Some(off) = bytes
-        .get(i..)
-        .and_then(|b| b.iter().position(|&c| c == b'\\'))
-    {
-        i += off;
-        if bytes.get(i + 1) != Some(&b'u') {
-            i += 2;
-            continue;
-        }
-        let u = hex(i + 2)?;
-        i += 6;
-        match u {
-            0xD800..=0xDBFF => {
-                let low = (bytes.get(i) == Some(&b'\\') && bytes.get(i + 1) == Some(&b'u'))
-                    .then(|| hex(i + 2))
-                    .flatten();
-                match low {
-                    Some(0xDC00..=0xDFFF) => i += 6,
-                    _ => return Some(format!("{u:04x}")),
+    let (mut i, mut in_string) = (0, false);
+    while let Some(&c) = b.get(i) {
+        match (in_string, c) {
+            (true, b'"') | (false, b'"') => {
+                in_string = !in_string;
+                i += 1;
+            }
+            (true, b'\\') if b.get(i + 1) == Some(&b'u') => {
+                let u = hex(i + 2)?;
+                i += 6;
+                let paired = (0xD800..=0xDBFF).contains(&u)
+                    && b.get(i) == Some(&b'\\')
+                    && b.get(i + 1) == Some(&b'u')
+                    && hex(i + 2).is_some_and(|l| (0xDC00..=0xDFFF).contains(&l));
+                if paired {
+                    i += 6;
+                } else if (0xD800..=0xDFFF).contains(&u) {
+                    return Some(format!("a lone surrogate escape (\\u{u:04x})"));
                 }
             }
-            0xDC00..=0xDFFF => return Some(format!("{u:04x}")),
-            _ => {}
+            (true, b'\\') => i += 2,
+            (false, b'-' | b'0'..=b'9') => {
+                let start = i;
+                while b.get(i).is_some_and(|c| b"+-.eE0123456789".contains(c)) {
+                    i += 1;
+                }
+                let n = std::str::from_utf8(&b[start..i]).ok()?;
+                if n.parse::<f64>().is_ok_and(|f| f.is_infinite()) {
+                    return Some(format!(
+                        "the number {n:.20} is beyond the range of a double"
+                    ));
+                }
+            }
+            _ => i += 1,
         }
     }
     None
@@ -43,7 +99,7 @@ pub fn lone_surrogate(bytes: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn lone_surrogates_anywhere_are_corrupt() {
+    fn text_rules_hold_anywhere() {
         let text = String::from_utf8(serde_json::to_vec(&crate::record::tests::sample()).unwrap())
             .unwrap();
         let with = |s: &str| text.replacen("\"boot_id\"", &format!("\"x\":\"{s}\",\"boot_id\""), 1);
@@ -59,7 +115,43 @@ mod tests {
                 "{bad}: {r:?}"
             );
         }
-        assert_eq!(super::lone_surrogate(b"\\"), None);
-        assert_eq!(super::lone_surrogate(b"\\u"), None);
+        assert_eq!(super::text_problem(b"\"\\"), None);
+        assert_eq!(super::text_problem(b"\"\\u"), None);
+        assert_eq!(
+            super::text_problem(b"\"\\\"1e400\""),
+            None,
+            "a number in a string"
+        );
+        assert!(super::text_problem(b"[1e400]").is_some());
+        assert!(super::text_problem(b"[-1e309]").is_some());
+        assert_eq!(
+            super::text_problem(b"[1e308, 1e-400, 18446744073709551616]"),
+            None
+        );
+    }
+
+    #[test]
+    fn structs_are_objects_never_arrays() {
+        let text = String::from_utf8(serde_json::to_vec(&crate::record::tests::sample()).unwrap())
+            .unwrap();
+        let ok = crate::record::Record::parse(text.as_bytes(), None).unwrap();
+        for (from, to) in [
+            (
+                "\"progress\":{\"message\":null,\"at\":null,\"count\":0}",
+                "\"progress\":[]",
+            ),
+            (
+                "\"lease\":{",
+                "\"lease\":[1,1000,10000,\"1970-01-01T00:00:02Z\",50000],\"x\":{",
+            ),
+            ("\"late\":[]", "\"late\":[[\"1970-01-01T00:00:02Z\",1]]"),
+            ("\"child\":{", "\"child\":[101,\"linux:6\",101],\"x\":{"),
+        ] {
+            assert!(text.contains(from), "{from}");
+            let bad = text.replacen(from, to, 1);
+            let r = crate::record::Record::parse(bad.as_bytes(), None);
+            assert!(r.is_err(), "{to}: {r:?}");
+        }
+        assert_eq!(ok.progress.count, 0);
     }
 }

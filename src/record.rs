@@ -177,7 +177,7 @@ pub struct LateResult {
     pub reason: Option<Reason>,
     #[serde(default)]
     pub exit: Option<Exit>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::ijson::nullable_object")]
     pub progress: Option<Progress>,
     #[serde(default)]
     pub note: String,
@@ -197,17 +197,20 @@ pub struct Record {
     /// Required though nullable (4.4): `deserialize_with` stops serde from reading "missing" as null.
     #[serde(deserialize_with = "required_nullable")]
     pub reason: Option<Reason>,
+    // Objects only (4.4): serde's derive would also read a struct from an array of its fields.
+    #[serde(deserialize_with = "crate::ijson::object")]
     pub holder: Holder,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::ijson::nullable_object")]
     pub child: Option<Child>,
+    #[serde(deserialize_with = "crate::ijson::object")]
     pub lease: Lease,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::ijson::object")]
     pub progress: Progress,
     #[serde(default)]
     pub exit: Option<Exit>,
     #[serde(default)]
     pub finished_at: Option<Timestamp>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::ijson::objects")]
     pub late: Vec<LateResult>,
     /// Labels given at `tether run --meta` (src/meta.rs); absent in the file when empty.
     #[serde(default, skip_serializing_if = "crate::meta::Meta::is_empty")]
@@ -248,12 +251,10 @@ impl Record {
         if bytes.is_empty() {
             return Err(corrupt("record is empty".into()));
         }
-        // serde_json rejects a lone surrogate escape where it decodes a string, but skips unknown
-        // nested fields unread; the protocol (4.4) makes the whole text corrupt wherever it is.
-        if let Some(at) = crate::ijson::lone_surrogate(bytes) {
-            return Err(corrupt(format!(
-                "record holds a lone surrogate escape (\\u{at}), which is not valid I-JSON text"
-            )));
+        // Rules serde_json enforces only in the values it decodes (4.4 step 3): checked on the
+        // whole text, unknown nested fields included.
+        if let Some(why) = crate::ijson::text_problem(bytes) {
+            return Err(corrupt(format!("record is not valid I-JSON text: {why}")));
         }
         // Fast path: straight into the struct. Only a failure pays for the generic parse below,
         // which tells a newer version from corruption and names the problem.

@@ -141,6 +141,14 @@ def late_of(v, i):
     }
 
 
+def number(t):
+    """4.1 and 4.4 step 3: a number beyond an IEEE 754 double is corrupt wherever it is; one with
+    a fraction or an exponent, or -0, is never an integer."""
+    if abs(float(t)) > sys.float_info.max:
+        raise Corrupt(f"the number {t[:20]} is beyond the range of a double")
+    return int(t) if t != "-0" and all(c in "-0123456789" for c in t) else Fraction(t)
+
+
 def no_lone_surrogates(v):
     """4.4 step 3: Python's json joins escaped pairs into one character; a lone half stays."""
     if isinstance(v, str):
@@ -161,7 +169,8 @@ def json_text(data):
         raise Corrupt(f"{len(data)} bytes, over 1 MiB")
     try:
         text = data.decode("utf-8")  # strict: invalid UTF-8 raises; a BOM stays U+FEFF and fails below
-        value = json.loads(text, parse_float=Fraction, parse_constant=lambda c: (_ for _ in ()).throw(
+        # 4.1: a number with a fraction or an exponent, or -0, is never an integer.
+        value = json.loads(text, parse_float=number, parse_int=number, parse_constant=lambda c: (_ for _ in ()).throw(
             Corrupt(f"{c} is not JSON")))
     except (UnicodeDecodeError, ValueError) as e:
         raise Corrupt(f"not JSON in UTF-8: {e}")

@@ -136,7 +136,9 @@ export function parseStrict(text) {
     if (!m || m[0] === "-") return fail("expected a value");
     i += m[0].length;
     const n = Number(m[0]);
-    return m[1] !== undefined || m[2] !== undefined ? new Float(n) : n;
+    // protocol.md 4.4 step 3 and 4.1: beyond a double is corrupt anywhere; -0 is never an integer.
+    if (!Number.isFinite(n)) return fail("a number beyond the range of a double");
+    return m[1] !== undefined || m[2] !== undefined || m[0] === "-0" ? new Float(n) : n;
   };
   const v = value();
   ws();
