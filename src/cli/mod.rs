@@ -18,7 +18,7 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::id::JobId;
-use crate::store::{FileStore, StateDir, Store, StoreError};
+use crate::store::{AnyStore, Store, StoreError};
 
 /// Exit codes (protocol.md section 9).
 pub mod exit {
@@ -85,6 +85,21 @@ pub struct Cli {
     /// State directory [default: $TETHER_DIR, else $XDG_STATE_HOME/tether, else ~/.local/state/tether]
     #[arg(long, global = true, value_name = "PATH")]
     pub dir: Option<PathBuf>,
+    /// Where jobs live: file:PATH or etcd://HOST:PORT[,HOST:PORT...][/PREFIX] [env: TETHER_STORE]
+    #[arg(long, global = true, value_name = "URL")]
+    pub store: Option<String>,
+    /// etcd: CA certificate (PEM) to verify the cluster with; turns on TLS [env: ETCDCTL_CACERT]
+    #[arg(long = "etcd-cacert", global = true, value_name = "FILE")]
+    pub etcd_cacert: Option<PathBuf>,
+    /// etcd: client certificate (PEM) [env: ETCDCTL_CERT]
+    #[arg(long = "etcd-cert", global = true, value_name = "FILE")]
+    pub etcd_cert: Option<PathBuf>,
+    /// etcd: client certificate's key (PEM) [env: ETCDCTL_KEY]
+    #[arg(long = "etcd-key", global = true, value_name = "FILE")]
+    pub etcd_key: Option<PathBuf>,
+    /// etcd: user as NAME:PASSWORD [env: ETCDCTL_USER]
+    #[arg(long = "etcd-user", global = true, value_name = "NAME:PASSWORD")]
+    pub etcd_user: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -143,7 +158,37 @@ pub fn main() -> i32 {
     }
 }
 
+/// Hands `--store` and `--etcd-*` to the store through the environment (see `store::AnyStore`), so
+/// the background half of `run --detach` and the job's own `tether` calls use the same store.
+/// A malformed URL is a usage error before anything starts.
+fn export_store_options(cli: &Cli) -> Result<(), CliError> {
+    let url = cli
+        .store
+        .clone()
+        .or_else(|| std::env::var("TETHER_STORE").ok().filter(|s| !s.is_empty()));
+    if let Some(u) = &url {
+        crate::store::etcd_url::StoreUrl::parse(u)
+            .map_err(|e| CliError::usage(format!("bad --store/TETHER_STORE: {e}")))?;
+    }
+    let pairs: [(&str, Option<std::ffi::OsString>); 5] = [
+        ("TETHER_STORE", cli.store.clone().map(Into::into)),
+        ("ETCDCTL_CACERT", cli.etcd_cacert.clone().map(Into::into)),
+        ("ETCDCTL_CERT", cli.etcd_cert.clone().map(Into::into)),
+        ("ETCDCTL_KEY", cli.etcd_key.clone().map(Into::into)),
+        ("ETCDCTL_USER", cli.etcd_user.clone().map(Into::into)),
+    ];
+    for (k, v) in pairs {
+        if let Some(v) = v {
+            // SAFETY: called from `main` right after parsing, before this process starts any
+            // thread, so nothing reads the environment concurrently.
+            unsafe { std::env::set_var(k, v) };
+        }
+    }
+    Ok(())
+}
+
 fn dispatch(cli: Cli) -> CliResult {
+    export_store_options(&cli)?;
     let dir = cli.dir;
     match cli.command {
         Command::Run(a) => run::run(dir, a),
@@ -162,9 +207,8 @@ fn dispatch(cli: Cli) -> CliResult {
 }
 
 /// Opens the store for reading: a missing directory is an error naming it.
-pub fn open_store(dir: &Option<PathBuf>) -> Result<FileStore, CliError> {
-    let sd = StateDir::resolve(dir.as_deref())?;
-    Ok(FileStore::open(sd, false)?)
+pub fn open_store(dir: &Option<PathBuf>) -> Result<AnyStore, CliError> {
+    Ok(AnyStore::open(dir.as_deref(), false)?)
 }
 
 /// What `inspect`, `result` and `cancel` start from: the store, the job named by the user's
@@ -173,7 +217,7 @@ pub fn open_store(dir: &Option<PathBuf>) -> Result<FileStore, CliError> {
 pub fn settle_arg(
     dir: &Option<PathBuf>,
     arg: &str,
-) -> Result<(FileStore, JobId, crate::judge::Judged), CliError> {
+) -> Result<(AnyStore, JobId, crate::judge::Judged), CliError> {
     let store = open_store(dir)?;
     let id = resolve_id(&store, arg)?;
     let j = crate::judge::settle(&store, &id)?;

@@ -5,6 +5,7 @@
 //! A backend that is chosen at run time implements `Store` on an enum of backends by delegation:
 //! `update` is generic, so the trait is not object-safe on purpose (no boxing on the write path).
 
+mod any;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod etcd_rules;
@@ -15,6 +16,7 @@ mod watch;
 use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 
+pub use any::{AnyRenewer, AnyStore, AnyWatch};
 pub use file::{FileRenewer, FileStore, StateDir};
 pub use watch::FileWatch;
 

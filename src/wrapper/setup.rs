@@ -14,12 +14,12 @@ use super::{Options, child, heartbeat, log, note, terminal, tick};
 use crate::clock::Timestamp;
 use crate::id::JobId;
 use crate::record::{self, Exit, Reason, Record, Status};
-use crate::store::{FileStore, StateDir, Store, StoreError};
+use crate::store::{AnyStore, Store, StoreError};
 use crate::transition::{Refused, Write};
 
 /// The job's record in its store.
 pub struct Job {
-    pub store: FileStore,
+    pub store: AnyStore,
     pub id: JobId,
 }
 
@@ -72,7 +72,7 @@ pub fn check(opts: &Options) -> Result<(u64, u64, Option<JobId>), Error> {
 /// Needs the tokio runtime (the channel, the signals and the ticker register with it).
 pub async fn setup(opts: &Options, detached: bool) -> Result<Setup, Error> {
     let (interval_ms, ttl_ms, id) = check(opts)?;
-    let store = FileStore::open(StateDir::resolve(opts.dir.as_deref())?, true)?;
+    let store = AnyStore::open(opts.dir.as_deref(), true)?;
     let abs_dir =
         std::fs::canonicalize(store.root()).unwrap_or_else(|_| store.root().to_path_buf());
     // The channel, the handlers and the timer first: if they cannot be set up, nothing has been
@@ -163,7 +163,7 @@ fn start_failed(job: &Job, streams: &mut Streams, e: Error) -> Error {
 }
 
 fn create_record(
-    store: FileStore,
+    store: AnyStore,
     opts: &Options,
     interval_ms: u64,
     ttl_ms: u64,
@@ -177,7 +177,12 @@ fn create_record(
     rec.unique = opts.unique.clone();
     // Held until the record exists: checking the key and creating the record are one step.
     let _claim = match &opts.unique {
-        Some(key) => Some(crate::unique::claim(&store, key)?),
+        Some(key) => {
+            let local = store.as_file().ok_or_else(|| {
+                Error::usage("--unique works on the file store only, not yet on etcd")
+            })?;
+            Some(crate::unique::claim(local, key)?)
+        }
         None => None,
     };
     rec.cwd = std::env::current_dir()

@@ -13,7 +13,7 @@ use super::streams::Streams;
 use super::{Mode, OnStall, Options, child, heartbeat, note};
 use crate::clock::{Timestamp, mono_ms};
 use crate::record::{Progress, Reason, Status};
-use crate::store::{FileStore, Renew, Store, StoreError};
+use crate::store::{AnyStore, Renew, Store, StoreError};
 use crate::transition::{Refused, Write};
 
 pub struct State {
@@ -39,7 +39,7 @@ pub struct State {
     on_stall: OnStall,
     grace: Duration,
     /// The in-place lease writer (protocol.md 6.5); None until first needed or after it failed.
-    renewer: Option<<FileStore as Store>::Renewer>,
+    renewer: Option<<AnyStore as Store>::Renewer>,
     /// The progress message and refusal count last written into the record: a change of either
     /// needs a record write, a beat alone only the lease file.
     written: (Option<String>, u64),
@@ -132,6 +132,9 @@ impl State {
             Err(StoreError::NotFound(..)) => self.gone(),
             Err(e) => {
                 self.fault("renew the lease", &e);
+                if self.must_self_fence(now) {
+                    return self.self_fence();
+                }
                 // The record could not take a new progress message (a full disk, say); the lease
                 // file may still take the renewal, and a healthy job must not expire over a message.
                 if self.running_durable && !reacquire {
@@ -185,6 +188,34 @@ impl State {
                 self.renewer = None;
                 None
             }
+        }
+    }
+
+    /// On a store whose cluster judges expiry (etcd, protocol.md 11.3), a holder that has not
+    /// renewed for its ttl must assume readers elsewhere have judged the job lost.
+    fn must_self_fence(&self, now: u64) -> bool {
+        self.renewing
+            && self.running_durable
+            && self.job.store.self_fences()
+            && now.saturating_sub(self.last_ok_mono) > self.ttl_ms
+    }
+
+    /// Like Kubernetes leader election's renew deadline: stop the child's group before anyone
+    /// else could start a replacement (unless `--on-stall keep` says to keep it running).
+    fn self_fence(&mut self) {
+        self.renewing = false;
+        note!(
+            "could not renew job {}'s lease for its ttl ({}ms): readers judge it lost; {}",
+            self.job.id,
+            self.ttl_ms,
+            if self.on_stall == OnStall::Kill {
+                "stopping its process group"
+            } else {
+                "keeping the child running (--on-stall keep)"
+            }
+        );
+        if self.on_stall == OnStall::Kill {
+            self.terminate();
         }
     }
 

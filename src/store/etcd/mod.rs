@@ -53,7 +53,7 @@ pub struct EtcdStore {
     url: EtcdUrl,
     keys: Keys,
     client: Client,
-    rt: Arc<tokio::runtime::Runtime>,
+    rt: Arc<Rt>,
     /// What the last read of each job saw of its lease, for `verdict` (11.4).
     observed: Arc<Mutex<HashMap<String, Observed>>>,
 }
@@ -61,6 +61,25 @@ pub struct EtcdStore {
 impl std::fmt::Debug for EtcdStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "EtcdStore({})", self.url)
+    }
+}
+
+/// The store's runtime. Dropped without waiting for its tasks: the last store handle may go away
+/// inside the wrapper's own runtime, where a blocking drop would panic.
+struct Rt(Option<tokio::runtime::Runtime>);
+
+impl std::ops::Deref for Rt {
+    type Target = tokio::runtime::Runtime;
+    fn deref(&self) -> &tokio::runtime::Runtime {
+        self.0.as_ref().expect("present until drop")
+    }
+}
+
+impl Drop for Rt {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
     }
 }
 
@@ -74,15 +93,17 @@ impl EtcdStore {
     /// Connects and checks that the cluster answers, so a command fails before starting anything
     /// when etcd cannot be reached (exit 8, like an unusable state directory).
     pub fn open(url: &EtcdUrl, auth: &Auth) -> Result<EtcdStore, StoreError> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("tether-etcd")
-            .enable_all()
-            .build()
-            .map_err(|e| StoreError::Io {
-                path: PathBuf::from(url.to_string()),
-                err: e,
-            })?;
+        let rt = Rt(Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("tether-etcd")
+                .enable_all()
+                .build()
+                .map_err(|e| StoreError::Io {
+                    path: PathBuf::from(url.to_string()),
+                    err: e,
+                })?,
+        ));
         let opts = connect_options(url, auth)?;
         let scheme = if auth.cacert.is_some() || auth.cert.is_some() {
             "https"
@@ -333,7 +354,11 @@ impl Store for EtcdStore {
             path: self.where_(id.as_str()),
             err: RecordError::Corrupt("record has no etcd lease id (etcd.lease)".into()),
         })?;
-        EtcdRenewer::start(self.clone(), id.clone(), lease)
+        let mut r = EtcdRenewer::start(self.clone(), id.clone(), lease)?;
+        // A renewal must fail within about one interval, or a partitioned holder would notice
+        // its ttl had passed only after a whole request timeout more.
+        r.timeout = Duration::from_millis(rec.lease.interval_ms.clamp(200, 5_000));
+        Ok(r)
     }
 
     fn watch(&self, id: &JobId) -> Option<EtcdWatch> {
@@ -548,6 +573,11 @@ impl EtcdStore {
         let resp = self
             .call(move |mut c| async move { c.txn(txn).await })
             .map_err(|e| self.io(id, e))?;
+        if let (true, true, Some(lease)) = (resp.succeeded(), rec.status.is_terminal(), live) {
+            // The job is over: give its lease back now (11.3) rather than let it run out. Best
+            // effort: the liveness key is already gone with the write, and the ttl ends it anyway.
+            let _ = self.revoke(lease);
+        }
         Ok(resp.succeeded())
     }
 }

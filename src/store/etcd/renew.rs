@@ -12,7 +12,7 @@ use crate::clock::Timestamp;
 use crate::id::JobId;
 use crate::record::{Progress, Status};
 use crate::store::etcd_rules::LiveValue;
-use crate::store::{Renew, Store, StoreError};
+use crate::store::{Renew, StoreError};
 use crate::transition::Refused;
 
 type Stream = Arc<Mutex<Option<(LeaseKeeper, LeaseKeepAliveStream)>>>;
@@ -130,10 +130,10 @@ impl EtcdRenewer {
     }
 
     fn refused(&self, epoch: u64, what: &str) -> Box<Refused> {
-        let current = self
-            .store
-            .load(&self.id)
-            .map(|r| (r.status, r.lease.epoch))
+        // The cluster let the lease go: record `lost` now (11.5), so the holder learns the job is
+        // over and stops its child instead of running on unrenewed.
+        let current = crate::judge::settle(&self.store, &self.id)
+            .map(|j| (j.status(), j.record.lease.epoch))
             .unwrap_or((Status::Lost, epoch));
         Box::new(Refused {
             why: format!("the job's etcd lease {:x} {what}", self.lease),
