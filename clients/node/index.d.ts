@@ -120,6 +120,48 @@ export function localFacts(pid: number): ReaderFacts;
 /** Judges a job from its files in `dir`, without running anything; null for no such record. */
 export function judgeLocal(dir: string, id: string): Verdict | null;
 
+// ---------- the writing side (sections 5 and 6.4) ----------
+
+export type Write =
+  | { kind: "create"; record: LeaseRecord }
+  | {
+      kind: "renew";
+      epoch: number;
+      at: string;
+      mono_ms: number;
+      running?: boolean;
+      child?: LeaseRecord["child"];
+      progress?: { message?: string | null; at?: string | null; count?: number };
+    }
+  | { kind: "acquire"; epoch: number; at: string; mono_ms: number }
+  | {
+      kind: "finish";
+      epoch: number;
+      at: string;
+      status: Status;
+      reason: Reason | null;
+      exit: Exit | null;
+      progress?: { message?: string | null; at?: string | null; count?: number };
+    }
+  | { kind: "reap"; at: string; reason: Reason }
+  | { kind: "cancel"; at: string };
+
+export type WriteOutcome =
+  | { result: "written"; record: LeaseRecord }
+  | {
+      result: "refused";
+      /** What the writer is told: the current status and epoch. */
+      status: Status;
+      epoch: number;
+      /** The element a refused finish appended to `late` (without its note), else null. */
+      late: Record<string, unknown> | null;
+      /** The record as stored after the refusal. */
+      record: LeaseRecord;
+    };
+
+/** What a write does to a record (sections 5 and 6.4), as the writing vectors check it. */
+export function applyWrite(current: LeaseRecord | null, write: Write, leaseFile?: Uint8Array | string | null): WriteOutcome;
+
 // ---------- beats ----------
 
 export interface BeatOptions {

@@ -2,6 +2,7 @@
 export { judge, SKEW_ALLOWANCE_MS } from "./src/judge.js";
 export { classifyRecord } from "./src/record.js";
 export { foldLeaseFile, newestSlot } from "./src/leasefile.js";
+export { applyWrite } from "./src/transition.js";
 export { parseTimestamp } from "./src/time.js";
 export { beat } from "./src/beat.js";
 export { Tether } from "./src/tether.js";

@@ -1,0 +1,95 @@
+// The writing side of the protocol (sections 5 and 6.4) in pure JavaScript: a record read under the
+// lock (with its lease file folded in, 6.5) and one write give the record to store, or a refusal
+// and what it keeps in `late`. Node has no flock, so this client never writes records itself;
+// this is the rule, implementable from protocol.md and checked by the writing vectors (10.2), for
+// tools that read records and must predict what a writer does.
+
+import { foldLeaseFile } from "./leasefile.js";
+import { ACTIVE } from "./record.js";
+
+const HOLDER_FINISH = ["succeeded", "failed", "lost"];
+const READER_REASONS = ["worker-exited", "pid-reused", "lease-expired", "host-rebooted"];
+/** 4.2: writers keep at most this many late results. */
+export const MAX_LATE = 16;
+
+/**
+ * @typedef {import("../index.js").LeaseRecord} LeaseRecord
+ * @typedef {import("../index.js").Write} Write
+ * @typedef {import("../index.js").WriteOutcome} WriteOutcome
+ */
+
+/**
+ * Applies `write` to `current` (null when there is no record). Neither argument is changed.
+ * @param {LeaseRecord | null} current a valid record
+ * @param {Write} write
+ * @param {Uint8Array | string | null} [leaseFile] the lease file's bytes, folded into an active `current`
+ * @returns {WriteOutcome}
+ */
+export function applyWrite(current, write, leaseFile) {
+  if (write.kind === "create") {
+    if (current !== null) return refuse(current);
+    return { result: "written", record: write.record };
+  }
+  if (current === null) throw new TypeError(`a ${write.kind} needs a current record`);
+  const cur = foldLeaseFile(current, leaseFile);
+  // 5: the first failing check refuses: terminal, then the epoch, then the write's own values.
+  const epochOk = !("epoch" in write) || write.epoch === cur.lease.epoch;
+  const valuesOk =
+    (write.kind !== "finish" || HOLDER_FINISH.includes(write.status)) &&
+    (write.kind !== "reap" || READER_REASONS.includes(write.reason));
+  if (!ACTIVE.includes(cur.status) || !epochOk || !valuesOk) {
+    if (write.kind !== "finish") return refuse(current);
+    // 6.4: a refused finish keeps its result in late, whatever refused it.
+    const late = {
+      at: write.at,
+      epoch: write.epoch,
+      status: write.status,
+      reason: write.reason,
+      exit: write.exit,
+      progress: write.progress ?? null,
+      note: `arrived after the record was ${cur.status} at epoch ${cur.lease.epoch}`,
+    };
+    const record = { ...cur, late: [...(cur.late ?? []), late].slice(-MAX_LATE) };
+    return { result: "refused", status: cur.status, epoch: cur.lease.epoch, late: withoutNote(late), record };
+  }
+  switch (write.kind) {
+    case "renew":
+    case "acquire": {
+      const epoch = write.kind === "acquire" ? cur.lease.epoch + 1 : cur.lease.epoch;
+      /** @type {LeaseRecord} */
+      const next = { ...cur, lease: { ...cur.lease, epoch, renewed_at: write.at, renewed_mono_ms: write.mono_ms } };
+      if (write.kind === "renew") {
+        if (write.running) next.status = "running";
+        if (write.child !== undefined) next.child = write.child;
+        if (write.progress !== undefined) next.progress = wholeProgress(write.progress);
+      }
+      return { result: "written", record: next };
+    }
+    case "finish": {
+      const next = { ...cur, status: write.status, reason: write.reason, exit: write.exit, finished_at: write.at };
+      if (write.progress !== undefined) next.progress = wholeProgress(write.progress);
+      return { result: "written", record: next };
+    }
+    case "reap":
+      return { result: "written", record: { ...cur, status: "lost", reason: write.reason, finished_at: write.at } };
+    case "cancel":
+      return { result: "written", record: { ...cur, status: "cancelled", reason: "cancelled", finished_at: write.at } };
+  }
+  throw new TypeError(`unknown write kind ${JSON.stringify(/** @type {any} */ (write).kind)}`);
+}
+
+/** A refusal that changes nothing. @param {LeaseRecord} rec @returns {WriteOutcome} */
+function refuse(rec) {
+  return { result: "refused", status: rec.status, epoch: rec.lease.epoch, late: null, record: rec };
+}
+
+/** A progress replaces the old one whole: fields it lacks take their defaults (5). @param {object} p */
+function wholeProgress(p) {
+  return { message: null, at: null, count: 0, ...p };
+}
+
+/** @param {Record<string, unknown>} late */
+function withoutNote(late) {
+  const { note: _note, ...rest } = late;
+  return rest;
+}
