@@ -163,7 +163,7 @@ fn cancel_refuses_a_child_it_cannot_prove() {
     );
     let before = load(&e, "strange");
     let o = tether(&e, &["cancel", "strange"]);
-    assert_eq!(code(&o), 5, "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(code(&o), 11, "{}{}", stdout(&o), stderr(&o));
     assert!(stderr(&o).contains("refusing"), "{}", stderr(&o));
     assert_eq!(stderr(&o).lines().count(), 1);
     let after = load(&e, "strange");

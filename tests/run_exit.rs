@@ -102,7 +102,7 @@ fn bad_usage_is_2_before_anything_is_written() {
     let (code, _, _) = env.run_fg(&["--id", "dup", "--", "true"], LIMIT);
     assert_eq!(code, 0);
     let (code, _, err) = env.run_fg(&["--id", "dup", "--", "true"], LIMIT);
-    assert_eq!(code, 2);
+    assert_eq!(code, 9, "an id taken has its own exit code: {err}");
     assert!(err.contains("already exists"), "{err}");
 }
 

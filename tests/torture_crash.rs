@@ -159,9 +159,9 @@ fn one_job(e: &Env, rng: &mut Rng, id: &str, t: &Mutex<Tally>) {
                 fail.push(format!("{id}: {kind} {pid} did not end within 30s"));
             }
             Some(Ended::Signal(9)) if kind.ends_with("-killed") => {}
-            // status: 0, or 6 before the wrapper created the record; cancel: 0, or 5 when it
+            // status: 0, or 6 before the wrapper created the record; cancel: 0, or 11 when it
             // refused (for example, the child changed while it was cancelling).
-            Some(Ended::Code(0 | 5 | 6)) => {}
+            Some(Ended::Code(0 | 6 | 11)) => {}
             Some(x) => fail.push(format!("{id}: {kind} ended {x:?}")),
         }
     }

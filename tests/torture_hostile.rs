@@ -66,7 +66,17 @@ fn one_line(o: &Out, code: i32, names: &str, what: &str) {
         o.stderr
     );
     assert_eq!(o.stderr.lines().count(), 1, "{what}: {:?}", o.stderr);
-    assert!(o.stderr.starts_with("tether: "), "{what}: {:?}", o.stderr);
+    if o.stderr.starts_with('{') {
+        // --json: the error is one JSON object with the same code (protocol.md 9).
+        let v: Value = serde_json::from_str(&o.stderr).expect("a JSON error object");
+        assert_eq!(v["code"], code, "{what}: {:?}", o.stderr);
+        assert!(
+            v["error"].is_string() && v["message"].is_string(),
+            "{what}: {v}"
+        );
+    } else {
+        assert!(o.stderr.starts_with("tether: "), "{what}: {:?}", o.stderr);
+    }
     assert!(
         o.stderr.contains(names),
         "{what}: {:?} does not name {names:?}",
@@ -325,7 +335,7 @@ fn strange_holder_pids_never_crash_status_and_never_get_a_signal() {
     let o = e.tether(&["cancel", "--grace", "100ms", "init"]);
     one_line(
         &o,
-        5,
+        11,
         "refusing to cancel job init",
         "cancel of a job held by pid 1",
     );
@@ -346,7 +356,7 @@ fn strange_holder_pids_never_crash_status_and_never_get_a_signal() {
     let o = e.tether(&["cancel", "--grace", "100ms", "initchild"]);
     one_line(
         &o,
-        5,
+        11,
         "refusing to cancel job initchild",
         "cancel with child pid 1",
     );
@@ -453,7 +463,7 @@ fn cancel_never_signals_a_live_process_whose_start_time_differs() {
     let o = e.tether(&["cancel", "--grace", "100ms", "reused-child"]);
     one_line(
         &o,
-        5,
+        11,
         "refusing to cancel job reused-child",
         "reused child pid",
     );
@@ -506,7 +516,7 @@ fn cancel_never_signals_a_live_process_whose_start_time_differs() {
     pin.signal(rustix::process::Signal::CONT).unwrap();
     one_line(
         &o,
-        5,
+        11,
         "refusing to cancel job",
         "wrapper with an edited child start",
     );

@@ -170,7 +170,7 @@ fn sixteen_reapers_a_canceller_and_the_finish_make_exactly_one_terminal_transiti
         let w_end = w_end.unwrap();
         if let Some(p) = cancel_pid {
             match wait(p, Duration::from_secs(10)) {
-                Some(Ended::Code(0 | 5)) => {}
+                Some(Ended::Code(0 | 11)) => {}
                 x => failures.push(format!("{id}: cancel ended {x:?}")),
             }
         }

@@ -79,7 +79,7 @@ fn refuse(id: &str, e: IdentityError) -> CliError {
         _ => "",
     };
     CliError::new(
-        exit::ACTIVE_OR_REFUSED,
+        exit::Kind::Refused,
         format!(
             "refusing to cancel job {id}: {e}; nothing was signalled and the record is unchanged{hint}"
         ),
@@ -163,7 +163,7 @@ impl Report<'_> {
             view::out(&self.message);
         }
         for e in &self.errors {
-            eprintln!("tether: signalling job {}: {e}", self.id);
+            view::err_line(format!("tether: signalling job {}: {e}", self.id));
         }
     }
 }
@@ -203,42 +203,11 @@ fn survivors_message(id: &str, desc: &str, grace: Duration, s: Option<&Stopped>)
 pub fn cancel(dir: Option<PathBuf>, a: CancelArgs) -> CliResult {
     let (store, id, j) = settle_arg(&dir, &a.id)?;
     if !j.status().is_active() {
-        let r = &j.record;
-        // A lost job's processes may outlive its holder: stop what is provably the job's.
-        let stopped = (j.status() == Status::Lost)
-            .then(|| survivors::stop(r, a.grace))
-            .flatten();
-        let did_stop = stopped.as_ref().is_some_and(|s| !s.pids.is_empty());
-        let report = Report {
-            id: id.as_str(),
-            outcome: if did_stop {
-                Outcome::StoppedSurvivors
-            } else {
-                Outcome::AlreadyEnded
-            },
-            cancelled: false,
-            status: j.status(),
-            reason: j.verdict.reason(),
-            exit: r.exit,
-            message: survivors_message(id.as_str(), &view::describe(&j), a.grace, stopped.as_ref()),
-            target: None,
-            signals: stopped
-                .as_ref()
-                .map(|s| s.signals.clone())
-                .unwrap_or_default(),
-            ended: stopped.as_ref().is_none_or(|s| s.ended),
-            errors: stopped
-                .as_ref()
-                .map(|s| s.errors.clone())
-                .unwrap_or_default(),
-            survivors: stopped.as_ref(),
-        };
-        report.print(a.json);
-        return Ok(exit::OK);
+        return cancel_ended(&j, &a);
     }
     if j.record.holder.host != crate::process::host() {
         return Err(CliError::new(
-            exit::ACTIVE_OR_REFUSED,
+            exit::Kind::Refused,
             format!(
                 "refusing to cancel job {id}: it runs on host {}, and a pid from another host cannot be signalled from here",
                 j.record.holder.host
@@ -288,7 +257,7 @@ pub fn cancel(dir: Option<PathBuf>, a: CancelArgs) -> CliResult {
         }
         Some(Err(())) => {
             return Err(CliError::new(
-                exit::ACTIVE_OR_REFUSED,
+                exit::Kind::Refused,
                 format!(
                     "job {id} changed its child while being cancelled; nothing was signalled; run cancel again"
                 ),
@@ -327,6 +296,43 @@ pub fn cancel(dir: Option<PathBuf>, a: CancelArgs) -> CliResult {
         errors,
     };
     drop(target);
+    report.print(a.json);
+    Ok(exit::OK)
+}
+
+/// Cancel of a job that has already ended: its outcome stands, but a lost job's surviving
+/// processes are stopped (see `survivors`).
+fn cancel_ended(j: &crate::judge::Judged, a: &CancelArgs) -> CliResult {
+    let r = &j.record;
+    // A lost job's processes may outlive its holder: stop what is provably the job's.
+    let stopped = (j.status() == Status::Lost)
+        .then(|| survivors::stop(r, a.grace))
+        .flatten();
+    let did_stop = stopped.as_ref().is_some_and(|s| !s.pids.is_empty());
+    let report = Report {
+        id: &r.id,
+        outcome: if did_stop {
+            Outcome::StoppedSurvivors
+        } else {
+            Outcome::AlreadyEnded
+        },
+        cancelled: false,
+        status: j.status(),
+        reason: j.verdict.reason(),
+        exit: r.exit,
+        message: survivors_message(&r.id, &view::describe(j), a.grace, stopped.as_ref()),
+        target: None,
+        signals: stopped
+            .as_ref()
+            .map(|s| s.signals.clone())
+            .unwrap_or_default(),
+        ended: stopped.as_ref().is_none_or(|s| s.ended),
+        errors: stopped
+            .as_ref()
+            .map(|s| s.errors.clone())
+            .unwrap_or_default(),
+        survivors: stopped.as_ref(),
+    };
     report.print(a.json);
     Ok(exit::OK)
 }

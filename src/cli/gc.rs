@@ -6,7 +6,7 @@ use clap::Args;
 
 use super::survivors;
 use super::view::{self, UnsavedNote};
-use super::{CliError, CliResult, exit, open_store};
+use super::{CliError, CliResult, Errors, exit, open_store};
 use crate::clock::{Timestamp, short_duration};
 use crate::judge::settle;
 use crate::record::{Record, Status};
@@ -61,11 +61,11 @@ fn survivors_allow_removal(j: &crate::judge::Judged, a: &GcArgs) -> bool {
     }
     match survivors::stop(&j.record, a.grace) {
         Some(s) if !s.ended => {
-            eprintln!(
+            view::err_line(format!(
                 "tether: kept {id}: {} of its process group {} STILL RUNNING after SIGKILL",
                 survivors::pid_list(&s.pids),
                 s.pgid
-            );
+            ));
             false
         }
         Some(s) => {
@@ -93,15 +93,10 @@ fn finished_age_ms(r: &Record, now: Timestamp) -> Option<i64> {
 pub fn gc(dir: Option<PathBuf>, a: GcArgs) -> CliResult {
     let store = open_store(&dir)?;
     let min_age = a.older_than.as_millis().min(i64::MAX as u128) as i64;
-    let mut code = exit::OK;
+    let mut errors = Errors::new(false);
     let mut note = UnsavedNote::default();
     let mut n = 0usize;
-    let mut report = |e: CliError| {
-        eprintln!("tether: {}", e.message);
-        if code == exit::OK || e.code == exit::CORRUPT {
-            code = e.code;
-        }
-    };
+    let mut report = |e: CliError| errors.report(e);
     for id in store.ids()? {
         // Settle first: a dead job is recorded lost now, and so is not old enough until later.
         let j = match settle(&store, &id) {
@@ -160,10 +155,10 @@ pub fn gc(dir: Option<PathBuf>, a: GcArgs) -> CliResult {
         Err(e) => report(e.into()),
     }
     let verb = if a.dry_run { "would remove" } else { "removed" };
-    eprintln!(
+    view::err_line(format!(
         "tether: {verb} {n} job{} finished more than {} ago",
         if n == 1 { "" } else { "s" },
         humantime::format_duration(a.older_than)
-    );
-    Ok(code)
+    ));
+    Ok(errors.code(exit::OK))
 }

@@ -1,16 +1,19 @@
 //! `tether inspect`: the evidence behind a verdict, for a person working out why a job is judged
-//! the way it is.
+//! the way it is. The evidence is gathered once into a typed view (`Evidence`), which `--json`
+//! serializes as it is and the text printer lays out; the two can never show different facts.
 
 use std::path::PathBuf;
 
 use clap::Args;
-use serde_json::json;
+use serde::Serialize;
 
-use super::view::{self};
+use super::view::{self, LeaseView};
 use super::{CliResult, exit, settle_arg};
-use crate::clock::short_duration;
+use crate::clock::{Timestamp, short_duration};
+use crate::judge::Judged;
 use crate::process;
-use crate::verdict::{ClockRule, Probe, expires_at, lease_age, pid_visible};
+use crate::record::{Child, Exit, Holder, LateResult, Progress, Reason, Status};
+use crate::verdict::{ClockRule, LeaseAge, Outcome, Probe, Reader, Rule, lease_age, pid_visible};
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
@@ -19,6 +22,196 @@ pub struct InspectArgs {
     /// Print JSON
     #[arg(long)]
     pub json: bool,
+}
+
+/// `inspect --json` (protocol.md 9.1): the job as `status --json` shows it, each recorded process
+/// with what is found under its pid now, the reader's side, and the verdict with its rule.
+#[derive(Serialize)]
+struct Evidence<'a> {
+    id: &'a str,
+    name: &'a Option<String>,
+    status: Status,
+    reason: Option<Reason>,
+    exit: &'a Option<Exit>,
+    argv: &'a [String],
+    meta: &'a crate::meta::Meta,
+    created_at: Timestamp,
+    finished_at: Option<Timestamp>,
+    progress: &'a Progress,
+    lease: LeaseEvidence,
+    holder: HolderEvidence<'a>,
+    child: Option<ChildEvidence<'a>>,
+    late: &'a [LateResult],
+    rule: Rule,
+    reaped: bool,
+    unsaved: &'a Option<String>,
+    /// The probe the verdict used (skipped, so `gone`, for a terminal record).
+    probe: &'a Probe,
+    reader: ReaderView<'a>,
+    verdict: VerdictView,
+    /// The status in the record, before this reader's verdict.
+    recorded_status: Status,
+}
+
+#[derive(Serialize)]
+struct LeaseEvidence {
+    #[serde(flatten)]
+    base: LeaseView,
+    renewed_mono_ms: u64,
+    clock: ClockRule,
+    age_ms: i64,
+    expires_in_ms: i64,
+}
+
+#[derive(Serialize)]
+struct HolderEvidence<'a> {
+    #[serde(flatten)]
+    recorded: &'a Holder,
+    /// The start token of the process under the holder's pid now, if any.
+    start_now: Option<String>,
+    probe: Probe,
+    /// Whether this reader can see the holder's pids at all (same host, boot and pid namespace:
+    /// rules R2, R3a); when not, nothing is probed.
+    pid_visible: bool,
+}
+
+#[derive(Serialize)]
+struct ChildEvidence<'a> {
+    #[serde(flatten)]
+    recorded: &'a Child,
+    alive: bool,
+    start_now: Option<String>,
+    start_matches: bool,
+    #[serde(skip)]
+    probe: Probe,
+}
+
+#[derive(Serialize)]
+struct ReaderView<'a> {
+    boot_id: &'a str,
+    host: &'a str,
+    time_ns: &'a Option<String>,
+    pid_ns: &'a Option<String>,
+    now: Timestamp,
+    now_mono_ms: u64,
+}
+
+#[derive(Serialize)]
+struct VerdictView {
+    verdict: &'static str,
+    status: Status,
+    reason: Option<Reason>,
+    rule: Rule,
+    reaped_by_rule: Option<Rule>,
+    explanation: String,
+}
+
+fn start_of(p: &Probe) -> Option<String> {
+    match p {
+        Probe::Alive { start } => start.clone(),
+        Probe::Gone | Probe::Unseen => None,
+    }
+}
+
+/// Gathers the evidence: the verdict already settled, and each recorded pid probed again now
+/// (the verdict skips the probe for a terminal record; the evidence shows the pid as it is).
+fn gather<'a>(j: &'a Judged, reader: &'a Reader) -> Evidence<'a> {
+    let r = &j.record;
+    // Where the holder's pid numbers mean its processes at all (R2, R3a); elsewhere not probed.
+    let visible = pid_visible(&r.holder, reader);
+    let probe_now = |pid| match visible {
+        true => process::probe(pid),
+        false => Probe::Unseen,
+    };
+    let holder_now = probe_now(r.holder.pid);
+    let child = r.child.as_ref().map(|c| {
+        let now = probe_now(c.pid);
+        ChildEvidence {
+            recorded: c,
+            alive: matches!(now, Probe::Alive { .. }),
+            start_now: start_of(&now),
+            start_matches: matches!(&now, Probe::Alive { start: Some(s) } if *s == c.start),
+            probe: now,
+        }
+    });
+    let age: LeaseAge = lease_age(r, reader);
+    let v = &j.verdict;
+    let reaped_by = view::reaped_by_rule(r, reader);
+    let mut explanation = v.rule.explain().to_owned();
+    if let Some(rule) = reaped_by {
+        explanation.push_str(&format!(
+            "; it was recorded lost by a reader under {}",
+            rule.explain()
+        ));
+    }
+    let job = view::job_view(j, reader);
+    Evidence {
+        id: &r.id,
+        name: &r.name,
+        status: j.status(),
+        reason: v.reason(),
+        exit: &r.exit,
+        argv: &r.argv,
+        meta: &r.meta,
+        created_at: r.created_at,
+        finished_at: r.finished_at,
+        progress: &r.progress,
+        lease: LeaseEvidence {
+            base: job.lease,
+            renewed_mono_ms: r.lease.renewed_mono_ms,
+            clock: age.clock,
+            age_ms: age.age_ms,
+            expires_in_ms: age.expires_in_ms,
+        },
+        holder: HolderEvidence {
+            recorded: &r.holder,
+            start_now: start_of(&holder_now),
+            probe: holder_now,
+            pid_visible: visible,
+        },
+        child,
+        late: &r.late,
+        rule: v.rule,
+        reaped: j.reaped,
+        unsaved: &j.unsaved,
+        probe: &j.probe,
+        reader: ReaderView {
+            boot_id: &reader.boot_id,
+            host: &reader.host,
+            time_ns: &reader.time_ns,
+            pid_ns: &reader.pid_ns,
+            now: reader.now.wall,
+            now_mono_ms: reader.now.mono_ms,
+        },
+        verdict: VerdictView {
+            verdict: match v.outcome {
+                Outcome::Active => "active",
+                Outcome::Terminal { .. } => "terminal",
+                Outcome::Lost { .. } => "lost",
+            },
+            status: j.status(),
+            reason: v.reason(),
+            rule: v.rule,
+            reaped_by_rule: reaped_by,
+            explanation,
+        },
+        recorded_status: r.status,
+    }
+}
+
+pub fn inspect(dir: Option<PathBuf>, a: InspectArgs) -> CliResult {
+    // settle, not a bare judgment: a lost verdict found here is recorded like everywhere else.
+    let (_store, _id, j) = settle_arg(&dir, &a.id)?;
+    let reader = process::reader();
+    let ev = gather(&j, &reader);
+    if a.json {
+        view::print_json(&ev);
+    } else {
+        let mut out = Vec::new();
+        print_text(&ev, &j, &mut out);
+        view::out(out.join("\n"));
+    }
+    Ok(exit::OK)
 }
 
 fn probe_text(p: &Probe, recorded: &str) -> String {
@@ -35,240 +228,173 @@ fn probe_text(p: &Probe, recorded: &str) -> String {
     }
 }
 
-fn same(a: &str, b: &str) -> &'static str {
+fn same<T: PartialEq>(a: T, b: T) -> &'static str {
     if a == b { "same" } else { "DIFFERENT" }
 }
 
-pub fn inspect(dir: Option<PathBuf>, a: InspectArgs) -> CliResult {
-    // settle, not a bare judgment: a lost verdict found here is recorded like everywhere else.
-    let (_store, _id, j) = settle_arg(&dir, &a.id)?;
-    let reader = process::reader();
-    let r = &j.record;
-    // The probe in `j` is skipped for terminal records; the evidence shows the pid as it is now,
-    // where that number means the holder's process at all (R2, R3a).
-    let visible = pid_visible(&r.holder, &reader);
-    let probe_now = |pid| match visible {
-        true => process::probe(pid),
-        false => Probe::Unseen,
-    };
-    let holder_now = probe_now(r.holder.pid);
-    let child_now = r.child.as_ref().map(|c| probe_now(c.pid));
-    let age = lease_age(r, &reader);
-    let v = &j.verdict;
-    let reaped_by = view::reaped_by_rule(r, &reader);
-    let mut explanation = v.rule.explain().to_owned();
-    if let Some(rule) = reaped_by {
-        explanation.push_str(&format!(
-            "; it was recorded lost by a reader under {}",
-            rule.explain()
-        ));
-    }
-    let verdict_word = match v.outcome {
-        crate::verdict::Outcome::Active => "active",
-        crate::verdict::Outcome::Terminal { .. } => "terminal",
-        crate::verdict::Outcome::Lost { .. } => "lost",
-    };
-    if a.json {
-        let mut o = view::job_json(&j, &reader);
-        o["holder"]["start_now"] = json!(match &holder_now {
-            Probe::Alive { start } => start.clone(),
-            Probe::Gone | Probe::Unseen => None,
-        });
-        o["holder"]["probe"] = json!(holder_now);
-        o["holder"]["pid_visible"] = json!(visible);
-        o["probe"] = json!(j.probe);
-        if let (Some(c), Some(p)) = (r.child.as_ref(), child_now.as_ref()) {
-            o["child"]["alive"] = json!(matches!(p, Probe::Alive { .. }));
-            o["child"]["start_now"] = json!(match p {
-                Probe::Alive { start } => start.clone(),
-                Probe::Gone | Probe::Unseen => None,
-            });
-            o["child"]["start_matches"] =
-                json!(matches!(p, Probe::Alive { start: Some(s) } if *s == c.start));
-        }
-        o["reader"] = json!({
-            "boot_id": reader.boot_id,
-            "host": reader.host,
-            "time_ns": reader.time_ns,
-            "pid_ns": reader.pid_ns,
-            "now": reader.now.wall,
-            "now_mono_ms": reader.now.mono_ms,
-        });
-        o["lease"]["renewed_mono_ms"] = json!(r.lease.renewed_mono_ms);
-        o["lease"]["clock"] = json!(age.clock);
-        o["lease"]["age_ms"] = json!(age.age_ms);
-        o["lease"]["expires_in_ms"] = json!(age.expires_in_ms);
-        o["verdict"] = json!({
-            "verdict": verdict_word,
-            "status": j.status(),
-            "reason": v.reason(),
-            "rule": v.rule,
-            "reaped_by_rule": reaped_by,
-            "explanation": explanation,
-        });
-        o["recorded_status"] = json!(r.status);
-        view::print_json(&o);
-        return Ok(exit::OK);
-    }
-    let out = |s: String| view::out(s);
-    let name = r
+/// An optional record string, cleaned for the terminal, or "unknown".
+fn or_unknown(s: &Option<String>) -> String {
+    s.as_deref()
+        .map(|s| view::clean(s).into_owned())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The text layout: one fact per line, record strings cleaned (a record is input).
+fn print_text(ev: &Evidence<'_>, j: &Judged, out: &mut Vec<String>) {
+    let name = ev
         .name
         .as_deref()
         .map(|n| format!(" ({})", view::clean(n)))
         .unwrap_or_default();
-    out(format!("job        {}{name}", r.id));
-    out(format!("command    {}", view::command_line(&r.argv)));
-    if !r.meta.is_empty() {
-        let pairs: Vec<String> = r.meta.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        out(format!(
+    out.push(format!("job        {}{name}", ev.id));
+    out.push(format!("command    {}", view::command_line(ev.argv)));
+    if !ev.meta.is_empty() {
+        let pairs: Vec<String> = ev.meta.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out.push(format!(
             "meta       {}",
             view::one_line(&view::clean(&pairs.join(" ")), 200)
         ));
     }
-    out(format!(
+    out.push(format!(
         "verdict    {} {}, rule {:?}{}",
-        verdict_word,
-        view::describe(&j),
-        v.rule,
-        if j.reaped { " (recorded now)" } else { "" }
+        ev.verdict.verdict,
+        view::describe(j),
+        ev.rule,
+        if ev.reaped { " (recorded now)" } else { "" }
     ));
-    out(format!("           {explanation}"));
-    out(format!(
+    out.push(format!("           {}", ev.verdict.explanation));
+    out.push(format!(
         "recorded   status {}, created {}, finished {}",
-        r.status,
-        r.created_at,
-        r.finished_at
+        ev.recorded_status,
+        ev.created_at,
+        ev.finished_at
             .map(|f| f.to_string())
             .unwrap_or_else(|| "-".into())
     ));
-    out(format!("holder     pid {}", r.holder.pid));
-    out(format!(
+    print_processes(ev, out);
+    print_lease(ev, out);
+    let p = ev.progress;
+    let at =
+        p.at.map(|t| {
+            let ago = short_duration(ev.reader.now.ms().saturating_sub(t.ms()));
+            format!("{t} ({ago} ago)")
+        })
+        .unwrap_or_else(|| "never".into());
+    let msg = p.message.as_deref().map(|m| view::one_line(m, 100));
+    out.push(format!(
+        "progress   {}, last {at}: {}",
+        view::beats(p.count),
+        msg.as_deref().unwrap_or("-")
+    ));
+    if p.rejected > 0 {
+        out.push(format!(
+            "  refused  {} refused beats from other users (notify datagrams not sent by the job's uid)",
+            p.rejected
+        ));
+    }
+    if let Some(e) = ev.exit {
+        out.push(format!("exit       {e}"));
+    }
+    if ev.late.is_empty() {
+        out.push("late       none".into());
+    }
+    let opt = |x: Option<String>| x.unwrap_or_default();
+    for l in ev.late {
+        out.push(format!(
+            "late       at {} (epoch {}): {} {} {} - {}",
+            l.at,
+            l.epoch,
+            opt(l.status.map(|s| s.to_string())),
+            opt(l.reason.map(|s| s.to_string())),
+            opt(l.exit.map(|s| s.to_string())),
+            view::clean(&l.note)
+        ));
+    }
+}
+
+fn print_processes(ev: &Evidence<'_>, out: &mut Vec<String>) {
+    let h = ev.holder.recorded;
+    let rd = &ev.reader;
+    out.push(format!("holder     pid {}", h.pid));
+    out.push(format!(
         "  start    recorded {}; now {}",
-        view::clean(&r.holder.start),
-        probe_text(&holder_now, &r.holder.start)
+        view::clean(&h.start),
+        probe_text(&ev.holder.probe, &h.start)
     ));
-    out(format!(
+    out.push(format!(
         "  host     recorded {}, this machine {} ({})",
-        view::clean(&r.holder.host),
-        reader.host,
-        same(&r.holder.host, &reader.host)
+        view::clean(&h.host),
+        rd.host,
+        same(&h.host[..], rd.host)
     ));
-    out(format!(
+    out.push(format!(
         "  boot id  recorded {}, this machine {} ({})",
-        view::clean(&r.holder.boot_id),
-        reader.boot_id,
-        same(&r.holder.boot_id, &reader.boot_id)
+        view::clean(&h.boot_id),
+        rd.boot_id,
+        same(&h.boot_id[..], rd.boot_id)
     ));
-    let ns = |n: &Option<String>| {
-        n.as_deref()
-            .map(|n| view::clean(n).into_owned())
-            .unwrap_or_else(|| "unknown".into())
-    };
-    out(format!(
+    out.push(format!(
         "  time ns  recorded {}, this process {} ({})",
-        ns(&r.holder.time_ns),
-        ns(&reader.time_ns),
-        if r.holder.time_ns == reader.time_ns {
-            "same"
-        } else {
-            "DIFFERENT"
-        }
+        or_unknown(&h.time_ns),
+        or_unknown(rd.time_ns),
+        same(&h.time_ns, rd.time_ns)
     ));
-    out(format!(
+    out.push(format!(
         "  pid ns   recorded {}, this process {} ({})",
-        ns(&r.holder.pid_ns),
-        ns(&reader.pid_ns),
-        if visible {
+        or_unknown(&h.pid_ns),
+        or_unknown(rd.pid_ns),
+        if ev.holder.pid_visible {
             "same"
-        } else if r.holder.host != reader.host || r.holder.boot_id != reader.boot_id {
+        } else if h.host != rd.host || h.boot_id != rd.boot_id {
             "pids not probed: another host or boot"
         } else {
             "DIFFERENT or unknown: pids not probed, the job is judged by its lease alone"
         }
     ));
-    match (&r.child, &child_now) {
-        (Some(c), Some(p)) => out(format!(
-            "child      pid {}, pgid {}, start {}; now {}",
-            c.pid,
-            c.pgid,
-            view::clean(&c.start),
-            probe_text(p, &c.start)
-        )),
-        _ => out("child      none recorded".into()),
+    match &ev.child {
+        Some(c) => {
+            let r = c.recorded;
+            let now = format!("; now {}", probe_text(&c.probe, &r.start));
+            out.push(format!(
+                "child      pid {}, pgid {}, start {}{now}",
+                r.pid,
+                r.pgid,
+                view::clean(&r.start)
+            ));
+        }
+        None => out.push("child      none recorded".into()),
     }
-    out(format!(
+}
+
+fn print_lease(ev: &Evidence<'_>, out: &mut Vec<String>) {
+    let l = &ev.lease;
+    out.push(format!(
         "lease      epoch {}, interval {}, ttl {}",
-        r.lease.epoch,
-        short_duration(r.lease.interval_ms as i64),
-        short_duration(r.lease.ttl_ms as i64)
+        l.base.epoch,
+        short_duration(l.base.interval_ms as i64),
+        short_duration(l.base.ttl_ms as i64)
     ));
-    let clock = match age.clock {
+    let clock = match l.clock {
         ClockRule::Monotonic => "monotonic clock",
         ClockRule::Wall => "wall clock, 30 s skew allowance",
         ClockRule::Cluster => "etcd cluster's lease",
     };
-    out(format!(
+    out.push(format!(
         "  renewed  {} ({} ago by the {clock})",
-        r.lease.renewed_at,
-        short_duration(age.age_ms)
+        l.base.renewed_at,
+        short_duration(l.age_ms)
     ));
-    if age.expires_in_ms >= 0 {
-        out(format!(
+    if l.expires_in_ms >= 0 {
+        out.push(format!(
             "  expires  in {} ({})",
-            short_duration(age.expires_in_ms),
-            expires_at(&age, &reader.now)
+            short_duration(l.expires_in_ms),
+            l.base.expires_at
         ));
     } else {
-        out(format!(
+        out.push(format!(
             "  expired  {} ago ({})",
-            short_duration(-age.expires_in_ms),
-            expires_at(&age, &reader.now)
+            short_duration(-l.expires_in_ms),
+            l.base.expires_at
         ));
     }
-    let at = r
-        .progress
-        .at
-        .map(|t| {
-            format!(
-                "{t} ({} ago)",
-                short_duration(reader.now.wall.ms() - t.ms())
-            )
-        })
-        .unwrap_or_else(|| "never".into());
-    out(format!(
-        "progress   {}, last {at}: {}",
-        view::beats(r.progress.count),
-        r.progress
-            .message
-            .as_deref()
-            .map(|m| view::one_line(m, 100))
-            .unwrap_or_else(|| "-".into())
-    ));
-    if r.progress.rejected > 0 {
-        out(format!(
-            "  refused  {} refused beats from other users (notify datagrams not sent by the job's uid)",
-            r.progress.rejected
-        ));
-    }
-    if r.exit.is_some() {
-        out(format!(
-            "exit       {}",
-            r.exit.map(|e| e.to_string()).unwrap_or_default()
-        ));
-    }
-    if r.late.is_empty() {
-        out("late       none".into());
-    }
-    for l in &r.late {
-        out(format!(
-            "late       at {} (epoch {}): {} {} {} - {}",
-            l.at,
-            l.epoch,
-            l.status.map(|s| s.to_string()).unwrap_or_default(),
-            l.reason.map(|s| s.to_string()).unwrap_or_default(),
-            l.exit.map(|s| s.to_string()).unwrap_or_default(),
-            view::clean(&l.note)
-        ));
-    }
-    Ok(exit::OK)
 }

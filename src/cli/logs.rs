@@ -30,13 +30,16 @@ fn copy_from(path: &Path, pos: u64) -> Result<u64, CliError> {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(pos),
         Err(e) => {
-            return Err(CliError::new(exit::IO, format!("{}: {e}", path.display())));
+            return Err(CliError::new(
+                exit::Kind::Io,
+                format!("{}: {e}", path.display()),
+            ));
         }
     };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     let start = if len < pos { 0 } else { pos };
     f.seek(SeekFrom::Start(start))
-        .map_err(|e| CliError::new(exit::IO, format!("{}: {e}", path.display())))?;
+        .map_err(|e| CliError::new(exit::Kind::Io, format!("{}: {e}", path.display())))?;
     let mut out = std::io::stdout().lock();
     let n = std::io::copy(&mut (&mut f).take(len - start), &mut out).unwrap_or(0);
     let _ = out.flush();
@@ -49,7 +52,7 @@ pub fn logs(dir: Option<PathBuf>, a: LogsArgs) -> CliResult {
     let path = store.log_path(&id);
     if !a.follow {
         if !path.exists() {
-            eprintln!("tether: job {id} has no log ({})", path.display());
+            view::err_line(format!("tether: job {id} has no log ({})", path.display()));
             return Ok(exit::OK);
         }
         copy_from(&path, 0)?;
@@ -63,8 +66,8 @@ pub fn logs(dir: Option<PathBuf>, a: LogsArgs) -> CliResult {
         note.note(&j);
         pos = copy_from(&path, pos)?;
         if !j.status().is_active() {
-            eprintln!("tether: job {id} {}", view::describe(&j));
-            return Ok(view::status_code(j.status()));
+            view::err_line(format!("tether: job {id} {}", view::describe(&j)));
+            return Ok(exit::of_status(j.status()));
         }
         std::thread::sleep(FOLLOW_POLL);
     }

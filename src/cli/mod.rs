@@ -3,6 +3,7 @@
 //! (protocol.md section 9).
 
 mod cancel;
+pub mod exit;
 mod gc;
 mod inspect;
 mod logs;
@@ -20,50 +21,83 @@ use clap::{CommandFactory, Parser, Subcommand};
 use crate::id::JobId;
 use crate::store::{AnyStore, Store, StoreError};
 
-/// Exit codes (protocol.md section 9).
-pub mod exit {
-    pub const OK: i32 = 0;
-    pub const FAILED: i32 = 1;
-    pub const USAGE: i32 = 2;
-    pub const LOST: i32 = 3;
-    pub const CANCELLED: i32 = 4;
-    /// `result` on an active job; `cancel` refused to signal an unproven process.
-    pub const ACTIVE_OR_REFUSED: i32 = 5;
-    pub const NO_SUCH_JOB: i32 = 6;
-    pub const CORRUPT: i32 = 7;
-    pub const STATE_DIR: i32 = 8;
-    pub const IO: i32 = 10;
-    /// `run --unique KEY`: another active job holds the key.
-    pub const UNIQUE_HELD: i32 = 12;
-    pub const TIMEOUT: i32 = 124;
-    pub const NOT_EXECUTABLE: i32 = 126;
-    pub const NOT_FOUND: i32 = 127;
-    /// `tether run`: the child was killed by signal N, exit `SIGNALED + N` (as shells report it).
-    pub const SIGNALED: i32 = 128;
-}
-
-/// A failed command: one line for stderr and its exit code.
-#[derive(Debug)]
+/// The application's one error: what went wrong (its kind alone decides the exit code, through
+/// `exit`) and one line for people.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
 pub struct CliError {
-    pub code: i32,
+    pub kind: exit::Kind,
     pub message: String,
 }
 
 impl CliError {
-    pub fn new(code: i32, message: impl Into<String>) -> CliError {
+    pub fn new(kind: exit::Kind, message: impl Into<String>) -> CliError {
         CliError {
-            code,
+            kind,
             message: message.into(),
         }
     }
+
     pub fn usage(message: impl Into<String>) -> CliError {
-        CliError::new(exit::USAGE, message)
+        CliError::new(exit::Kind::Usage, message)
+    }
+
+    pub fn code(&self) -> i32 {
+        self.kind.exit_code()
+    }
+
+    /// Reports the error on stderr: one line, or in `--json` mode one JSON object, so a script
+    /// never has to parse prose.
+    pub fn report(&self, json: bool) {
+        // Messages quote record contents (a start token, a parse error's text): defused.
+        let message = view::clean(&self.message);
+        if json {
+            #[derive(serde::Serialize)]
+            struct JsonError<'a> {
+                error: exit::Kind,
+                code: i32,
+                message: &'a str,
+            }
+            let e = JsonError {
+                error: self.kind,
+                code: self.code(),
+                message: &message,
+            };
+            view::err_line(serde_json::to_string(&e).unwrap_or_default());
+        } else {
+            view::err_line(format!("tether: {message}"));
+        }
+    }
+}
+
+/// Errors a command reports one by one while it goes on (a listing with a corrupt record): each is
+/// printed at once, and the weightiest decides the exit code.
+pub struct Errors {
+    worst: Option<exit::Kind>,
+    json: bool,
+}
+
+impl Errors {
+    pub fn new(json: bool) -> Errors {
+        Errors { worst: None, json }
+    }
+
+    pub fn report(&mut self, e: CliError) {
+        e.report(self.json);
+        if self.worst.is_none_or(|w| e.kind.weight() > w.weight()) {
+            self.worst = Some(e.kind);
+        }
+    }
+
+    /// `ok` when nothing was reported, else the weightiest error's code.
+    pub fn code(&self, ok: i32) -> i32 {
+        self.worst.map_or(ok, |k| k.exit_code())
     }
 }
 
 impl From<StoreError> for CliError {
     fn from(e: StoreError) -> CliError {
-        CliError::new(e.exit_code(), e.to_string())
+        CliError::new(exit::Kind::of_store(&e), exit::Kind::store_message(&e))
     }
 }
 
@@ -79,6 +113,7 @@ pub type CliResult = Result<i32, CliError>;
 #[command(
     name = "tether",
     version,
+    after_help = exit::HELP,
     about = "Tell, reliably and fast, whether a background job is still alive and making progress"
 )]
 pub struct Cli {
@@ -107,22 +142,31 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a command as a job, renewing its lease while it is healthy
+    #[command(after_help = exit::HELP)]
     Run(run::RunArgs),
     /// Beat from inside a job (uses the channel `tether run --heartbeat notify|file` set up)
+    #[command(after_help = exit::HELP)]
     Beat(run::BeatArgs),
     /// Show jobs as the verdict sees them; --wait blocks until a job ends
+    #[command(after_help = exit::HELP)]
     Status(status::StatusArgs),
     /// Show the evidence behind a job's verdict
+    #[command(after_help = exit::HELP)]
     Inspect(inspect::InspectArgs),
     /// Show a finished job's outcome and the tail of its log
+    #[command(after_help = exit::HELP)]
     Result(result::ResultArgs),
     /// Stop a job: SIGTERM its process group, SIGKILL after a grace period
+    #[command(after_help = exit::HELP)]
     Cancel(cancel::CancelArgs),
     /// Print a job's log
+    #[command(after_help = exit::HELP)]
     Logs(logs::LogsArgs),
     /// Remove finished jobs older than an age
+    #[command(after_help = exit::HELP)]
     Gc(gc::GcArgs),
     /// Print shell completions
+    #[command(after_help = exit::HELP)]
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
@@ -138,22 +182,58 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
+        // --help and --version: printed to stdout (a closed pipe is no error).
+        Err(e) if !e.use_stderr() => {
             let _ = e.print();
-            return code;
+            return exit::OK;
+        }
+        Err(e) if json_requested() => {
+            let text = e.kind().as_str().unwrap_or("bad usage").to_owned();
+            let rendered = e.render().to_string();
+            let first = rendered
+                .lines()
+                .next()
+                .unwrap_or(&text)
+                .trim_start_matches("error: ");
+            CliError::usage(first).report(true);
+            return exit::USAGE;
+        }
+        Err(e) => {
+            let _ = e.print();
+            return exit::USAGE;
         }
     };
+    let json = cli.command.json();
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            // Messages quote record contents (a start token, a parse error's text): defused.
-            eprintln!("tether: {}", view::clean(&e.message));
-            e.code
+            e.report(json);
+            e.code()
+        }
+    }
+}
+
+/// Whether `--json` was asked for, for errors found before the arguments could be parsed. Only
+/// tether's own arguments count: those before a `--`.
+fn json_requested() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
+}
+
+impl Command {
+    /// Whether this command was asked for JSON output (and so reports errors as JSON too).
+    fn json(&self) -> bool {
+        match self {
+            Command::Run(a) => a.json,
+            Command::Status(a) => a.json,
+            Command::Inspect(a) => a.json,
+            Command::Result(a) => a.json,
+            Command::Cancel(a) => a.json,
+            Command::Beat(_) | Command::Logs(_) | Command::Gc(_) | Command::Completions { .. } => {
+                false
+            }
         }
     }
 }
@@ -200,7 +280,12 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Logs(a) => logs::logs(dir, a),
         Command::Gc(a) => gc::gc(dir, a),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "tether", &mut std::io::stdout());
+            // Rendered first, then written once: clap_complete panics on a write error, and
+            // `tether completions fish | true` closes the pipe early.
+            let mut text = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "tether", &mut text);
+            use std::io::Write;
+            let _ = std::io::stdout().lock().write_all(&text);
             Ok(exit::OK)
         }
     }

@@ -24,6 +24,18 @@ pub struct ResultArgs {
     pub json: bool,
 }
 
+/// `result --json` (protocol.md 9.1): the job as `status --json` shows it, how long it ran, and the
+/// end of its log.
+#[derive(serde::Serialize)]
+struct ResultView<'a> {
+    #[serde(flatten)]
+    job: view::JobView<'a>,
+    /// From creation to the recorded end; null while active.
+    duration_ms: Option<i64>,
+    /// The last lines of the log; null when there is no log.
+    log_tail: Option<Vec<String>>,
+}
+
 pub fn result(dir: Option<PathBuf>, a: ResultArgs) -> CliResult {
     // Through settle, like `status`: the two commands can never disagree about this job.
     let (store, id, j) = settle_arg(&dir, &a.id)?;
@@ -32,11 +44,14 @@ pub fn result(dir: Option<PathBuf>, a: ResultArgs) -> CliResult {
     let status = j.status();
     let tail = log_tail(&store.log_path(&id), TAIL_LINES);
     if a.json {
-        let mut v = view::job_json(&j, &reader);
-        v["duration_ms"] = serde_json::json!(r.finished_at.map(|f| f.ms() - r.created_at.ms()));
-        v["log_tail"] = serde_json::json!(tail);
-        view::print_json(&v);
-        return Ok(view::status_code(status));
+        view::print_json(&ResultView {
+            job: view::job_view(&j, &reader),
+            duration_ms: r
+                .finished_at
+                .map(|f| f.ms().saturating_sub(r.created_at.ms())),
+            log_tail: tail,
+        });
+        return Ok(exit::of_status(status));
     }
     if status.is_active() {
         let msg = r.progress.message.as_deref().unwrap_or("");
@@ -50,7 +65,7 @@ pub fn result(dir: Option<PathBuf>, a: ResultArgs) -> CliResult {
             view::one_line(msg, 80),
             r.id,
         ));
-        return Ok(exit::ACTIVE_OR_REFUSED);
+        return Ok(exit::ACTIVE);
     }
     let name = r
         .name
@@ -98,7 +113,7 @@ pub fn result(dir: Option<PathBuf>, a: ResultArgs) -> CliResult {
         Some(_) => view::out("(the log is empty)"),
         None => view::out("(no log)"),
     }
-    Ok(view::status_code(status))
+    Ok(exit::of_status(status))
 }
 
 /// The last `n` lines of a log; None when there is no log file. Invalid UTF-8 is shown lossily

@@ -93,7 +93,7 @@ impl From<HeartbeatMode> for Mode {
 }
 
 fn failure(e: wrapper::Error) -> CliError {
-    CliError::new(e.exit_code(), e.message)
+    CliError::new(e.kind, e.message)
 }
 
 pub fn run(dir: Option<PathBuf>, a: RunArgs) -> CliResult {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use super::view::{self, UnsavedNote};
-use super::{CliError, CliResult, exit, open_store, resolve_id};
+use super::{CliError, CliResult, Errors, exit, open_store, resolve_id};
 use crate::judge::{Judged, settle};
 use crate::process;
 use crate::store::{Store, StoreError};
@@ -38,14 +38,8 @@ pub fn status(dir: Option<PathBuf>, a: StatusArgs) -> CliResult {
     }
     let store = open_store(&dir)?;
     let mut jobs = Vec::new();
-    let mut code = exit::OK;
-    let mut fail = |e: CliError| {
-        eprintln!("tether: {}", e.message);
-        // A corrupt record decides the exit code over a missing one: it needs a person's attention.
-        if code == exit::OK || e.code == exit::CORRUPT {
-            code = e.code;
-        }
-    };
+    let mut errors = Errors::new(a.json);
+    let mut fail = |e: CliError| errors.report(e);
     if a.ids.is_empty() {
         for id in store.ids()? {
             match settle(&store, &id) {
@@ -80,7 +74,7 @@ pub fn status(dir: Option<PathBuf>, a: StatusArgs) -> CliResult {
     if a.json {
         if a.ids.len() == 1 {
             if let Some(one) = jobs.first() {
-                view::print_json(&view::job_json(one, &reader));
+                view::print_json(&view::job_view(one, &reader));
             }
         } else {
             view::print_json_array(jobs.iter().map(|j| view::job_view(j, &reader)));
@@ -88,7 +82,7 @@ pub fn status(dir: Option<PathBuf>, a: StatusArgs) -> CliResult {
     } else if !jobs.is_empty() || a.ids.is_empty() {
         view::out(render_table(&jobs, &reader).join("\n"));
     }
-    Ok(code)
+    Ok(errors.code(exit::OK))
 }
 
 /// The aligned table `tether status` prints.
@@ -160,20 +154,20 @@ fn wait_for(dir: Option<PathBuf>, a: StatusArgs) -> CliResult {
     UnsavedNote::default().note(&j);
     let reader = process::reader();
     if a.json {
-        view::print_json(&view::job_json(&j, &reader));
+        view::print_json(&view::job_view(&j, &reader));
     } else {
         for line in render_table(std::slice::from_ref(&j), &reader) {
             view::out(line);
         }
     }
     if timed_out {
-        eprintln!(
+        view::err_line(format!(
             "tether: job {} still {} after {}",
             j.record.id,
             j.status(),
             humantime::format_duration(Duration::from_millis(a.timeout.as_millis() as u64))
-        );
+        ));
         return Ok(exit::TIMEOUT);
     }
-    Ok(view::status_code(j.status()))
+    Ok(exit::of_status(j.status()))
 }

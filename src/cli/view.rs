@@ -1,25 +1,10 @@
 //! Rendering shared by the reader commands, so `status`, `result`, `inspect` and `wait` describe a
 //! job with the same words, the same JSON shape and the same exit code.
 
-use serde_json::Value;
-
 use crate::clock::short_duration;
 use crate::judge::Judged;
 use crate::record::{Reason, Record, Status};
 use crate::verdict::{Reader, Rule, expires_at, lease_age, pid_visible};
-
-use super::exit;
-
-/// The exit code protocol.md section 9 gives a job's status (`result`, `status --wait`).
-pub fn status_code(s: Status) -> i32 {
-    match s {
-        Status::Succeeded => exit::OK,
-        Status::Failed => exit::FAILED,
-        Status::Lost => exit::LOST,
-        Status::Cancelled => exit::CANCELLED,
-        Status::Starting | Status::Running => exit::ACTIVE_OR_REFUSED,
-    }
-}
 
 /// Milliseconds since the job last showed life: its lease renewal or its last progress, whichever
 /// is newer. The renewal age uses the same clock rule as the verdict, so it agrees with it.
@@ -66,11 +51,6 @@ pub fn describe(j: &Judged) -> String {
     s
 }
 
-/// The JSON object `status --json` prints per job; `result` and `inspect` extend it.
-pub fn job_json(j: &Judged, reader: &Reader) -> Value {
-    serde_json::to_value(job_view(j, reader)).unwrap_or(Value::Null)
-}
-
 /// A job as `status --json` shows it (protocol.md 9.1), borrowed from the judged record so a
 /// listing serializes straight to the output without building a map per job.
 #[derive(serde::Serialize)]
@@ -84,7 +64,7 @@ pub struct JobView<'a> {
     created_at: crate::clock::Timestamp,
     finished_at: Option<crate::clock::Timestamp>,
     progress: &'a crate::record::Progress,
-    lease: LeaseView,
+    pub lease: LeaseView,
     holder: &'a crate::record::Holder,
     child: &'a Option<crate::record::Child>,
     late: &'a [crate::record::LateResult],
@@ -96,12 +76,12 @@ pub struct JobView<'a> {
 }
 
 #[derive(serde::Serialize)]
-struct LeaseView {
-    epoch: u64,
-    renewed_at: crate::clock::Timestamp,
-    expires_at: crate::clock::Timestamp,
-    interval_ms: u64,
-    ttl_ms: u64,
+pub struct LeaseView {
+    pub epoch: u64,
+    pub renewed_at: crate::clock::Timestamp,
+    pub expires_at: crate::clock::Timestamp,
+    pub interval_ms: u64,
+    pub ttl_ms: u64,
 }
 
 pub fn job_view<'a>(j: &'a Judged, reader: &Reader) -> JobView<'a> {
@@ -163,6 +143,12 @@ pub fn print_json_array<T: serde::Serialize>(items: impl Iterator<Item = T>) {
     let _ = out.flush();
 }
 
+/// Prints a line to stderr, ignoring a closed pipe instead of panicking like `eprintln!`.
+pub fn err_line(line: impl AsRef<str>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{}", line.as_ref());
+}
+
 /// Prints a line to stdout, ignoring a closed pipe instead of panicking like `println!`.
 pub fn out(line: impl AsRef<str>) {
     use std::io::Write;
@@ -176,7 +162,7 @@ pub struct UnsavedNote(bool);
 impl UnsavedNote {
     pub fn note(&mut self, j: &Judged) {
         if let (false, Some(why)) = (self.0, &j.unsaved) {
-            eprintln!("tether: note: {why}");
+            err_line(format!("tether: note: {why}"));
             self.0 = true;
         }
     }

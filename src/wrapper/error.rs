@@ -1,47 +1,9 @@
 //! The wrapper's one error type: a typed kind (what a caller can branch on, and what decides the
 //! exit code, through `cli::exit` only) and one line for people.
 
-use serde::{Deserialize, Serialize};
-
-use crate::cli::exit;
 use crate::store::StoreError;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Kind {
-    /// Bad options, a bad id, or an id already taken.
-    Usage,
-    /// The state directory cannot be used.
-    StateDir,
-    /// A record is corrupt or of a newer protocol version.
-    Corrupt,
-    /// The job's record does not exist.
-    NoSuchJob,
-    /// Any other I/O failure, including a result that could not be recorded.
-    Io,
-    /// The command exists but cannot be executed.
-    NotExecutable,
-    /// The command was not found.
-    NotFound,
-    /// `--unique KEY`: another active job holds the key.
-    UniqueHeld,
-}
-
-impl Kind {
-    /// The exit code protocol.md section 9 gives this kind.
-    pub fn exit_code(self) -> i32 {
-        match self {
-            Kind::Usage => exit::USAGE,
-            Kind::StateDir => exit::STATE_DIR,
-            Kind::Corrupt => exit::CORRUPT,
-            Kind::NoSuchJob => exit::NO_SUCH_JOB,
-            Kind::Io => exit::IO,
-            Kind::NotExecutable => exit::NOT_EXECUTABLE,
-            Kind::NotFound => exit::NOT_FOUND,
-            Kind::UniqueHeld => exit::UNIQUE_HELD,
-        }
-    }
-}
+pub use crate::cli::exit::Kind;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -85,13 +47,6 @@ impl From<crate::unique::ClaimError> for Error {
 
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Error {
-        let kind = match &e {
-            StoreError::NotFound(..) | StoreError::Ambiguous { .. } => Kind::NoSuchJob,
-            StoreError::Exists(..) | StoreError::InvalidId(..) => Kind::Usage,
-            StoreError::Record { .. } => Kind::Corrupt,
-            StoreError::Dir { .. } | StoreError::ReadOnly(..) => Kind::StateDir,
-            StoreError::Io { .. } => Kind::Io,
-        };
-        Error::new(kind, e.to_string())
+        Error::new(Kind::of_store(&e), Kind::store_message(&e))
     }
 }

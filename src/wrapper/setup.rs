@@ -194,12 +194,8 @@ fn create_record(
         rec.id = id.to_string();
         match store.create(&rec) {
             Ok(()) => return Ok(Job { store, id }),
-            Err(StoreError::Exists(id, dir)) if given => {
-                return Err(Error::usage(format!(
-                    "job {id} already exists in {}; choose another --id or remove it with `tether gc`",
-                    dir.display()
-                )));
-            }
+            // Exit 9 (id taken), with the way out (`tether rm`): cli::exit says both.
+            Err(e @ StoreError::Exists(..)) if given => return Err(e.into()),
             Err(StoreError::Exists(..)) => continue,
             Err(e) => return Err(e.into()),
         }
