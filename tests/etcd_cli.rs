@@ -94,7 +94,7 @@ impl Env {
 impl Drop for Env {
     fn drop(&mut self) {
         for (pid, start, leader) in self.reap.drain(..).rev() {
-            if let Ok(p) = tether::process::Pinned::open(pid, &start) {
+            if let Ok(p) = tether::process::Pinned::open(pid, &start, None) {
                 let _ = p.signal(Signal::CONT);
                 if leader {
                     let _ = p.signal_group(pid, Signal::KILL);

@@ -38,6 +38,7 @@ pub struct State {
     last_fault: Option<String>,
     on_stall: OnStall,
     grace: Duration,
+    interval_ms: u64,
     /// The in-place lease writer (protocol.md 6.5); None until first needed or after it failed.
     renewer: Option<<AnyStore as Store>::Renewer>,
     /// The progress message and refusal count last written into the record: a change of either
@@ -69,6 +70,7 @@ impl State {
             last_fault: None,
             on_stall: opts.on_stall,
             grace: opts.grace,
+            interval_ms: opts.interval.as_millis().min(u64::MAX as u128) as u64,
             renewer: None,
             written: (None, 0),
         }
@@ -92,6 +94,9 @@ impl State {
             return;
         }
         let at = Timestamp::now();
+        if self.must_self_fence(now) {
+            return self.self_fence();
+        }
         let reacquire = self.running_durable && now.saturating_sub(self.last_ok_mono) > self.ttl_ms;
         let p = &self.beats.progress;
         let unwritten = p.message != self.written.0 || p.rejected != self.written.1;
@@ -104,6 +109,9 @@ impl State {
                     return;
                 }
                 Some(Err(refused)) => return self.refused(&refused),
+                // On a cluster store the renewal is the keepalive alone, retried next tick: a
+                // record write would only block on the same unreachable cluster.
+                None if self.job.store.self_fences() => return,
                 None => {} // the fast path is unavailable: fall through to a record write
             }
         }
@@ -185,19 +193,23 @@ impl State {
             Ok(r) => Some(r),
             Err(e) => {
                 self.fault("renew the lease", &e);
-                self.renewer = None;
+                // An etcd renewer reopens its own stream; rebuilding it would need the cluster.
+                if !self.job.store.self_fences() {
+                    self.renewer = None;
+                }
                 None
             }
         }
     }
 
     /// On a store whose cluster judges expiry (etcd, protocol.md 11.3), a holder that has not
-    /// renewed for its ttl must assume readers elsewhere have judged the job lost.
+    /// renewed by its renew deadline, one interval short of its ttl, must assume readers elsewhere
+    /// judge the job lost by the time its group has stopped.
     fn must_self_fence(&self, now: u64) -> bool {
         self.renewing
             && self.running_durable
             && self.job.store.self_fences()
-            && now.saturating_sub(self.last_ok_mono) > self.ttl_ms
+            && now.saturating_sub(self.last_ok_mono) > self.ttl_ms.saturating_sub(self.interval_ms)
     }
 
     /// Like Kubernetes leader election's renew deadline: stop the child's group before anyone

@@ -53,6 +53,7 @@ pub struct Etcd {
     child: Child,
     pub name: String,
     pub ip: String,
+    pub ips: Vec<String>,
     pub client_port: u16,
     pub peer_port: u16,
     pub data_dir: PathBuf,
@@ -69,19 +70,28 @@ impl Etcd {
 
     /// A single-member etcd on `ip`, with extra command-line flags (TLS, ...).
     pub fn start_with(test: &str, ip: &str, extra: &[&str]) -> Option<Etcd> {
+        Etcd::start_on(test, &[ip], extra)
+    }
+
+    /// A single-member etcd serving clients on each of `ips` (the first is `endpoint()`), so
+    /// "hosts" in network namespaces reach it on their link's address and the root namespace on
+    /// loopback.
+    pub fn start_on(test: &str, ips: &[&str], extra: &[&str]) -> Option<Etcd> {
         let bin = etcd_binary(test)?;
+        let ip = ips[0];
         let tmp = tempfile::tempdir().unwrap();
         let mut last = String::new();
         for _attempt in 0..5 {
-            let client_port = free_port(ip);
+            let client_port = free_port("0.0.0.0");
             let peer_port = free_port(ip);
             let data_dir = tmp.path().join(format!("data-{client_port}"));
             let log = tmp.path().join(format!("etcd-{client_port}.log"));
             let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+            let ips: Vec<String> = ips.iter().map(|s| s.to_string()).collect();
             let child = spawn(
                 &bin,
                 "t0",
-                ip,
+                &ips,
                 client_port,
                 peer_port,
                 &data_dir,
@@ -92,6 +102,7 @@ impl Etcd {
                 child,
                 name: "t0".into(),
                 ip: ip.into(),
+                ips,
                 client_port,
                 peer_port,
                 data_dir,
@@ -111,6 +122,11 @@ impl Etcd {
             }
         }
         panic!("{test}: etcd did not start after 5 tries: {last}");
+    }
+
+    /// An `etcd://` URL on another of the addresses it serves.
+    pub fn url_on(&self, ip: &str, prefix: &str) -> String {
+        format!("etcd://{ip}:{}/{prefix}", self.client_port)
     }
 
     /// `HOST:PORT` of the client endpoint.
@@ -171,7 +187,7 @@ impl Etcd {
         self.child = spawn(
             &bin,
             &self.name,
-            &self.ip,
+            &self.ips,
             self.client_port,
             self.peer_port,
             &self.data_dir,
@@ -213,7 +229,7 @@ impl Drop for Etcd {
 fn spawn(
     bin: &Path,
     name: &str,
-    ip: &str,
+    ips: &[String],
     client_port: u16,
     peer_port: u16,
     data_dir: &Path,
@@ -225,8 +241,12 @@ fn spawn(
     } else {
         "http"
     };
-    let client = format!("{scheme}://{ip}:{client_port}");
-    let peer = format!("http://{ip}:{peer_port}");
+    let listen: Vec<String> = ips
+        .iter()
+        .map(|ip| format!("{scheme}://{ip}:{client_port}"))
+        .collect();
+    let client = listen[0].clone();
+    let peer = format!("http://{}:{peer_port}", ips[0]);
     let logf = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -238,7 +258,7 @@ fn spawn(
         .arg("--data-dir")
         .arg(data_dir)
         .arg("--listen-client-urls")
-        .arg(&client)
+        .arg(listen.join(","))
         .arg("--advertise-client-urls")
         .arg(&client)
         .arg("--listen-peer-urls")
@@ -255,4 +275,166 @@ fn spawn(
         .stderr(logf)
         .spawn()
         .expect("spawn etcd")
+}
+
+/// A "host": a network namespace joined to the root namespace by a veth pair with link-local
+/// addresses that exist only there, so a process in it reaches the root side only over that link,
+/// and `cut` takes the link down. Processes run in it get their own host name (a UTS namespace).
+/// Removed (with its link) when dropped. Needs root and `ip`; under CI=true their absence fails.
+pub struct Host {
+    pub netns: String,
+    /// The root namespace's address on the link (where etcd listens for this host).
+    pub root_ip: String,
+    /// This host's own address.
+    pub ip: String,
+    veth_root: String,
+}
+
+static HOSTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+fn sh(args: &[&str]) -> Result<(), String> {
+    let o = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{args:?}: {e}"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ))
+    }
+}
+
+impl Host {
+    pub fn create(test: &str) -> Option<Host> {
+        let root = rustix::process::geteuid().is_root();
+        let ip_ok = sh(&["ip", "netns", "list"]).is_ok();
+        if !root || !ip_ok {
+            let why = format!("{test}: namespaced hosts need root and iproute2's `ip`");
+            if in_ci() {
+                panic!("{why} (CI=true)");
+            }
+            eprintln!("NOTICE: {why}; skipped");
+            return None;
+        }
+        // Unique per process and per host, and /30 subnets that do not overlap.
+        let n = HOSTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = format!("{}{n}", std::process::id() % 100_000);
+        let third = (std::process::id() % 200) as u32 + 20;
+        let fourth = (n % 60) * 4;
+        let h = Host {
+            netns: format!("tt{tag}"),
+            root_ip: format!("169.254.{third}.{}", fourth + 1),
+            ip: format!("169.254.{third}.{}", fourth + 2),
+            veth_root: format!("vr{tag}"),
+        };
+        let veth_host = format!("vh{tag}");
+        let steps: Vec<Vec<String>> = vec![
+            vec!["ip".into(), "netns".into(), "add".into(), h.netns.clone()],
+            vec![
+                "ip".into(),
+                "link".into(),
+                "add".into(),
+                h.veth_root.clone(),
+                "type".into(),
+                "veth".into(),
+                "peer".into(),
+                "name".into(),
+                veth_host.clone(),
+            ],
+            vec![
+                "ip".into(),
+                "link".into(),
+                "set".into(),
+                veth_host.clone(),
+                "netns".into(),
+                h.netns.clone(),
+            ],
+            vec![
+                "ip".into(),
+                "addr".into(),
+                "add".into(),
+                format!("{}/30", h.root_ip),
+                "dev".into(),
+                h.veth_root.clone(),
+            ],
+            vec![
+                "ip".into(),
+                "link".into(),
+                "set".into(),
+                h.veth_root.clone(),
+                "up".into(),
+            ],
+            vec![
+                "ip".into(),
+                "netns".into(),
+                "exec".into(),
+                h.netns.clone(),
+                "ip".into(),
+                "addr".into(),
+                "add".into(),
+                format!("{}/30", h.ip),
+                "dev".into(),
+                veth_host.clone(),
+            ],
+            vec![
+                "ip".into(),
+                "netns".into(),
+                "exec".into(),
+                h.netns.clone(),
+                "ip".into(),
+                "link".into(),
+                "set".into(),
+                veth_host,
+                "up".into(),
+            ],
+            vec![
+                "ip".into(),
+                "netns".into(),
+                "exec".into(),
+                h.netns.clone(),
+                "ip".into(),
+                "link".into(),
+                "set".into(),
+                "lo".into(),
+                "up".into(),
+            ],
+        ];
+        for s in steps {
+            let args: Vec<&str> = s.iter().map(String::as_str).collect();
+            if let Err(e) = sh(&args) {
+                panic!("{test}: making host {}: {e}", h.netns);
+            }
+        }
+        Some(h)
+    }
+
+    /// A command run inside this host, under the host name `name`.
+    pub fn command(&self, name: &str, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.netns, "unshare", "--uts", "sh", "-c"])
+            .arg(format!("hostname {name} && exec \"$0\" \"$@\""))
+            .arg(program);
+        c
+    }
+
+    /// Takes the link down: the host can no longer reach etcd.
+    pub fn cut(&self) {
+        sh(&["ip", "link", "set", &self.veth_root, "down"]).unwrap();
+    }
+
+    pub fn mend(&self) {
+        sh(&["ip", "link", "set", &self.veth_root, "up"]).unwrap();
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its end of the pair, and with it ours.
+        let _ = sh(&["ip", "netns", "del", &self.netns]);
+        let _ = sh(&["ip", "link", "del", &self.veth_root]);
+    }
 }
