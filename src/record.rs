@@ -329,6 +329,7 @@ impl Record {
             ("lease.renewed_mono_ms", self.lease.renewed_mono_ms),
             ("progress.count", self.progress.count),
             ("progress.rejected", self.progress.rejected),
+            ("progress.rejected", self.progress.rejected),
         ];
         let late = self.late.iter().flat_map(|l| {
             let count = l.progress.as_ref().map(|p| p.count);

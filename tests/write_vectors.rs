@@ -12,7 +12,7 @@ use serde_json::Value;
 use tether::clock::Timestamp;
 use tether::id::JobId;
 use tether::record::{Child, Exit, Progress, Reason, Record, Status};
-use tether::store::{self, FileStore, StateDir, Store, StoreError};
+use tether::store::{self, FileStore, Renew, StateDir, Store, StoreError};
 use tether::transition::{Refused, Write, apply};
 
 mod vectors_support;
@@ -71,6 +71,15 @@ enum WriteSpec {
     Cancel {
         at: String,
     },
+    /// A routine renewal written to the lease file (6.5) instead of the record.
+    Lease {
+        epoch: u64,
+        at: String,
+        mono_ms: u64,
+        beats: u64,
+        #[serde(deserialize_with = "nullable")]
+        beat_at: Option<String>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -85,6 +94,9 @@ struct Expect {
     /// Absent for `written`; for `refused`, the late element appended, or null for none.
     #[serde(default, deserialize_with = "present")]
     late: Option<Option<Value>>,
+    /// The lease file after the write, byte for byte; absent: not checked.
+    #[serde(default)]
+    lease_file: Option<String>,
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Value>>, D::Error> {
@@ -140,6 +152,17 @@ fn record_of(v: &Value, what: &str) -> Result<Record, String> {
 fn write_of(w: &WriteSpec) -> Result<Option<Write>, String> {
     Ok(Some(match w {
         WriteSpec::Create { .. } => return Ok(None),
+        // The check a lease-file renewal makes under the lock is a record renewal's (6.5).
+        WriteSpec::Lease {
+            epoch, at, mono_ms, ..
+        } => Write::Renew {
+            epoch: *epoch,
+            at: ts(at)?,
+            mono_ms: *mono_ms,
+            running: false,
+            child: None,
+            progress: None,
+        },
         WriteSpec::Renew {
             epoch,
             at,
@@ -228,6 +251,7 @@ fn pure(v: &Vector) -> Result<Outcome, String> {
         (w, Some(c)) => {
             let w = write_of(w)?.expect("not a create");
             Ok(match apply(&folded(v, c.clone()), &w) {
+                Ok(_) if matches!(v.write, WriteSpec::Lease { .. }) => Outcome::Written(c),
                 Ok(next) => Outcome::Written(without_notes(next)),
                 Err(r) => refused(&c, &r),
             })
@@ -243,9 +267,52 @@ fn on_disk(dir: &Path) -> Result<Record, String> {
 }
 
 /// The real path: a `FileStore` in a temporary directory, the lease file on disk, `store::commit`.
-fn real(v: &Vector) -> Result<Outcome, String> {
+/// The lease file after a write by the pure path: a lease write the record accepts starts from
+/// the file as it is (256 bytes of empty slots if shorter) and writes the next `SEQ`'s slot.
+fn pure_lease_file(v: &Vector) -> Result<Option<Vec<u8>>, String> {
+    let given = v.lease_file.as_ref().map(|l| l.as_bytes().to_vec());
+    let WriteSpec::Lease {
+        epoch,
+        at,
+        mono_ms,
+        beats,
+        beat_at,
+    } = &v.write
+    else {
+        return Ok(given);
+    };
+    if !matches!(pure(v)?, Outcome::Written(_)) {
+        return Ok(given);
+    }
+    let mut file = given.unwrap_or_default();
+    if file.len() < tether::lease::FILE_LEN {
+        file = tether::lease::empty_file().to_vec();
+    }
+    let stamp = tether::lease::Stamp {
+        seq: tether::lease::newest(&file).map_or(0, |s| s.seq) + 1,
+        epoch: *epoch,
+        renewed_mono_ms: *mono_ms,
+        renewed_at: ts(at)?,
+        beats: *beats,
+        beat_at: beat_at.as_deref().map(ts).transpose()?,
+    };
+    let o = stamp.offset() as usize;
+    file[o..o + tether::lease::SLOT_LEN].copy_from_slice(&stamp.encode());
+    Ok(Some(file))
+}
+
+/// `real`, and the lease file it left (None: there is none).
+fn real_with_lease_file(v: &Vector) -> Result<(Outcome, Option<Vec<u8>>), String> {
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let root = tmp.path().join("state");
+    let out = real(v, tmp.path())?;
+    Ok((
+        out,
+        std::fs::read(tmp.path().join("state/jobs/job-1.lease")).ok(),
+    ))
+}
+
+fn real(v: &Vector, tmp: &Path) -> Result<Outcome, String> {
+    let root = tmp.join("state");
     let st = FileStore::open(StateDir { root: root.clone() }, true).map_err(|e| e.to_string())?;
     let id = JobId::parse("job-1").unwrap();
     if let Some(c) = &v.current {
@@ -267,6 +334,31 @@ fn real(v: &Vector) -> Result<Outcome, String> {
                 })
             }
             Err(e) => Err(e.to_string()),
+        };
+    }
+    if let WriteSpec::Lease {
+        epoch,
+        at,
+        mono_ms,
+        beats,
+        beat_at,
+    } = &v.write
+    {
+        let progress = Progress {
+            message: None,
+            at: beat_at.as_deref().map(ts).transpose()?,
+            count: *beats,
+            ..Progress::default()
+        };
+        let mut renewer = st.renewer(&id).map_err(|e| e.to_string())?;
+        let res = renewer.renew(*epoch, ts(at)?, *mono_ms, &progress);
+        return match res.map_err(|e| e.to_string())? {
+            Ok(()) => Ok(Outcome::Written(on_disk(&root)?)),
+            Err(r) => Ok(Outcome::Refused {
+                status: r.current,
+                epoch: r.current_epoch,
+                stored: on_disk(&root)?,
+            }),
         };
     }
     let w = write_of(&v.write)?.expect("not a create");
@@ -322,11 +414,23 @@ fn expected(v: &Vector) -> Result<Outcome, String> {
 
 fn check(v: &Vector) -> Result<(), String> {
     let want = expected(v)?;
+    let want_lease = v.expect.lease_file.as_ref().map(|l| l.as_bytes().to_vec());
     let mut diffs = Vec::new();
-    for (how, got) in [("transition::apply", pure(v)), ("FileStore", real(v))] {
+    let pure = pure(v).and_then(|o| Ok((o, pure_lease_file(v)?)));
+    for (how, got) in [
+        ("transition::apply", pure),
+        ("FileStore", real_with_lease_file(v)),
+    ] {
         match got {
-            Ok(got) if got == want => {}
-            Ok(got) => diffs.push(format!("{how}: want {want:?}\n      got {got:?}")),
+            Ok((got, _)) if got != want => {
+                diffs.push(format!("{how}: want {want:?}\n      got {got:?}"))
+            }
+            Ok((_, lease)) if want_lease.is_some() && lease != want_lease => diffs.push(format!(
+                "{how}: lease file: want {:?}\n      got {:?}",
+                want_lease.as_deref().map(String::from_utf8_lossy),
+                lease.as_deref().map(String::from_utf8_lossy)
+            )),
+            Ok(_) => {}
             Err(e) => diffs.push(format!("{how}: {e}")),
         }
     }

@@ -105,6 +105,7 @@ def progress_of(v, what):
         "message": opt(o, "message", lambda x: string(x, f"{what}.message", True)),
         "at": opt(o, "at", lambda x: None if x is None else timestamp_ms(x, f"{what}.at")),
         "count": opt(o, "count", lambda x: integer(x, f"{what}.count"), 0),
+        "rejected": opt(o, "rejected", lambda x: integer(x, f"{what}.rejected"), 0),
     }
 
 
@@ -382,13 +383,15 @@ def apply(cur, w):
     kind = w["kind"]
     if cur["status"] not in ACTIVE:
         return None, None
-    if kind in ("renew", "acquire", "finish") and w["epoch"] != cur["lease"]["epoch"]:
+    if kind in ("renew", "acquire", "finish", "lease") and w["epoch"] != cur["lease"]["epoch"]:
         return None, None
     if kind == "finish" and w["status"] not in ("succeeded", "failed", "lost"):
         return None, None
     if kind == "reap" and w["reason"] not in READER_REASONS:
         return None, None
     nxt = json.loads(json.dumps(cur))
+    if kind == "lease":
+        return nxt, None  # 6.5: the renewal goes to the lease file; the record is not written
     at = timestamp_ms(w["at"], "write.at")
     if kind in ("renew", "acquire"):
         nxt["lease"]["renewed_at"], nxt["lease"]["renewed_mono_ms"] = at, w["mono_ms"]
@@ -418,6 +421,21 @@ def late_element(w):
             "progress": progress_of(w["progress"], "write.progress") if "progress" in w else None}
 
 
+def lease_write(v, w):
+    """6.5 Writing: the file after one renewal by a new writer (None: no file)."""
+    data = v["lease_file"].encode("utf-8") if "lease_file" in v else b""
+    if len(data) < 256:
+        data = (b" " * 127 + b"\n") * 2
+    slots = [s for s in (slot(data[:128]), slot(data[128:256])) if s]
+    seq = max([s["seq"] for s in slots], default=0) + 1
+    beat_at = -1 if w["beat_at"] is None else timestamp_ms(w["beat_at"], "write.beat_at")
+    body = (f"tether-lease-1 {seq} {w['epoch']} {w['mono_ms']} {timestamp_ms(w['at'], 'write.at')} "
+            f"{w['beats']} {beat_at}")
+    line = f"{body} {zlib.crc32(body.encode()):08x}".ljust(127).encode() + b"\n"
+    o = (seq % 2) * 128
+    return data[:o] + line + data[o + 128:]
+
+
 def run_write(v):
     w, e = v["write"], v["expect"]
     cur = None if v["current"] is None else parse_given(v["current"], "current")
@@ -431,7 +449,11 @@ def run_write(v):
         folded = json.loads(json.dumps(cur))
         fold(folded, v["lease_file"].encode("utf-8") if "lease_file" in v else None)
         nxt, _ = apply(folded, w)
-        if nxt is not None:
+        lease_file = v["lease_file"].encode("utf-8") if "lease_file" in v else None
+        if nxt is not None and w["kind"] == "lease":
+            got = {"result": "written", "record": cur}
+            lease_file = lease_write(v, w)
+        elif nxt is not None:
             got = {"result": "written", "record": nxt}
         else:
             got = {"result": "refused", "status": cur["status"], "epoch": cur["lease"]["epoch"], "late": None,
@@ -442,6 +464,8 @@ def run_write(v):
                 got["late"] = late_element(w)
                 folded["late"] = (folded["late"] + [got["late"]])[-16:]
                 got["record"] = folded
+        if "lease_file" in e:
+            got["lease_file"] = None if lease_file is None else lease_file.decode("utf-8")
     want = dict(e, record=parse_given(e["record"], "expect.record"))
     if want.get("late") is not None:
         want["late"] = late_of(want["late"], 0)
