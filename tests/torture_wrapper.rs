@@ -397,3 +397,59 @@ fn every_change_of_the_heartbeat_file_is_a_beat() {
         }
     }
 }
+
+#[test]
+fn tethers_diagnostics_stay_out_of_the_jobs_log() {
+    let env = Env::new();
+    let forged = "tether: no beat for 1ms: job forged recorded lost (heartbeat-timeout)";
+    let (id, _) = env.detach(&[
+        "--heartbeat",
+        "notify",
+        "--interval",
+        "100ms",
+        "--ttl",
+        "500ms",
+        "--grace",
+        "1s",
+        "--",
+        "sh",
+        "-c",
+        &format!("echo '{forged}'; sleep 30"),
+    ]);
+    let rec = read_until_terminal(&env, &id, Duration::from_secs(20));
+    assert_eq!(rec["reason"], "heartbeat-timeout", "{rec}");
+    let real = "no beat for 500ms";
+    let notes_path = env.jobs().join(format!("{id}.notes"));
+    assert!(
+        wait_for(Duration::from_secs(20), || std::fs::read_to_string(
+            &notes_path
+        )
+        .is_ok_and(|n| n.contains("the child then ended"))),
+        "{:?}",
+        std::fs::read_to_string(&notes_path)
+    );
+    let log = std::fs::read_to_string(env.jobs().join(format!("{id}.log"))).unwrap();
+    assert!(log.contains(forged), "{log}");
+    assert!(
+        !log.contains(real),
+        "tether's own line is in the job's log: {log}"
+    );
+    let o = env.tether(&["result", &id, "--json"]);
+    let v = o.json();
+    let tail: Vec<&str> = v["log_tail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert_eq!(tail, [forged], "{v}");
+    let notes = v["notes"].as_array().unwrap();
+    assert!(
+        notes.iter().any(|n| n.as_str().unwrap().contains(real)),
+        "{v}"
+    );
+    assert!(
+        !notes.iter().any(|n| n.as_str().unwrap().contains("forged")),
+        "{v}"
+    );
+}

@@ -34,6 +34,9 @@ struct ResultView<'a> {
     duration_ms: Option<i64>,
     /// The last lines of the log; null when there is no log.
     log_tail: Option<Vec<String>>,
+    /// The last lines of tether's own diagnostics for this job (`jobs/<id>.notes`), never the
+    /// job's output; empty when there are none.
+    notes: Vec<String>,
 }
 
 pub fn result(dir: Option<PathBuf>, a: ResultArgs) -> CliResult {
@@ -43,6 +46,8 @@ pub fn result(dir: Option<PathBuf>, a: ResultArgs) -> CliResult {
     let r = &j.record;
     let status = j.status();
     let tail = log_tail(&store.log_path(&id), TAIL_LINES);
+    // tether's own diagnostics, apart from the job's output (src/wrapper/notes.rs).
+    let notes = log_tail(&store.notes_path(&id), TAIL_LINES).unwrap_or_default();
     if a.json {
         view::print_json(&ResultView {
             job: view::job_view(&j, &reader),
@@ -50,6 +55,7 @@ pub fn result(dir: Option<PathBuf>, a: ResultArgs) -> CliResult {
                 .finished_at
                 .map(|f| f.ms().saturating_sub(r.created_at.ms())),
             log_tail: tail,
+            notes,
         });
         return Ok(exit::of_status(status));
     }
@@ -98,6 +104,9 @@ pub fn result(dir: Option<PathBuf>, a: ResultArgs) -> CliResult {
             l.exit.map(|s| s.to_string()).unwrap_or_default(),
             view::clean(&l.note)
         ));
+    }
+    for n in &notes {
+        view::out(format!("note      {}", view::clean(n)));
     }
     match tail {
         Some(lines) if !lines.is_empty() => {

@@ -156,6 +156,10 @@ impl FileStore {
     pub fn log_path(&self, id: &JobId) -> PathBuf {
         self.jobs.join(format!("{id}.log"))
     }
+    /// The wrapper's own diagnostics, kept apart from the job's output (protocol.md 2).
+    pub fn notes_path(&self, id: &JobId) -> PathBuf {
+        self.jobs.join(format!("{id}.notes"))
+    }
     pub fn lease_path(&self, id: &JobId) -> PathBuf {
         self.jobs.join(format!("{id}.lease"))
     }
@@ -619,6 +623,7 @@ impl Store for FileStore {
             self.log_path(id),
             self.jobs.join(format!("{id}.log.1")),
             self.lease_path(id),
+            self.notes_path(id),
         ] {
             match fs::remove_file(&p) {
                 Ok(()) => {}

@@ -14,11 +14,10 @@ pub struct Log {
     file: File,
     size: u64,
     cap: u64,
-    /// When detached, the wrapper's own stderr is the log; it follows the log across rotation.
-    as_stderr: bool,
 }
 
-fn open(path: &Path) -> io::Result<File> {
+/// Opens (creating it, mode 0600) a file to append to, never through a symlink.
+pub fn open(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .append(true)
         .create(true)
@@ -28,7 +27,7 @@ fn open(path: &Path) -> io::Result<File> {
 }
 
 impl Log {
-    pub fn open(path: PathBuf, cap: u64, as_stderr: bool) -> io::Result<Log> {
+    pub fn open(path: PathBuf, cap: u64) -> io::Result<Log> {
         let file = open(&path).map_err(|e| annotate(&path, e))?;
         let size = file.metadata()?.len();
         let log = Log {
@@ -36,20 +35,12 @@ impl Log {
             file,
             size,
             cap,
-            as_stderr,
         };
-        log.point_stderr();
         Ok(log)
     }
 
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    fn point_stderr(&self) {
-        if self.as_stderr {
-            let _ = rustix::stdio::dup2_stderr(&self.file);
-        }
     }
 
     /// Appends `bytes`, rotating first when they would push the segment past the cap.
@@ -68,7 +59,6 @@ impl Log {
         std::fs::rename(&self.path, &old).map_err(|e| annotate(&self.path, e))?;
         self.file = open(&self.path).map_err(|e| annotate(&self.path, e))?;
         self.size = 0;
-        self.point_stderr();
         Ok(())
     }
 }
@@ -86,7 +76,7 @@ mod tests {
     fn rotates_once_at_the_cap_and_keeps_two_segments() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("j.log");
-        let mut log = Log::open(p.clone(), 10, false).unwrap();
+        let mut log = Log::open(p.clone(), 10).unwrap();
         log.write(b"0123456").unwrap();
         log.write(b"789").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"0123456789");

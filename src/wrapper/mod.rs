@@ -18,6 +18,7 @@ mod error;
 mod event;
 pub mod heartbeat;
 pub mod log;
+mod notes;
 mod private;
 mod setup;
 mod signals;
@@ -59,10 +60,10 @@ pub struct Options {
     pub command: Vec<String>,
 }
 
-/// Diagnostics of the wrapper itself. Detached, stderr is the job log.
+/// Diagnostics of the wrapper itself (see `notes`): never in the job's log.
 macro_rules! note {
     ($($t:tt)*) => {{
-        eprintln!("tether: {}", format_args!($($t)*));
+        $crate::wrapper::notes::say(format_args!($($t)*));
     }};
 }
 pub(crate) use note;

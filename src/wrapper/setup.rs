@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use super::error::Error;
 use super::signals::Signals;
 use super::streams::Streams;
-use super::{Options, child, heartbeat, log, note, terminal, tick};
+use super::{Options, child, heartbeat, log, note, notes, terminal, tick};
 use crate::clock::Timestamp;
 use crate::id::JobId;
 use crate::record::{self, Exit, Reason, Record, Status};
@@ -84,8 +84,13 @@ pub async fn setup(opts: &Options, detached: bool) -> Result<Setup, Error> {
     let ticker = tick::Ticker::new(Duration::from_millis(interval_ms))
         .map_err(|e| Error::io(format!("cannot start the renewal timer: {e}")))?;
     let job = create_record(store, opts, interval_ms, ttl_ms, id)?;
+    let notes_path = job.store.notes_path(&job.id);
+    match log::open(&notes_path) {
+        Ok(f) => notes::keep_in(f, detached),
+        Err(e) => note!("cannot open {}: {e}", notes_path.display()),
+    }
     let log_path = job.store.log_path(&job.id);
-    let log = match log::Log::open(log_path.clone(), log::LOG_CAP, detached) {
+    let log = match log::Log::open(log_path.clone(), log::LOG_CAP) {
         Ok(l) => Some(l),
         Err(e) => {
             note!(
@@ -106,10 +111,9 @@ pub async fn setup(opts: &Options, detached: bool) -> Result<Setup, Error> {
     } else {
         terminal::Terminal::foreground()
     };
-    let mut streams = Streams::new(None, None, log, !detached);
     let mut spawned = match child::spawn(&opts.command, &env, true, terminal.is_some()) {
         Ok(s) => s,
-        Err(e) => return Err(start_failed(&job, &mut streams, e)),
+        Err(e) => return Err(start_failed(&job, e)),
     };
     if let Some(t) = &terminal {
         t.give(spawned.pid);
@@ -120,15 +124,10 @@ pub async fn setup(opts: &Options, detached: bool) -> Result<Setup, Error> {
             spawned.signal_group(rustix::process::Signal::KILL);
             let _ = spawned.reap();
             let e = Error::io(format!("cannot watch the child process: {e}"));
-            return Err(start_failed(&job, &mut streams, e));
+            return Err(start_failed(&job, e));
         }
     };
-    let streams = Streams::new(
-        spawned.stdout.take(),
-        spawned.stderr.take(),
-        streams.into_log(),
-        !detached,
-    );
+    let streams = Streams::new(spawned.stdout.take(), spawned.stderr.take(), log, !detached);
     Ok(Setup {
         held: Held {
             job,
@@ -145,8 +144,8 @@ pub async fn setup(opts: &Options, detached: bool) -> Result<Setup, Error> {
     })
 }
 
-/// Records that the job failed to start (and says why in its log), then returns `e`.
-fn start_failed(job: &Job, streams: &mut Streams, e: Error) -> Error {
+/// Records that the job failed to start (and says why in its notes), then returns `e`.
+fn start_failed(job: &Job, e: Error) -> Error {
     let w = Write::Finish {
         epoch: 1,
         at: Timestamp::now(),
@@ -158,7 +157,7 @@ fn start_failed(job: &Job, streams: &mut Streams, e: Error) -> Error {
     if let Err(se) = job.write(&w, true) {
         note!("could not record that the job failed to start: {se}");
     }
-    streams.log_line(&e.message);
+    notes::keep(format_args!("{}", e.message));
     e
 }
 

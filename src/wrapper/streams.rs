@@ -129,17 +129,6 @@ impl Streams {
     pub fn open(&self) -> bool {
         self.out.rx.is_some() || self.err.rx.is_some()
     }
-
-    pub fn into_log(self) -> Option<Log> {
-        self.log
-    }
-
-    /// The wrapper's own line in the job log (when the wrapper's stderr is not the log already).
-    pub fn log_line(&mut self, line: &str) {
-        if let Some(l) = &mut self.log {
-            let _ = l.write(format!("tether: {line}\n").as_bytes());
-        }
-    }
 }
 
 /// Child output goes to the log and, in the foreground, to the terminal as well.
