@@ -71,6 +71,15 @@ impl AnyStore {
         }
     }
 
+    /// Where the wrapper's own diagnostics go: beside the job's log.
+    pub fn notes_path(&self, id: &JobId) -> PathBuf {
+        match self {
+            AnyStore::File(s) => s.notes_path(id),
+            #[cfg(feature = "etcd")]
+            AnyStore::Etcd { local, .. } => local.jobs().join(format!("{id}.notes")),
+        }
+    }
+
     /// Where the job's log is (on etcd: in the local state directory of the holder's host).
     pub fn log_path(&self, id: &JobId) -> PathBuf {
         match self {
