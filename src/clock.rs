@@ -49,7 +49,26 @@ impl Timestamp {
     pub fn plus_ms(self, ms: i64) -> Timestamp {
         Timestamp(self.0.saturating_add(ms))
     }
+
+    /// The nearest instant a timestamp can be written as (protocol.md 7.3): times are computed on
+    /// any millisecond (an expiry 2^53 ms away, a lease file's wall time), but RFC 3339 stops at
+    /// year 9999.
+    pub fn clamped(self) -> Timestamp {
+        Timestamp(self.0.clamp(0, MAX_MS))
+    }
+
+    /// For people: the timestamp, or says plainly that it lies beyond what can be written.
+    pub fn human(self) -> String {
+        match self.0 {
+            ms if ms > MAX_MS => format!("after {}", Timestamp(MAX_MS)),
+            ms if ms < 0 => format!("before {}", Timestamp(0)),
+            _ => self.to_string(),
+        }
+    }
 }
+
+/// The last millisecond RFC 3339 can write, `9999-12-31T23:59:59.999Z` (protocol.md 4.1).
+pub const MAX_MS: i64 = 253_402_300_799_999;
 
 /// `YYYY-MM-DDTHH:MM:SS(.D{1,9})?Z` with seconds below 60; humantime checks the calendar.
 fn timestamp_shape(b: &[u8]) -> bool {
@@ -74,12 +93,11 @@ fn timestamp_shape(b: &[u8]) -> bool {
         }
 }
 
+/// Never fails, whatever the value (a failing `Display` panics in `format!` and in serde): outside
+/// 1970 to 9999 it writes the nearest end of that range.
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 < 0 {
-            return write!(f, "1970-01-01T00:00:00.000Z");
-        }
-        let t = UNIX_EPOCH + Duration::from_millis(self.0 as u64);
+        let t = UNIX_EPOCH + Duration::from_millis(self.clamped().0 as u64);
         write!(f, "{}", humantime::format_rfc3339_millis(t))
     }
 }
@@ -95,6 +113,50 @@ impl<'de> Deserialize<'de> for Timestamp {
         let s = String::deserialize(d)?;
         Timestamp::parse(&s).map_err(serde::de::Error::custom)
     }
+}
+
+/// Upper bounds of the command line's duration options. Past them a value is a typo, not a plan
+/// (`--ttl 10000000d` once hid every job from `status --json`), and every sum made with it (a
+/// record's milliseconds, an `Instant` deadline) stays far inside its type.
+pub const MAX_INTERVAL: &str = "1d";
+pub const MAX_TTL: &str = "30d";
+pub const MAX_GRACE: &str = "1d";
+pub const MAX_TIMEOUT: &str = "365d";
+pub const MAX_AGE: &str = "36500d";
+
+/// Parses a duration option ("500ms", "10s", "2m") of at most `max`, one of the bounds above.
+/// clap names the option in front of the message.
+pub fn parse_duration_at_most(s: &str, max: &str) -> Result<Duration, String> {
+    let limit = humantime::parse_duration(max).map_err(|e| format!("bad bound {max}: {e}"))?;
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{e}; give a duration of at most {max}, like 500ms, 10s or 2m"))?;
+    if d > limit {
+        return Err(format!(
+            "{s} is longer than this option allows; give at most {max}"
+        ));
+    }
+    Ok(d)
+}
+
+/// `run --interval`.
+pub fn parse_interval(s: &str) -> Result<Duration, String> {
+    parse_duration_at_most(s, MAX_INTERVAL)
+}
+/// `run --ttl`.
+pub fn parse_ttl(s: &str) -> Result<Duration, String> {
+    parse_duration_at_most(s, MAX_TTL)
+}
+/// `run --grace`, `cancel --grace`, `gc --grace`.
+pub fn parse_grace(s: &str) -> Result<Duration, String> {
+    parse_duration_at_most(s, MAX_GRACE)
+}
+/// `status --timeout`.
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    parse_duration_at_most(s, MAX_TIMEOUT)
+}
+/// `gc --older-than`.
+pub fn parse_age(s: &str) -> Result<Duration, String> {
+    parse_duration_at_most(s, MAX_AGE)
 }
 
 /// Milliseconds on CLOCK_MONOTONIC (stops during suspend on Linux; see protocol.md 7.4).
@@ -174,6 +236,41 @@ mod tests {
         assert_eq!(
             Timestamp::parse("2026-11-24T19:36:19.123999999Z").unwrap(),
             t
+        );
+    }
+
+    /// Any millisecond formats (a failing Display made every JSON reader exit 101), and what is
+    /// written parses back.
+    #[test]
+    fn every_instant_formats_and_parses_back() {
+        for ms in [i64::MIN, -1, 0, 1, MAX_MS, MAX_MS + 1, 1 << 53, i64::MAX] {
+            let shown = Timestamp(ms).to_string();
+            let back = Timestamp::parse(&shown).unwrap();
+            assert_eq!(back, Timestamp(ms).clamped(), "{ms}: {shown}");
+        }
+        assert_eq!(Timestamp(MAX_MS).to_string(), "9999-12-31T23:59:59.999Z");
+        assert_eq!(Timestamp(i64::MIN).to_string(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            serde_json::to_string(&Timestamp(i64::MAX)).unwrap(),
+            "\"9999-12-31T23:59:59.999Z\""
+        );
+    }
+
+    #[test]
+    fn duration_bounds() {
+        for max in [MAX_INTERVAL, MAX_TTL, MAX_GRACE, MAX_TIMEOUT, MAX_AGE] {
+            let limit = parse_duration_at_most(max, max).unwrap();
+            // Far inside what a record (2^53 - 1 ms) and an Instant can hold.
+            assert!(limit.as_millis() < (1u128 << 53) / 1000, "{max}");
+            let over = format!("{}ms", limit.as_millis() + 1);
+            let e = parse_duration_at_most(&over, max).unwrap_err();
+            assert!(e.contains(&format!("at most {max}")), "{e}");
+        }
+        let e = parse_duration_at_most("99999999999999999999999y", MAX_TTL).unwrap_err();
+        assert!(e.contains("at most 30d"), "{e}");
+        assert_eq!(
+            parse_duration_at_most("1500ms", MAX_TTL),
+            Ok(Duration::from_millis(1500))
         );
     }
 

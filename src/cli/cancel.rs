@@ -27,7 +27,7 @@ pub struct CancelArgs {
     /// Job id or unique prefix
     pub id: String,
     /// Time between SIGTERM and SIGKILL
-    #[arg(long, default_value = "5s", value_parser = super::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = crate::clock::parse_grace)]
     pub grace: std::time::Duration,
     /// Print JSON
     #[arg(long)]

@@ -15,7 +15,7 @@ use crate::store::{Store, StoreError};
 #[derive(Args, Debug)]
 pub struct GcArgs {
     /// Remove finished jobs that finished longer ago than this
-    #[arg(long, default_value = "7d", value_parser = super::parse_duration)]
+    #[arg(long, default_value = "7d", value_parser = crate::clock::parse_age)]
     pub older_than: std::time::Duration,
     /// Only list what would be removed
     #[arg(long)]
@@ -24,7 +24,7 @@ pub struct GcArgs {
     #[arg(long)]
     pub force: bool,
     /// With --force: time between SIGTERM and SIGKILL for a lost job's surviving processes
-    #[arg(long, default_value = "5s", value_parser = super::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = crate::clock::parse_grace)]
     pub grace: std::time::Duration,
 }
 

@@ -381,20 +381,20 @@ fn print_lease(ev: &Evidence<'_>, out: &mut Vec<String>) {
     };
     out.push(format!(
         "  renewed  {} ({} ago by the {clock})",
-        l.base.renewed_at,
+        l.base.renewed_at.human(),
         short_duration(l.age_ms)
     ));
     if l.expires_in_ms >= 0 {
         out.push(format!(
             "  expires  in {} ({})",
             short_duration(l.expires_in_ms),
-            l.base.expires_at
+            l.base.expires_at.human()
         ));
     } else {
         out.push(format!(
             "  expired  {} ago ({})",
             short_duration(-l.expires_in_ms),
-            l.base.expires_at
+            l.base.expires_at.human()
         ));
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{CliError, CliResult, parse_duration};
+use super::{CliError, CliResult};
 use crate::wrapper::{self, Mode, Options};
 
 #[derive(Args, Debug)]
@@ -28,10 +28,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "KEY")]
     pub unique: Option<String>,
     /// How often the lease is renewed
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = crate::clock::parse_interval)]
     pub interval: Duration,
     /// How long a renewal stays valid (at least twice the interval)
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = crate::clock::parse_ttl)]
     pub ttl: Duration,
     /// What counts as the job being healthy
     #[arg(long, value_enum, default_value = "none")]
@@ -40,7 +40,7 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "kill")]
     pub on_stall: OnStall,
     /// Time between SIGTERM and SIGKILL when the job is stopped
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = crate::clock::parse_grace)]
     pub grace: Duration,
     /// Run in the background; print the id once the job is recorded as running
     #[arg(long)]

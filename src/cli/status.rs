@@ -22,7 +22,7 @@ pub struct StatusArgs {
     #[arg(long)]
     pub wait: bool,
     /// With --wait: give up after this long (0 = no limit)
-    #[arg(long, default_value = "240s", value_parser = super::parse_duration)]
+    #[arg(long, default_value = "240s", value_parser = crate::clock::parse_timeout)]
     pub timeout: std::time::Duration,
     /// Print JSON
     #[arg(long)]
