@@ -120,14 +120,26 @@ fn host_job_is_not_judged_dead_from_another_pid_namespace() {
         o.stderr
     );
     let o = e.run(in_namespace(&e.dir, false, &["result", &id]), lim);
-    assert_eq!(o.code(), 5, "result: {}{}", o.stdout, o.stderr);
+    assert_eq!(
+        o.code(),
+        tether::cli::exit::ACTIVE,
+        "result: {}{}",
+        o.stdout,
+        o.stderr
+    );
 
     // cancel from there refuses: the recorded numbers are not that namespace's processes.
     let o = e.run(
         in_namespace(&e.dir, false, &["cancel", "--grace", "1s", &id]),
         lim,
     );
-    assert_eq!(o.code(), 5, "cancel: {}{}", o.stdout, o.stderr);
+    assert_eq!(
+        o.code(),
+        tether::cli::exit::REFUSED,
+        "cancel: {}{}",
+        o.stdout,
+        o.stderr
+    );
     assert!(o.stderr.contains("pid namespace"), "{}", o.stderr);
     assert_eq!(status_of(&on_disk(&e, &id)).0, "running");
 
@@ -203,7 +215,13 @@ fn namespaced_job_is_not_judged_dead_from_the_host() {
     let o = e.tether(&["status", "--wait", "--timeout", "1s", id]);
     assert_eq!(o.code(), 124, "{}{}", o.stdout, o.stderr);
     let o = e.tether(&["cancel", "--grace", "1s", id]);
-    assert_eq!(o.code(), 5, "cancel: {}{}", o.stdout, o.stderr);
+    assert_eq!(
+        o.code(),
+        tether::cli::exit::REFUSED,
+        "cancel: {}{}",
+        o.stdout,
+        o.stderr
+    );
     assert!(o.stderr.contains("pid namespace"), "{}", o.stderr);
     assert_eq!(status_of(&on_disk(&e, id)).0, "running");
     assert!(ended(outer).is_none(), "the namespaced job ended");
