@@ -82,6 +82,27 @@ pub fn claim(store: &FileStore, key: &str) -> Result<Claim, ClaimError> {
     Ok(Claim { _lock: lock })
 }
 
+/// `--unique-wait`: like `claim`, but while an active job holds the key it waits for that job to end
+/// (the wait of `status --wait`: the holder's pidfd, the record's directory, the lease expiry; no
+/// polling), then tries again. Waiters that wake together race for the key under its lock as any
+/// starters do; the losers wait on the winner.
+pub fn claim_waiting(store: &FileStore, key: &str) -> Result<Claim, ClaimError> {
+    loop {
+        match claim(store, key) {
+            Err(ClaimError::Held { holder, .. }) => {
+                let Ok(id) = JobId::parse(&holder) else {
+                    continue;
+                };
+                match crate::wait::wait(store, &id, Default::default()) {
+                    Ok(_) | Err(StoreError::NotFound(..)) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
 /// `Some((id, status))` when job `id` holds `key` and the verdict says it is active. A record that
 /// cannot be read is not a holder: corruption is reported by the readers, and never blocks a key.
 fn active_holder(

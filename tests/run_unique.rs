@@ -159,3 +159,104 @@ fn a_wedged_holder_blocks_until_its_lease_expires_then_is_recorded_lost() {
     assert_eq!(old["reason"], "lease-expired");
     signal(pid, Signal::CONT);
 }
+
+#[test]
+fn unique_wait_queues_behind_the_holder_and_starts_when_it_ends() {
+    let mut env = Env::new();
+    env.detach(&["--id", "first", "--unique", "q", "--", "sleep", "1"]);
+    // Queued: the launcher returns only once the second job is running, after the first ended.
+    let (id, _) = env.detach(&[
+        "--id",
+        "second",
+        "--unique",
+        "q",
+        "--unique-wait",
+        "--",
+        "sleep",
+        "60",
+    ]);
+    assert_eq!(id, "second");
+    let first = env.record("first");
+    let second = env.record("second");
+    assert_eq!(first["status"], "succeeded", "{first:#}");
+    assert_eq!(second["status"], "running");
+    let ended = first["finished_at"].as_str().unwrap();
+    let created = second["created_at"].as_str().unwrap();
+    assert!(
+        created >= ended,
+        "second created at {created}, before first ended at {ended}"
+    );
+
+    // A holder that dies while others wait frees the key for one of them at once.
+    let waiters: Vec<std::process::Child> = (0..3)
+        .map(|_| {
+            env.cmd()
+                .args([
+                    "run",
+                    "--detach",
+                    "--json",
+                    "--unique",
+                    "q",
+                    "--unique-wait",
+                    "--",
+                    "sleep",
+                    "60",
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let holder = env.record("second")["holder"]["pid"].as_u64().unwrap() as u32;
+    signal(holder, Signal::KILL);
+    // One waiter starts; kill each new holder in turn, so every waiter gets the key once.
+    let mut waiters: Vec<Option<std::process::Child>> = waiters.into_iter().map(Some).collect();
+    let mut outs = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while outs.len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waiters still queued: {}",
+            outs.len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        for slot in waiters.iter_mut() {
+            let done = slot
+                .as_mut()
+                .is_some_and(|w| w.try_wait().unwrap().is_some());
+            if !done {
+                continue;
+            }
+            let out = slot.take().unwrap().wait_with_output().unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+            let pid = v["pid"].as_u64().unwrap() as u32;
+            let rec = env.record(v["id"].as_str().unwrap());
+            env.adopt(pid, rec["holder"]["start"].as_str().unwrap(), false);
+            let c = &rec["child"];
+            env.adopt(
+                c["pid"].as_u64().unwrap() as u32,
+                c["start"].as_str().unwrap(),
+                true,
+            );
+            let active = jobs_with_key(&env, "q")
+                .into_iter()
+                .filter(|j| j["status"] == "running" || j["status"] == "starting")
+                .count();
+            assert_eq!(active, 1, "one holder at a time");
+            outs.push(v);
+            signal(pid, Signal::KILL);
+            assert!(wait_for(Duration::from_secs(5), || !alive(pid)));
+        }
+    }
+    assert_eq!(outs.len(), 3);
+    assert_eq!(env.record("second")["status"], "lost");
+}

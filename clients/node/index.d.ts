@@ -203,6 +203,8 @@ export interface RunOptions {
   meta?: Record<string, string>;
   /** At most one active job per key (`--unique KEY`). */
   unique?: string;
+  /** With `unique`: wait for an active holder to end, then start, instead of rejecting. */
+  uniqueWait?: boolean;
   heartbeat?: "none" | "notify" | "file" | "output";
   ttlMs?: number;
   intervalMs?: number;

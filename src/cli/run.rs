@@ -27,6 +27,9 @@ pub struct RunArgs {
     /// this key is active; a dead or expired holder is recorded lost and does not block
     #[arg(long, value_name = "KEY")]
     pub unique: Option<String>,
+    /// With --unique: while another job holds the key, wait for it to end, then start (queued)
+    #[arg(long, requires = "unique")]
+    pub unique_wait: bool,
     /// How often the lease is renewed
     #[arg(long, default_value = "1s", value_parser = crate::clock::parse_interval)]
     pub interval: Duration,
@@ -105,6 +108,7 @@ pub fn run(dir: Option<PathBuf>, a: RunArgs) -> CliResult {
     let opts = Options {
         meta,
         unique: a.unique,
+        unique_wait: a.unique_wait,
         dir,
         id: a.id,
         name: a.name,

@@ -60,6 +60,9 @@ fn background_args(opts: &Options) -> Vec<std::ffi::OsString> {
     }
     if let Some(k) = &opts.unique {
         args.extend(["--unique".into(), k.into()]);
+        if opts.unique_wait {
+            args.push("--unique-wait".into());
+        }
     }
     if !opts.meta.is_empty() {
         let json = serde_json::to_string(&opts.meta).unwrap_or_default();

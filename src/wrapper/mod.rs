@@ -57,6 +57,8 @@ pub struct Options {
     pub meta: crate::meta::Meta,
     /// At most one active job per key (`--unique`).
     pub unique: Option<String>,
+    /// With `unique`: wait for an active holder to end instead of refusing (`--unique-wait`).
+    pub unique_wait: bool,
     pub command: Vec<String>,
 }
 

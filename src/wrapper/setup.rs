@@ -170,20 +170,25 @@ fn create_record(
 ) -> Result<Job, Error> {
     let me = crate::process::current()
         .map_err(|e| Error::io(format!("cannot identify the wrapper process: {e}")))?;
-    let mut rec = Record::begin("", opts.command.clone(), me.holder(), interval_ms, ttl_ms);
-    rec.name = opts.name.clone();
-    rec.meta = opts.meta.clone();
-    rec.unique = opts.unique.clone();
-    // Held until the record exists: checking the key and creating the record are one step.
+    // Held until the record exists: checking the key and creating the record are one step. Taken
+    // before the record is begun, so a --unique-wait that queued starts with fresh times and lease.
     let _claim = match &opts.unique {
         Some(key) => {
             let local = store.as_file().ok_or_else(|| {
                 Error::usage("--unique works on the file store only, not yet on etcd")
             })?;
-            Some(crate::unique::claim(local, key)?)
+            if opts.unique_wait {
+                Some(crate::unique::claim_waiting(local, key)?)
+            } else {
+                Some(crate::unique::claim(local, key)?)
+            }
         }
         None => None,
     };
+    let mut rec = Record::begin("", opts.command.clone(), me.holder(), interval_ms, ttl_ms);
+    rec.name = opts.name.clone();
+    rec.meta = opts.meta.clone();
+    rec.unique = opts.unique.clone();
     rec.cwd = std::env::current_dir()
         .ok()
         .map(|p| p.to_string_lossy().into_owned());

@@ -58,6 +58,7 @@ export class Tether {
     if (o.onStall !== undefined) args.push("--on-stall", o.onStall);
     args.push(...metaArgs(o.meta));
     if (o.unique !== undefined) args.push("--unique", o.unique);
+    if (o.uniqueWait) args.push("--unique-wait");
     if (o.probe !== undefined) {
       const p = typeof o.probe === "string" ? { spec: o.probe } : o.probe;
       args.push("--probe", p.spec);

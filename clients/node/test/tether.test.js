@@ -171,6 +171,12 @@ test("unique: a live holder refuses, a dead one never blocks", async () => {
     const second = await s.t.run(["sleep", "30"], { id: "u3", unique: "session-9" });
     assert.equal(second.record.status, "running");
     assert.equal((await s.t.status("u1"))?.status, "lost");
+    // Queued: resolves once u3 has ended and u4 holds the key.
+    const queued = s.t.run(["sleep", "30"], { id: "u4", unique: "session-9", uniqueWait: true });
+    await sleep(300);
+    assert.equal(await s.t.status("u4"), null, "u4 started while u3 held the key");
+    await s.t.cancel("u3", { graceMs: 200 });
+    assert.equal((await queued).record.status, "running");
   } finally {
     await s.done();
   }
