@@ -1,8 +1,9 @@
 //! The rules of protocol.md 4.4 for a record's JSON that serde does not enforce by itself, so
 //! that every implementation reads the same record from the same bytes.
 //!
-//! - serde_json rejects a lone surrogate escape only in strings it decodes, and skips unknown
-//!   nested fields unread: `lone_surrogate` scans the whole text.
+//! - serde_json checks lone surrogate escapes, numbers beyond an `f64` and nesting depth only in
+//!   the values it decodes, and skips unknown nested fields unread: `text_problem` scans the whole
+//!   text once for all three.
 //! - serde's derive reads a struct from a JSON array of its fields as readily as from an object
 //!   (`"lease": [1, 1000, ...]`); no other JSON implementation would. `object` and its kin accept
 //!   objects only.
@@ -48,18 +49,34 @@ pub fn objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<V
     Vec::<Obj<T>>::deserialize(d).map(|v| v.into_iter().map(|o| o.0).collect())
 }
 
+/// How deep arrays and objects may nest, the record itself being depth 1 (protocol.md 4.4). A
+/// record needs 4; serde_json stops at 128 where it decodes and nowhere where it skips, so the
+/// protocol fixes one limit, checked here, well inside what every parser handles.
+pub const MAX_DEPTH: i32 = 64;
+
 /// What, if anything, makes `bytes` break a rule of 4.4 step 3 that serde_json checks only in the
 /// values it decodes (it skips unknown nested fields unread): a `\\uXXXX` escape that is half of
-/// a surrogate pair alone, or a number beyond the range of an `f64` (`1e400`). One pass that tracks
-/// strings; anything else malformed is left to the parser, which rejects it.
+/// a surrogate pair alone, a number beyond the range of an `f64` (`1e400`), or nesting deeper than
+/// `MAX_DEPTH`. One pass that tracks strings; anything else malformed is left to the parser.
 pub fn text_problem(b: &[u8]) -> Option<String> {
     let hex = |i: usize| -> Option<u16> {
         let h = b.get(i..i + 4)?;
         u16::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()
     };
-    let (mut i, mut in_string) = (0, false);
+    let (mut i, mut in_string, mut depth) = (0, false, 0);
     while let Some(&c) = b.get(i) {
         match (in_string, c) {
+            (false, b'[' | b'{') => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some(format!("arrays and objects nested deeper than {MAX_DEPTH}"));
+                }
+                i += 1;
+            }
+            (false, b']' | b'}') => {
+                depth -= 1;
+                i += 1;
+            }
             (true, b'"') | (false, b'"') => {
                 in_string = !in_string;
                 i += 1;
@@ -123,6 +140,14 @@ mod tests {
             "a number in a string"
         );
         assert!(super::text_problem(b"[1e400]").is_some());
+        let nest = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert_eq!(super::text_problem(nest(64).as_bytes()), None);
+        assert!(super::text_problem(nest(65).as_bytes()).is_some());
+        assert_eq!(
+            super::text_problem(b"[\"[[[[\"]"),
+            None,
+            "brackets in a string"
+        );
         assert!(super::text_problem(b"[-1e309]").is_some());
         assert_eq!(
             super::text_problem(b"[1e308, 1e-400, 18446744073709551616]"),

@@ -144,10 +144,17 @@ export type Write =
       progress?: { message?: string | null; at?: string | null; count?: number };
     }
   | { kind: "reap"; at: string; reason: Reason }
-  | { kind: "cancel"; at: string };
+  | { kind: "cancel"; at: string }
+  /** A routine renewal written to the lease file (6.5), not the record. */
+  | { kind: "lease"; epoch: number; at: string; mono_ms: number; beats: number; beat_at: string | null };
 
 export type WriteOutcome =
-  | { result: "written"; record: LeaseRecord }
+  | {
+      result: "written";
+      record: LeaseRecord;
+      /** For a `lease` write: the lease file after it. */
+      leaseFile?: Buffer;
+    }
   | {
       result: "refused";
       /** What the writer is told: the current status and epoch. */
@@ -157,6 +164,8 @@ export type WriteOutcome =
       late: Record<string, unknown> | null;
       /** The record as stored after the refusal. */
       record: LeaseRecord;
+      /** For a `lease` write: the lease file, unchanged (null: there is none). */
+      leaseFile?: Buffer | null;
     };
 
 /** What a write does to a record (sections 5 and 6.4), as the writing vectors check it. */

@@ -150,18 +150,23 @@ def number(t):
     return int(t) if t != "-0" and all(c in "-0123456789" for c in t) else Fraction(t)
 
 
-def no_lone_surrogates(v):
-    """4.4 step 3: Python's json joins escaped pairs into one character; a lone half stays."""
+def no_lone_surrogates(v, depth=0):
+    """4.4 step 3: Python's json joins escaped pairs into one character; a lone half stays. Also
+    the nesting limit: the record is depth 1, each array or object inside one deeper."""
+    if isinstance(v, (list, dict)):
+        depth += 1
+        if depth > 64:
+            raise Corrupt("arrays and objects nested deeper than 64")
     if isinstance(v, str):
         if any(0xD800 <= ord(c) <= 0xDFFF for c in v):
             raise Corrupt("a string holds a lone surrogate")
     elif isinstance(v, list):
         for x in v:
-            no_lone_surrogates(x)
+            no_lone_surrogates(x, depth)
     elif isinstance(v, dict):
         for k, x in v.items():
-            no_lone_surrogates(k)
-            no_lone_surrogates(x)
+            no_lone_surrogates(k, depth)
+            no_lone_surrogates(x, depth)
 
 
 def json_text(data):
@@ -175,6 +180,8 @@ def json_text(data):
             Corrupt(f"{c} is not JSON")))
     except (UnicodeDecodeError, ValueError) as e:
         raise Corrupt(f"not JSON in UTF-8: {e}")
+    except RecursionError:
+        raise Corrupt("nested too deep")  # far beyond the limit of 64 checked below
     no_lone_surrogates(value)
     if not isinstance(value, dict):
         raise Corrupt("not an object")

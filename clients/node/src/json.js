@@ -81,17 +81,21 @@ export function parseStrict(text) {
       } else out += String.fromCharCode(u);
     }
   };
+  // protocol.md 4.4 step 3: the record is depth 1; arrays and objects may nest 64 deep in all.
+  let depth = 0;
   /** @returns {unknown} */
   const value = () => {
     ws();
     const c = text[i];
     if (c === "{") {
+      if (++depth > 64) fail("arrays and objects nested deeper than 64");
       i++;
       /** @type {Record<string, unknown>} */
       const obj = Object.create(null);
       ws();
       if (text[i] === "}") {
         i++;
+        depth--;
         return obj;
       }
       for (;;) {
@@ -103,24 +107,32 @@ export function parseStrict(text) {
         obj[k] = value();
         ws();
         const sep = text[i++];
-        if (sep === "}") return obj;
+        if (sep === "}") {
+          depth--;
+          return obj;
+        }
         if (sep !== ",") fail("expected ',' or '}'");
       }
     }
     if (c === "[") {
+      if (++depth > 64) fail("arrays and objects nested deeper than 64");
       i++;
       /** @type {unknown[]} */
       const arr = [];
       ws();
       if (text[i] === "]") {
         i++;
+        depth--;
         return arr;
       }
       for (;;) {
         arr.push(value());
         ws();
         const sep = text[i++];
-        if (sep === "]") return arr;
+        if (sep === "]") {
+          depth--;
+          return arr;
+        }
         if (sep !== ",") fail("expected ',' or ']'");
       }
     }

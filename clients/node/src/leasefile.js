@@ -53,6 +53,26 @@ export function newestSlot(file) {
 }
 
 /**
+ * The lease file after one renewal by a writer that opens it (6.5 Writing): a file shorter than
+ * 256 bytes first becomes two empty slots; the slot of the next SEQ (one above the highest valid)
+ * is overwritten; bytes after 256 are kept. Node never takes tether's lock, so it never writes the
+ * file itself: this is the rule, checked by the writing vectors.
+ * @param {Uint8Array | string | null | undefined} file
+ * @param {{ epoch: number, monoMs: number, wallMs: number, beats: number, beatAtMs: number | null }} r
+ * @returns {Buffer}
+ */
+export function writeLeaseSlot(file, r) {
+  let bytes = file == null ? Buffer.alloc(0) : Buffer.from(typeof file === "string" ? Buffer.from(file, "utf8") : file);
+  if (bytes.length < FILE) bytes = Buffer.from(`${" ".repeat(SLOT - 1)}\n`.repeat(2), "latin1");
+  const seq = (newestSlot(bytes)?.seq ?? 0) + 1;
+  const body = [MAGIC, seq, r.epoch, r.monoMs, r.wallMs, r.beats, r.beatAtMs ?? -1].join(" ");
+  const crc = crc32(Buffer.from(body, "latin1")).toString(16).padStart(8, "0");
+  const line = `${body} ${crc}`.padEnd(SLOT - 1, " ") + "\n";
+  Buffer.from(line, "latin1").copy(bytes, (seq % 2) * SLOT);
+  return bytes;
+}
+
+/**
  * The record with the lease file folded in (6.5), as a new object; the record itself is not
  * changed. Only an active record reads its lease file, and only a slot of the record's epoch that
  * is newer (by the monotonic clock) than the record's own renewal counts.

@@ -4,7 +4,8 @@
 // this is the rule, implementable from protocol.md and checked by the writing vectors (10.2), for
 // tools that read records and must predict what a writer does.
 
-import { foldLeaseFile } from "./leasefile.js";
+import { foldLeaseFile, writeLeaseSlot } from "./leasefile.js";
+import { parseTimestamp } from "./time.js";
 import { ACTIVE } from "./record.js";
 
 const HOLDER_FINISH = ["succeeded", "failed", "lost"];
@@ -37,6 +38,21 @@ export function applyWrite(current, write, leaseFile) {
   const valuesOk =
     (write.kind !== "finish" || HOLDER_FINISH.includes(write.status)) &&
     (write.kind !== "reap" || READER_REASONS.includes(write.reason));
+  if (write.kind === "lease") {
+    // 6.5: checked as a renewal; the record is not written, the lease file gets the next slot.
+    const given = leaseFile == null ? null : Buffer.from(typeof leaseFile === "string" ? Buffer.from(leaseFile, "utf8") : leaseFile);
+    if (!ACTIVE.includes(cur.status) || !epochOk) {
+      return { result: "refused", status: current.status, epoch: current.lease.epoch, late: null, record: current, leaseFile: given };
+    }
+    const slot = {
+      epoch: write.epoch,
+      monoMs: write.mono_ms,
+      wallMs: /** @type {number} */ (parseTimestamp(write.at)),
+      beats: write.beats,
+      beatAtMs: write.beat_at === null ? null : /** @type {number} */ (parseTimestamp(write.beat_at)),
+    };
+    return { result: "written", record: current, leaseFile: writeLeaseSlot(leaseFile, slot) };
+  }
   if (!ACTIVE.includes(cur.status) || !epochOk || !valuesOk) {
     if (write.kind !== "finish") return refuse(current);
     // 6.4: a refused finish keeps its result in late, whatever refused it.

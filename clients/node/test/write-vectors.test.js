@@ -13,7 +13,7 @@ const files = readdirSync(dir).filter((f) => f.endsWith(".json")).sort();
 
 const KEYS = {
   top: ["name", "current", "lease_file", "write", "expect"],
-  expect: ["result", "record", "status", "epoch", "late"],
+  expect: ["result", "record", "status", "epoch", "late", "lease_file"],
   write: {
     create: ["record"],
     renew: ["epoch", "at", "mono_ms", "running", "child", "progress"],
@@ -21,6 +21,7 @@ const KEYS = {
     finish: ["epoch", "at", "status", "reason", "exit", "progress"],
     reap: ["at", "reason"],
     cancel: ["at"],
+    lease: ["epoch", "at", "mono_ms", "beats", "beat_at"],
   },
 };
 const KNOWN = ["protocol", "id", "name", "argv", "cwd", "created_at", "status", "reason", "holder", "child", "lease",
@@ -87,5 +88,6 @@ for (const file of files) {
       }
     }
     assert.deepEqual(normalize(got.record), normalize(e.record), `${file}: the stored record`);
+    if ("lease_file" in e) assert.equal(got.leaseFile?.toString("utf8") ?? null, e.lease_file, `${file}: the lease file`);
   });
 }
