@@ -111,7 +111,13 @@ impl State {
                 Some(Err(refused)) => return self.refused(&refused),
                 // On a cluster store the renewal is the keepalive alone, retried next tick: a
                 // record write would only block on the same unreachable cluster.
-                None if self.job.store.self_fences() => return,
+                // Checked again after the failed attempt, which took up to an interval.
+                None if self.job.store.self_fences() => {
+                    if self.must_self_fence(mono_ms()) {
+                        self.self_fence();
+                    }
+                    return;
+                }
                 None => {} // the fast path is unavailable: fall through to a record write
             }
         }

@@ -1,0 +1,268 @@
+//! Two hosts on one etcd (protocol.md section 11), made real: host A is a network namespace with its
+//! own host name, joined to the root namespace (host B, the reader) by a veth pair whose link-local
+//! addresses exist only there. etcd runs in the root namespace and serves A over that link and B on
+//! loopback. No host name is faked in code: A's wrapper records the name its namespace has.
+#![cfg(feature = "etcd")]
+
+mod etcd_common;
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use etcd_common::{Etcd, Host};
+use rustix::process::Signal;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tether");
+
+struct Two {
+    a: Host,
+    etcd: Etcd,
+    tmp: tempfile::TempDir,
+    reap: Vec<(u32, String, bool)>,
+}
+
+impl Two {
+    fn new(test: &str) -> Option<Two> {
+        let a = Host::create(test)?;
+        let etcd = Etcd::start_on(test, &["127.0.0.1", &a.root_ip], &[])?;
+        Some(Two {
+            a,
+            etcd,
+            tmp: tempfile::tempdir().unwrap(),
+            reap: vec![],
+        })
+    }
+
+    /// `tether` on host A (reaching etcd over the link).
+    fn on_a(&self, args: &[&str]) -> Command {
+        let mut c = self.a.command("host-a", BIN);
+        c.arg("--store")
+            .arg(self.etcd.url_on(&self.a.root_ip, "two"))
+            .arg("--dir")
+            .arg(self.tmp.path().join("a"))
+            .args(args)
+            .env_remove("TETHER_STORE")
+            .env_remove("TETHER_DIR")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// `tether` on host B (the root namespace, on loopback).
+    fn on_b(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--store")
+            .arg(self.etcd.url("two"))
+            .arg("--dir")
+            .arg(self.tmp.path().join("b"))
+            .args(args)
+            .env_remove("TETHER_STORE")
+            .env_remove("TETHER_DIR")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn status_b(&self, id: &str) -> Value {
+        let o = self.on_b(&["status", id, "--json"]).output().unwrap();
+        serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("status {id}: {e}: {}", String::from_utf8_lossy(&o.stderr)))
+    }
+
+    /// Starts a detached job on A; returns (id, wrapper pid, child pid).
+    fn detach_on_a(&mut self, args: &[&str]) -> (String, u32, u32) {
+        let mut all = vec!["run", "--detach", "--json"];
+        all.extend_from_slice(args);
+        let o = self.on_a(&all).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let id = v["id"].as_str().unwrap().to_string();
+        let st = self.status_b(&id);
+        assert_eq!(st["holder"]["host"], "host-a", "{st}");
+        let pid = st["holder"]["pid"].as_u64().unwrap() as u32;
+        let child = st["child"]["pid"].as_u64().unwrap() as u32;
+        self.reap
+            .push((pid, st["holder"]["start"].as_str().unwrap().into(), false));
+        self.reap
+            .push((child, st["child"]["start"].as_str().unwrap().into(), true));
+        (id, pid, child)
+    }
+}
+
+impl Drop for Two {
+    fn drop(&mut self) {
+        for (pid, start, leader) in self.reap.drain(..).rev() {
+            if let Ok(p) = tether::process::Pinned::open(pid, &start, None) {
+                let _ = p.signal(Signal::CONT);
+                if leader {
+                    let _ = p.signal_group(pid, Signal::KILL);
+                }
+                let _ = p.signal(Signal::KILL);
+                p.wait_exit(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+fn signal(pid: u32, sig: Signal) {
+    let p = rustix::process::Pid::from_raw(pid as i32).unwrap();
+    let _ = rustix::process::kill_process(p, sig);
+}
+
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            let rest = &s[s.rfind(')').unwrap() + 1..];
+            !matches!(rest.split_whitespace().next(), Some("Z" | "X"))
+        }
+        Err(_) => false,
+    }
+}
+
+/// Waits for a `status --wait` started earlier; returns its output and when it ended.
+fn finish(mut c: Child, limit: Duration) -> (Output, Instant) {
+    let start = Instant::now();
+    loop {
+        if c.try_wait().unwrap().is_some() {
+            let at = Instant::now();
+            return (c.wait_with_output().unwrap(), at);
+        }
+        if start.elapsed() > limit {
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("status --wait did not return within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Starts `status --wait ID` on B and gives it time to open its watch.
+fn wait_on_b(t: &Two, id: &str) -> Child {
+    let c = t
+        .on_b(&["status", "--wait", "--timeout", "60s", id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    c
+}
+
+#[test]
+fn sigkilled_and_sigstopped_wrappers_on_a_are_lost_on_b_within_ttl_plus_1s() {
+    let Some(mut t) = Two::new("sigkilled_on_a") else {
+        return;
+    };
+    for sig in [Signal::KILL, Signal::STOP] {
+        let (id, wrapper, _) =
+            t.detach_on_a(&["--ttl", "2s", "--interval", "500ms", "--", "sleep", "60"]);
+        let w = wait_on_b(&t, &id);
+        signal(wrapper, sig);
+        let killed = Instant::now();
+        let (o, at) = finish(w, Duration::from_secs(20));
+        let took = at.duration_since(killed);
+        assert_eq!(
+            o.status.code(),
+            Some(3),
+            "{sig:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let st = t.status_b(&id);
+        assert_eq!(
+            (st["status"].as_str(), st["reason"].as_str()),
+            (Some("lost"), Some("lease-expired")),
+            "{st}"
+        );
+        eprintln!("{sig:?}: B saw lost {took:?} after the signal (ttl 2 s)");
+        assert!(
+            took <= Duration::from_millis(3000),
+            "{sig:?}: lost after {took:?}, over ttl + 1 s"
+        );
+        signal(wrapper, Signal::CONT);
+    }
+}
+
+#[test]
+fn clean_end_on_a_wakes_b_promptly() {
+    let Some(mut t) = Two::new("clean_end_on_a") else {
+        return;
+    };
+    let (id, _, _) = t.detach_on_a(&["--ttl", "10s", "--", "sh", "-c", "sleep 2; echo done"]);
+    let w = wait_on_b(&t, &id);
+    let (o, _) = finish(w, Duration::from_secs(20));
+    let returned = tether::clock::Timestamp::now();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let st = t.status_b(&id);
+    assert_eq!(st["status"], "succeeded", "{st}");
+    // Both clocks are this machine's wall clock: from A's final write to B's return.
+    let finished = tether::clock::Timestamp::parse(st["finished_at"].as_str().unwrap()).unwrap();
+    let took = returned.ms() - finished.ms();
+    eprintln!("B's status --wait returned {took} ms after A's finished_at");
+    assert!((0..2000).contains(&took), "{took} ms");
+}
+
+#[test]
+fn a_cut_off_is_lost_on_b_fences_itself_and_its_result_is_late() {
+    let Some(mut t) = Two::new("a_cut_off") else {
+        return;
+    };
+    let (id, wrapper, child) =
+        t.detach_on_a(&["--ttl", "3s", "--interval", "500ms", "--", "sleep", "60"]);
+    let w = wait_on_b(&t, &id);
+    t.a.cut();
+    let cut = Instant::now();
+    // Watch A's child from the moment of the cut, beside B's wait.
+    let watcher = std::thread::spawn(move || {
+        while cut.elapsed() < Duration::from_secs(15) {
+            if !alive(child) {
+                return Some(cut.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    });
+    let (o, at) = finish(w, Duration::from_secs(20));
+    let took = at.duration_since(cut);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    eprintln!("cut: B saw lost {took:?} after the cut (ttl 3 s)");
+    assert!(
+        took <= Duration::from_millis(4000),
+        "lost after {took:?}, over ttl + 1 s"
+    );
+    let log = || {
+        std::fs::read_to_string(t.tmp.path().join(format!("a/jobs/{id}.log"))).unwrap_or_default()
+    };
+    let stopped = watcher.join().unwrap();
+    let stopped =
+        stopped.unwrap_or_else(|| panic!("A's wrapper did not stop its child: {}", log()));
+    eprintln!("cut: A's child gone {stopped:?} after the cut");
+    // TERM goes out at the renew deadline (ttl - interval after the last renewal, which came
+    // before the cut), so A's child is stopped within the ttl.
+    assert!(
+        stopped <= Duration::from_millis(3000),
+        "{stopped:?}: {}",
+        log()
+    );
+    // The link comes back: A's result is kept as late, `lost` stands.
+    t.a.mend();
+    let start = Instant::now();
+    let late = loop {
+        let st = t.status_b(&id);
+        assert_eq!(st["status"], "lost", "{st}");
+        let late = st["late"].as_array().cloned().unwrap_or_default();
+        if !late.is_empty() || !alive(wrapper) || start.elapsed() > Duration::from_secs(20) {
+            break late;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(late.len(), 1, "A's result was not kept as late");
+}
