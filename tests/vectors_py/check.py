@@ -238,6 +238,7 @@ def parse_record(data):
         "late": [late_of(x, i) for i, x in enumerate(opt(o, "late", lambda x: x if isinstance(x, list)
                                                           else (_ for _ in ()).throw(Corrupt("late is not an array")), []))],
         "meta": opt(o, "meta", lambda x: {k: string(v, f"meta.{k}") for k, v in obj(x, "meta").items()}, {}),
+        "unique": opt(o, "unique", lambda x: string(x, "unique", True)),
     }
     if not isinstance(r["argv"], list) or not all(isinstance(a, str) for a in r["argv"]):
         raise Corrupt("argv is not an array of strings")
