@@ -100,10 +100,12 @@ pub fn settle<S: Store>(store: &S, id: &JobId) -> Result<Judged, StoreError> {
             }
             Ok(j)
         }
-        Err(e @ (StoreError::ReadOnly(_) | StoreError::Io { .. })) => Ok(Judged {
-            unsaved: Some(e.to_string()),
-            ..first
-        }),
+        Err(e @ (StoreError::ReadOnly(_) | StoreError::NoSpace(_) | StoreError::Io { .. })) => {
+            Ok(Judged {
+                unsaved: Some(e.to_string()),
+                ..first
+            })
+        }
         Err(e) => Err(e),
     }
 }

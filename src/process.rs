@@ -31,6 +31,7 @@ impl Identity {
             host: self.host,
             time_ns: self.time_ns,
             pid_ns: self.pid_ns,
+            extra: Default::default(),
         }
     }
 }

@@ -114,6 +114,9 @@ pub struct Holder {
     /// or one that cannot tell (null, written by an older tether), must not probe `pid`.
     #[serde(default)]
     pub pid_ns: Option<String>,
+    /// Members from a newer minor revision or another tool (protocol.md 4.3): kept verbatim.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +124,9 @@ pub struct Child {
     pub pid: u32,
     pub start: String,
     pub pgid: u32,
+    /// Members from a newer minor revision or another tool (protocol.md 4.3): kept verbatim.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +136,9 @@ pub struct Lease {
     pub ttl_ms: u64,
     pub renewed_at: Timestamp,
     pub renewed_mono_ms: u64,
+    /// Members from a newer minor revision or another tool (protocol.md 4.3): kept verbatim.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +152,9 @@ pub struct Progress {
     /// Beats refused because another user sent them (protocol.md 4.1); written only when not 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rejected: u64,
+    /// Members from a newer minor revision or another tool (protocol.md 4.3): kept verbatim.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -181,6 +193,9 @@ pub struct LateResult {
     pub progress: Option<Progress>,
     #[serde(default)]
     pub note: String,
+    /// Members from a newer minor revision or another tool (protocol.md 4.3): kept verbatim.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -386,6 +401,7 @@ impl Record {
                 ttl_ms,
                 renewed_at: now,
                 renewed_mono_ms: crate::clock::mono_ms(),
+                extra: Default::default(),
             },
             progress: Progress::default(),
             exit: None,
@@ -447,11 +463,13 @@ pub(crate) mod tests {
                 host: "h1".into(),
                 time_ns: None,
                 pid_ns: Some("pid:[1]".into()),
+                extra: Default::default(),
             },
             child: Some(Child {
                 pid: 101,
                 start: "linux:6".into(),
                 pgid: 101,
+                extra: Default::default(),
             }),
             lease: Lease {
                 epoch: 1,
@@ -459,6 +477,7 @@ pub(crate) mod tests {
                 ttl_ms: 10_000,
                 renewed_at: Timestamp(2_000),
                 renewed_mono_ms: 50_000,
+                extra: Default::default(),
             },
             progress: Progress::default(),
             exit: None,

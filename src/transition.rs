@@ -75,6 +75,7 @@ impl Write {
                 exit: *exit,
                 progress: progress.clone(),
                 note: format!("the holder's final result arrived after {why}"),
+                extra: Default::default(),
             }),
             _ => None,
         }
@@ -127,11 +128,15 @@ pub fn apply(cur: &Record, w: &Write) -> Result<Record, Box<Refused>> {
             if *running {
                 next.status = Status::Running;
             }
-            if child.is_some() {
-                next.child = child.clone();
+            if let Some(c) = child {
+                let mut c = c.clone();
+                if let Some(old) = &cur.child {
+                    keep_unknown(&old.extra, &mut c.extra);
+                }
+                next.child = Some(c);
             }
             if let Some(p) = progress {
-                next.progress = p.clone();
+                next.progress = with_unknown_of(&cur.progress, p);
             }
         }
         Write::Acquire { at, mono_ms, .. } => {
@@ -160,7 +165,7 @@ pub fn apply(cur: &Record, w: &Write) -> Result<Record, Box<Refused>> {
             next.exit = *exit;
             next.finished_at = Some(*at);
             if let Some(p) = progress {
-                next.progress = p.clone();
+                next.progress = with_unknown_of(&cur.progress, p);
             }
         }
         Write::Reap { at, reason } => {
@@ -178,6 +183,23 @@ pub fn apply(cur: &Record, w: &Write) -> Result<Record, Box<Refused>> {
         }
     }
     Ok(next)
+}
+
+/// Members the writer does not know (protocol.md 4.3) survive its write: the writer's own object
+/// never carries them, so they are taken from the stored one unless the writer set the same name.
+fn keep_unknown(
+    old: &serde_json::Map<String, serde_json::Value>,
+    new: &mut serde_json::Map<String, serde_json::Value>,
+) {
+    for (k, v) in old {
+        new.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+}
+
+fn with_unknown_of(old: &Progress, new: &Progress) -> Progress {
+    let mut p = new.clone();
+    keep_unknown(&old.extra, &mut p.extra);
+    p
 }
 
 /// "succeeded (exited, exit code 0)" and the like, for refusals and messages.

@@ -256,7 +256,11 @@ fn hostile_keys_and_newer_records_are_named_and_left_alone() {
         true,
     )
     .unwrap_err();
-    assert_eq!(err.exit_code(), 7, "{err}");
+    assert_eq!(
+        tether::cli::exit::Kind::of_store(&err).exit_code(),
+        7,
+        "{err}"
+    );
     assert!(!s.remove(&future, &mut |_| true).is_ok_and(|r| r));
     assert_eq!(raw_get(&e, "tether/jobs/future").unwrap(), newer);
     assert_eq!(raw_get(&e, "tether/jobs/not a job id").unwrap(), b"hello");
@@ -285,7 +289,11 @@ fn unreachable_etcd_is_one_clear_error_fast() {
         "{:?}",
         start.elapsed()
     );
-    assert_eq!(err.exit_code(), 8, "{err}");
+    assert_eq!(
+        tether::cli::exit::Kind::of_store(&err).exit_code(),
+        8,
+        "{err}"
+    );
     let msg = err.to_string();
     assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
     assert!(!msg.contains('\n'), "{msg}");

@@ -89,6 +89,7 @@ fn record() -> impl Strategy<Value = Record> {
             host,
             time_ns,
             pid_ns,
+            extra: Default::default(),
         });
     let lease = (
         1u64..=u64::MAX,
@@ -103,6 +104,7 @@ fn record() -> impl Strategy<Value = Record> {
             ttl_ms: (interval_ms * 2).saturating_add(extra),
             renewed_at: Timestamp(at),
             renewed_mono_ms: mono,
+            extra: Default::default(),
         });
     (
         status(),
@@ -127,6 +129,7 @@ fn record() -> impl Strategy<Value = Record> {
                 pid: 7,
                 start: "linux:7".into(),
                 pgid: 7,
+                extra: Default::default(),
             }),
             lease,
             progress: Progress::default(),
@@ -149,6 +152,7 @@ fn late() -> impl Strategy<Value = tether::record::LateResult> {
             exit,
             progress: None,
             note: "late".into(),
+            extra: Default::default(),
         }
     })
 }
@@ -349,11 +353,13 @@ fn base_json() -> Value {
             host: "h1".into(),
             time_ns: None,
             pid_ns: Some("pid:[1]".into()),
+            extra: Default::default(),
         },
         child: Some(Child {
             pid: 11,
             start: "linux:2".into(),
             pgid: 11,
+            extra: Default::default(),
         }),
         lease: Lease {
             epoch: 1,
@@ -361,6 +367,7 @@ fn base_json() -> Value {
             ttl_ms: 10_000,
             renewed_at: Timestamp(1_700_000_000_000),
             renewed_mono_ms: 5,
+            extra: Default::default(),
         },
         progress: Progress::default(),
         exit: None,

@@ -66,6 +66,7 @@ fn cancel_tree(script: &str, grace: &str) -> (String, Duration) {
             pid: pgid,
             start,
             pgid,
+            extra: Default::default(),
         },
     );
     let t0 = Instant::now();
@@ -159,6 +160,7 @@ fn cancel_refuses_a_child_it_cannot_prove() {
             pid: other,
             start: "linux:1".into(),
             pgid: other,
+            extra: Default::default(),
         },
     );
     let before = load(&e, "strange");

@@ -93,6 +93,7 @@ fn record(id: &str, pid: u32) -> Record {
         host: reader.host,
         time_ns: reader.time_ns,
         pid_ns: process::pid_ns(),
+        extra: Default::default(),
     };
     let mut r = Record::begin(id, vec!["true".into()], holder, 1000, 10_000);
     r.name = Some("faults".into());
@@ -210,13 +211,18 @@ fn wait_for_space(mnt: &Path) {
 fn assert_names_record(e: &StoreError, rec_path: &Path, what: &str) {
     let msg = e.to_string();
     assert!(
-        matches!(e, StoreError::Io { path, err }
-            if path == rec_path && err.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error())),
-        "{what}: want an I/O error naming {}, got {e:?}",
+        matches!(e, StoreError::NoSpace(path) if path == rec_path),
+        "{what}: want a full-disk error naming {}, got {e:?}",
         rec_path.display()
     );
-    assert!(msg.contains("No space left"), "{what}: {msg}");
-    assert_eq!(e.exit_code(), 10);
+    // Said as what it is, with what to do: not "read-only", not a bare errno.
+    assert!(msg.contains("no space left on device"), "{what}: {msg}");
+    assert!(
+        msg.contains("free space") && msg.contains("tether gc"),
+        "{what}: {msg}"
+    );
+    assert!(!msg.contains("read-only"), "{what}: {msg}");
+    assert_eq!(tether::cli::exit::Kind::of_store(e).exit_code(), 10);
 }
 
 #[test]
@@ -266,7 +272,26 @@ fn full_disk_refuses_writes_cleanly_and_recovers() {
         }
     );
     assert!(!j.reaped);
-    assert!(j.unsaved.as_deref().is_some_and(|u| u.contains("No space")));
+    assert!(
+        j.unsaved
+            .as_deref()
+            .is_some_and(|u| u.contains("no space left on device")),
+        "{:?}",
+        j.unsaved
+    );
+    assert_eq!(snapshot(&dead_path), dead_before);
+    // `tether result` says why the verdict was not recorded, and does not call the disk read-only.
+    let out = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .arg("--dir")
+        .arg(&root)
+        .args(["result", "dead-1"])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("no space left on device"), "{text}");
+    assert!(!text.contains("read-only"), "{text}");
     assert_eq!(snapshot(&dead_path), dead_before);
 
     // (c) Space back: the same writes succeed.
@@ -304,7 +329,7 @@ fn read_only_state_dir_is_reported_and_the_verdict_still_shown() {
     for w in [renew(1), finish()] {
         let e = write(&store, &id, &w).unwrap_err();
         assert!(matches!(e, StoreError::ReadOnly(_)), "{e:?}");
-        assert_eq!(e.exit_code(), 8);
+        assert_eq!(tether::cli::exit::Kind::of_store(&e).exit_code(), 8);
         assert!(e.to_string().contains("read-only"), "{e}");
     }
     assert_eq!(store.load(&id).unwrap(), good);
@@ -380,13 +405,16 @@ fn io_errors_from_a_dying_disk_are_reported_and_leave_the_last_good_record() {
             "{e:?}"
         );
         assert!(e.to_string().contains("job-1"), "{e}");
-        assert_eq!(e.exit_code(), 10);
+        assert_eq!(tether::cli::exit::Kind::of_store(&e).exit_code(), 10);
     }
     // Reading fails too, so the reader cannot judge: an error, never a guess.
     let e = settle(&store, &dead).unwrap_err();
     assert!(e.to_string().contains("dead-1"), "{e}");
 
-    // After the "disk" comes back, both records are the last good ones, with no temp files.
+    // After the "disk" comes back, both records are the last good ones, with no temp files. The
+    // store holds its directories open (it never goes back to their paths), so it is closed first
+    // or the old, shut-down file system could not be unmounted.
+    drop(store);
     drop(m);
     let Some(_m) = Mount::new(&["-o", "loop", &img_s], &mnt) else {
         panic!("remounting the image failed");

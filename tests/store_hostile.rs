@@ -43,6 +43,7 @@ fn record(id: &str, pid: u32) -> Record {
         host: reader.host,
         time_ns: reader.time_ns,
         pid_ns: process::pid_ns(),
+        extra: Default::default(),
     };
     let mut r = Record::begin(id, vec!["true".into()], holder, 1000, 600_000);
     r.status = Status::Running;
@@ -155,7 +156,11 @@ fn check_bad_record(what: &str, make: impl FnOnce(&Path, &Path), want_unsupporte
             "{what}: {op}: error must name {}: {msg}",
             path.display()
         );
-        assert_eq!(e.exit_code(), 7, "{what}: {op}: {msg}");
+        assert_eq!(
+            tether::cli::exit::Kind::of_store(e).exit_code(),
+            7,
+            "{what}: {op}: {msg}"
+        );
         match e {
             StoreError::Record {
                 err: RecordError::Unsupported(2),
@@ -321,7 +326,7 @@ fn a_symlinked_lock_file_is_refused_and_its_target_untouched() {
         let msg = e.to_string();
         assert!(msg.contains(&l.display().to_string()), "{msg}");
         assert!(msg.contains("symbolic link"), "{msg}");
-        assert_eq!(e.exit_code(), 8);
+        assert_eq!(tether::cli::exit::Kind::of_store(&e).exit_code(), 8);
     }
     assert_eq!(snap(&env.store.record_path(&id)), rec_before);
     assert_eq!(snap(&victim), victim_before);
@@ -343,7 +348,11 @@ fn assert_dir_refused(root: &Path, create: bool, want: &str) {
     let e = open_err(root, create);
     let msg = e.to_string();
     assert!(matches!(e, StoreError::Dir { .. }), "{e:?}");
-    assert_eq!(e.exit_code(), 8, "{msg}");
+    assert_eq!(
+        tether::cli::exit::Kind::of_store(&e).exit_code(),
+        8,
+        "{msg}"
+    );
     assert!(msg.contains(&root.display().to_string()), "{msg}");
     assert!(msg.contains(want), "want {want:?} in {msg}");
 }
@@ -432,7 +441,7 @@ fn a_missing_job_is_not_found_and_creates_nothing() {
         .update(&id, &mut |_| Change::Keep(()))
         .unwrap_err();
     assert!(matches!(e, StoreError::NotFound(..)), "{e:?}");
-    assert_eq!(e.exit_code(), 6);
+    assert_eq!(tether::cli::exit::Kind::of_store(&e).exit_code(), 6);
     assert!(settle(&env.store, &id).is_err());
     assert!(!env.store.remove(&id, &mut |_| true).unwrap_or(false));
     assert_eq!(
@@ -537,4 +546,116 @@ fn odd_holder_pids_are_judged_and_never_signalled() {
     );
     // Judging pid 1 only looked at it: it is still there (and this process was not killed either).
     assert!(matches!(process::probe(1), Probe::Alive { .. }));
+}
+
+/// What a newer tether or another tool might add at each level of a record (protocol.md 4.3), in
+/// serde_json's canonical form so that "unchanged" can be checked byte for byte.
+fn unknown_members() -> Vec<(&'static str, Value)> {
+    vec![
+        ("", json!({"a": [1, -2, 0.25, null, true], "s": "é\n\"x\""})),
+        ("/holder", json!({"z": {"deep": [{"k": u64::MAX}]}})),
+        ("/child", json!(i64::MIN)),
+        ("/lease", json!({"fence": "rev-7"})),
+        ("/progress", json!([[], {}])),
+        ("/late/0", json!("kept")),
+    ]
+}
+
+/// Writes `rec` with `extra_<level>` members at every level, as another writer would.
+fn with_unknown_members(rec: &Record) -> Vec<u8> {
+    let mut v = serde_json::to_value(rec).unwrap();
+    v["late"] = json!([{"at": rec.created_at, "epoch": 1, "note": "earlier"}]);
+    for (at, val) in unknown_members() {
+        let obj = v.pointer_mut(at).unwrap().as_object_mut().unwrap();
+        obj.insert(format!("extra{}", at.replace('/', "_")), val);
+    }
+    serde_json::to_vec_pretty(&v).unwrap()
+}
+
+fn assert_unknown_members_kept(path: &Path, what: &str) {
+    let v: Value = serde_json::from_slice(&fs::read(path).unwrap()).unwrap();
+    for (at, want) in unknown_members() {
+        let name = format!("extra{}", at.replace('/', "_"));
+        let got = v.pointer(at).and_then(|o| o.get(&name));
+        assert_eq!(
+            got.map(|g| serde_json::to_string(g).unwrap()),
+            Some(serde_json::to_string(&want).unwrap()),
+            "{what}: {at}/{name} in {}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn unknown_members_at_every_level_survive_renewal_finish_and_reaping() {
+    use tether::clock::Timestamp;
+    use tether::record::{Exit, Progress};
+    use tether::store::commit;
+    use tether::transition::Write;
+    let e = Env::new();
+    let live = JobId::parse("live").unwrap();
+    let dead = JobId::parse("dead").unwrap();
+    let mut rec = record("live", std::process::id());
+    rec.child = Some(tether::record::Child {
+        pid: std::process::id(),
+        start: process::start_token(std::process::id()).unwrap(),
+        pgid: std::process::id(),
+        extra: Default::default(),
+    });
+    let mut gone = record("dead", dead_pid());
+    gone.child = rec.child.clone();
+    fs::write(e.jobs().join("live.json"), with_unknown_members(&rec)).unwrap();
+    fs::write(e.jobs().join("dead.json"), with_unknown_members(&gone)).unwrap();
+    let path = e.jobs().join("live.json");
+
+    // A renewal written to the record, carrying a new progress and the child as the wrapper does.
+    let renew = Write::Renew {
+        epoch: 1,
+        at: Timestamp::now(),
+        mono_ms: tether::clock::mono_ms(),
+        running: true,
+        child: rec.child.clone(),
+        progress: Some(Progress {
+            message: Some("half way".into()),
+            at: Some(Timestamp::now()),
+            count: 3,
+            ..Default::default()
+        }),
+    };
+    let r = commit(&e.store, &live, &renew, false).unwrap().unwrap();
+    assert_eq!(r.progress.count, 3);
+    assert_unknown_members_kept(&path, "after a record renewal");
+
+    // A renewal through the lease file, then the finish.
+    let mut renewer = e.store.renewer(&live).unwrap();
+    tether::store::Renew::renew(
+        &mut renewer,
+        1,
+        Timestamp::now(),
+        tether::clock::mono_ms(),
+        &Progress::default(),
+    )
+    .unwrap()
+    .unwrap();
+    let finish = Write::Finish {
+        epoch: 1,
+        at: Timestamp::now(),
+        status: Status::Succeeded,
+        reason: Reason::Exited,
+        exit: Some(Exit::Code(0)),
+        progress: Some(Progress::default()),
+    };
+    let r = commit(&e.store, &live, &finish, true).unwrap().unwrap();
+    assert_eq!(r.status, Status::Succeeded);
+    assert_unknown_members_kept(&path, "after the finish");
+
+    // A refused finish goes to `late`, and leaves the rest alone too.
+    let refused = commit(&e.store, &live, &finish, true).unwrap().unwrap_err();
+    assert_eq!(refused.current, Status::Succeeded);
+    assert_unknown_members_kept(&path, "after a late result");
+
+    // A reader's `lost`.
+    let j = settle(&e.store, &dead).unwrap();
+    assert!(j.reaped, "{:?}", j.verdict);
+    assert_unknown_members_kept(&e.jobs().join("dead.json"), "after a reader's lost");
 }

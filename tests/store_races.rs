@@ -40,6 +40,7 @@ fn record(id: &str, pid: u32) -> Record {
         host: "h1".into(),
         time_ns: None,
         pid_ns: Some("pid:[1]".into()),
+        extra: Default::default(),
     };
     let mut r = Record::begin(id, vec!["true".into()], holder, 1000, 10_000);
     r.name = Some("race".into());

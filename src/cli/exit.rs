@@ -120,7 +120,7 @@ impl Kind {
             StoreError::InvalidId(..) => Kind::Usage,
             StoreError::Record { .. } => Kind::Corrupt,
             StoreError::Dir { .. } | StoreError::ReadOnly(..) => Kind::StateDir,
-            StoreError::Io { .. } => Kind::Io,
+            StoreError::Io { .. } | StoreError::NoSpace(..) => Kind::Io,
         }
     }
 

@@ -86,7 +86,12 @@ pub fn result(dir: Option<PathBuf>, a: ResultArgs) -> CliResult {
             "finished  {f} (ran {})",
             short_duration(f.ms() - r.created_at.ms())
         )),
-        None => view::out("finished  (not recorded: the state directory is read-only)"),
+        None => view::out(format!(
+            "finished  (not recorded: {})",
+            j.unsaved
+                .as_deref()
+                .unwrap_or("the state directory refused the write")
+        )),
     }
     if let Some(m) = &r.progress.message {
         view::out(format!(

@@ -11,7 +11,9 @@ use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 
 use super::etcd_url::StoreUrl;
-use super::{Change, FileStore, Listed, Renew, StateDir, Store, StoreError, Watch};
+use super::{
+    Change, DirProblem, FileStore, Listed, LogFiles, Renew, StateDir, Store, StoreError, Watch,
+};
 use crate::clock::Timestamp;
 use crate::id::JobId;
 use crate::record::{Progress, Record};
@@ -37,7 +39,7 @@ impl AnyStore {
             None => StoreUrl::File(sd.root.clone()),
             Some(u) => StoreUrl::parse(u).map_err(|why| StoreError::Dir {
                 path: PathBuf::from("TETHER_STORE"),
-                why,
+                why: DirProblem::Backend(why),
             })?,
         };
         match parsed {
@@ -57,7 +59,9 @@ impl AnyStore {
             #[cfg(not(feature = "etcd"))]
             StoreUrl::Etcd(u) => Err(StoreError::Dir {
                 path: PathBuf::from(u.to_string()),
-                why: "this tether was built without etcd support; rebuild with `cargo build --features etcd`".into(),
+                why: DirProblem::Backend(
+                    "this tether was built without etcd support; rebuild with `cargo build --features etcd`".into(),
+                ),
             }),
         }
     }
@@ -86,6 +90,16 @@ impl AnyStore {
             AnyStore::File(s) => s.log_path(id),
             #[cfg(feature = "etcd")]
             AnyStore::Etcd { local, .. } => local.jobs().join(format!("{id}.log")),
+        }
+    }
+
+    /// The job's log files, reached through the local state directory opened and checked once
+    /// (issue 14.6); on etcd the log lives on the holder's host (11.2).
+    pub fn log_files(&self, id: &JobId) -> Result<LogFiles, StoreError> {
+        match self {
+            AnyStore::File(s) => Ok(s.log_files(id)),
+            #[cfg(feature = "etcd")]
+            AnyStore::Etcd { local, .. } => Ok(FileStore::open(local.clone(), true)?.log_files(id)),
         }
     }
 

@@ -1,178 +1,118 @@
 //! The file store: one JSON file per job, a lock file beside it, atomic replace (protocol.md 6).
+//!
+//! Every file is reached relative to the `jobs/` directory opened once by `dir::Dir` (never by a
+//! path that could be re-resolved through a swapped component); paths appear only in messages.
 
 use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Write as _};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
+use rustix::fs::OFlags;
+use rustix::io::Errno;
+
+use super::dir::{Dir, io_err, open_private_rw};
+use super::renew::FileRenewer;
 use super::watch::FileWatch;
-use super::{Change, Listed, Renew, Store, StoreError};
+use super::{Change, DirProblem, Listed, Store, StoreError};
 use crate::id::JobId;
-use crate::lease::{self, Stamp};
-use crate::record::{MAX_RECORD_BYTES, Record};
-use crate::transition::{Refused, Write};
+use crate::lease;
+use crate::record::{MAX_RECORD_BYTES, Record, RecordError};
 
-/// The resolved state directory (protocol.md section 2).
-#[derive(Clone, Debug)]
-pub struct StateDir {
-    pub root: PathBuf,
-}
-
-impl StateDir {
-    /// `--dir`, else `$TETHER_DIR`, else `$XDG_STATE_HOME/tether`, else `~/.local/state/tether`.
-    pub fn resolve(flag: Option<&Path>) -> Result<StateDir, StoreError> {
-        let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
-        let root = if let Some(d) = flag {
-            d.to_path_buf()
-        } else if let Some(d) = env("TETHER_DIR") {
-            PathBuf::from(d)
-        } else if let Some(x) = env("XDG_STATE_HOME").filter(|x| Path::new(x).is_absolute()) {
-            PathBuf::from(x).join("tether")
-        } else if let Some(h) = env("HOME") {
-            PathBuf::from(h).join(".local/state/tether")
-        } else {
-            return Err(StoreError::Dir {
-                path: PathBuf::from("~/.local/state/tether"),
-                why: "cannot find the state directory: set TETHER_DIR or HOME, or pass --dir"
-                    .into(),
-            });
-        };
-        Ok(StateDir { root })
-    }
-
-    pub fn jobs(&self) -> PathBuf {
-        self.root.join("jobs")
-    }
-}
-
-/// The file-backed store.
+/// The file-backed store: the opened state directory and its `jobs/`.
 #[derive(Clone, Debug)]
 pub struct FileStore {
-    dir: StateDir,
-    jobs: PathBuf,
+    inner: Arc<Opened>,
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |err| {
-        if err.raw_os_error() == Some(rustix::io::Errno::ROFS.raw_os_error()) {
-            StoreError::ReadOnly(path.parent().unwrap_or(path).to_path_buf())
-        } else {
-            StoreError::Io {
-                path: path.to_path_buf(),
-                err,
-            }
-        }
-    }
+#[derive(Debug)]
+struct Opened {
+    root: Dir,
+    /// Absent until the first job is created in a fresh state directory.
+    jobs: OnceLock<Dir>,
 }
 
-/// Refuses a directory that is a symlink, not ours, or open to others (protocol.md section 2).
-fn check_private_dir(path: &Path) -> Result<(), StoreError> {
-    let bad = |why: String| StoreError::Dir {
-        path: path.to_path_buf(),
-        why,
-    };
-    let md = match fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(bad(
-                "state directory does not exist; run `tether run` to create it, or pass --dir"
-                    .into(),
-            ));
-        }
-        Err(e) => return Err(io_err(path)(e)),
-    };
-    if md.file_type().is_symlink() {
-        return Err(bad(
-            "is a symbolic link; point --dir or TETHER_DIR at the real directory".into(),
-        ));
-    }
-    if !md.is_dir() {
-        return Err(bad("is not a directory".into()));
-    }
-    let uid = rustix::process::geteuid().as_raw();
-    if md.uid() != uid {
-        return Err(bad(format!(
-            "is owned by uid {}, not by you (uid {uid}); use your own state directory",
-            md.uid()
-        )));
-    }
-    if md.mode() & 0o022 != 0 {
-        return Err(bad(format!(
-            "is writable by others (mode {:o}); run `chmod 700 {}`",
-            md.mode() & 0o777,
-            path.display()
-        )));
-    }
-    Ok(())
+/// The names of a job's files in `jobs/` (protocol.md section 2).
+pub(super) fn name(id: &JobId, ext: &str) -> String {
+    format!("{id}.{ext}")
 }
 
-fn create_private_dir(path: &Path) -> Result<(), StoreError> {
-    match fs::DirBuilder::new().mode(0o700).create(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(io_err(path)(e)),
-    }
+fn errno(e: &io::Error) -> Option<Errno> {
+    e.raw_os_error().map(Errno::from_raw_os_error)
 }
 
 impl FileStore {
     /// Opens the store; with `create`, makes the directories (mode 0700) first.
-    pub fn open(dir: StateDir, create: bool) -> Result<FileStore, StoreError> {
-        let jobs = dir.jobs();
-        if create {
-            if let Some(parent) = dir.root.parent() {
-                if !parent.as_os_str().is_empty() && !parent.exists() {
-                    fs::DirBuilder::new()
-                        .recursive(true)
-                        .mode(0o700)
-                        .create(parent)
-                        .map_err(io_err(parent))?;
-                }
-            }
-            create_private_dir(&dir.root)?;
-            check_private_dir(&dir.root)?;
-            create_private_dir(&jobs)?;
-        } else {
-            check_private_dir(&dir.root)?;
+    pub fn open(dir: super::StateDir, create: bool) -> Result<FileStore, StoreError> {
+        let root = Dir::open_private(&dir.root, create)?;
+        // A fresh state directory without jobs yet is an empty store, not an error.
+        let jobs = OnceLock::new();
+        if let Some(j) = root.open_sub("jobs", create)? {
+            let _ = jobs.set(j);
         }
-        match check_private_dir(&jobs) {
-            Err(StoreError::Dir { why, .. }) if !create && why.contains("does not exist") => {
-                // A fresh state directory without jobs yet: an empty store, not an error.
-            }
-            r => r?,
-        }
-        Ok(FileStore { dir, jobs })
+        Ok(FileStore {
+            inner: Arc::new(Opened { root, jobs }),
+        })
     }
 
     pub fn root(&self) -> &Path {
-        &self.dir.root
+        self.inner.root.path()
+    }
+    fn jobs_path(&self) -> PathBuf {
+        self.root().join("jobs")
+    }
+    fn path_of(&self, name: &str) -> PathBuf {
+        self.jobs_path().join(name)
     }
     pub fn record_path(&self, id: &JobId) -> PathBuf {
-        self.jobs.join(format!("{id}.json"))
+        self.path_of(&name(id, "json"))
     }
     pub fn lock_path(&self, id: &JobId) -> PathBuf {
-        self.jobs.join(format!("{id}.lock"))
+        self.path_of(&name(id, "lock"))
     }
     pub fn log_path(&self, id: &JobId) -> PathBuf {
-        self.jobs.join(format!("{id}.log"))
+        self.path_of(&name(id, "log"))
     }
     /// The wrapper's own diagnostics, kept apart from the job's output (protocol.md 2).
     pub fn notes_path(&self, id: &JobId) -> PathBuf {
-        self.jobs.join(format!("{id}.notes"))
+        self.path_of(&name(id, "notes"))
     }
     pub fn lease_path(&self, id: &JobId) -> PathBuf {
-        self.jobs.join(format!("{id}.lease"))
+        self.path_of(&name(id, "lease"))
+    }
+
+    /// `jobs/`, or `NotFound` for `id` when the state directory has none yet.
+    pub(super) fn jobs(&self, id: &JobId) -> Result<&Dir, StoreError> {
+        self.inner
+            .jobs
+            .get()
+            .ok_or_else(|| self.not_found(id.clone()))
+    }
+
+    /// `jobs/`, created if the state directory has none yet (a job is being created).
+    fn jobs_made(&self) -> Result<&Dir, StoreError> {
+        if let Some(j) = self.inner.jobs.get() {
+            return Ok(j);
+        }
+        let made = self
+            .inner
+            .root
+            .open_sub("jobs", true)?
+            .ok_or_else(|| StoreError::Dir {
+                path: self.jobs_path(),
+                why: DirProblem::Missing,
+            })?;
+        // Another thread may have opened it first: either descriptor names the checked directory.
+        let _ = self.inner.jobs.set(made);
+        Ok(self.inner.jobs.get().expect("just set"))
     }
 
     /// The lease file's bytes, or nothing: a missing, odd or unreadable lease file only means the
     /// record's own renewal stands (it is never followed through a symlink).
-    fn read_lease(&self, id: &JobId) -> Vec<u8> {
+    pub(super) fn read_lease(&self, jobs: &Dir, id: &JobId) -> Vec<u8> {
         let mut buf = Vec::new();
-        if let Ok(f) = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc_flags::NOFOLLOW | libc_flags::NONBLOCK | libc_flags::CLOEXEC)
-            .open(self.lease_path(id))
-        {
+        if let Ok(f) = jobs.open(&name(id, "lease"), OFlags::RDONLY | OFlags::NONBLOCK, 0) {
             if f.metadata().is_ok_and(|m| m.is_file()) {
                 let _ = f.take(lease::FILE_LEN as u64).read_to_end(&mut buf);
             }
@@ -182,13 +122,10 @@ impl FileStore {
 
     /// Names in `jobs/`; none when it does not exist yet (a fresh state directory).
     fn entry_names(&self) -> Result<Vec<std::ffi::OsString>, StoreError> {
-        let rd = match fs::read_dir(&self.jobs) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => return Err(io_err(&self.jobs)(e)),
-        };
-        rd.map(|e| e.map(|e| e.file_name()).map_err(io_err(&self.jobs)))
-            .collect()
+        match self.inner.jobs.get() {
+            None => Ok(vec![]),
+            Some(j) => j.names().map_err(io_err(j.path())),
+        }
     }
 
     /// Removes temp files that writers killed mid-write left behind (`.ID.json.tmp.PID`). Safe by the
@@ -196,28 +133,27 @@ impl FileStore {
     /// flight, so every temp file of that id is stale. With `dry_run`, only counts them.
     pub fn sweep_temp_files(&self, dry_run: bool) -> Result<Vec<PathBuf>, StoreError> {
         let mut swept = Vec::new();
-        for name in self.entry_names()? {
-            let Some(id) = name
-                .to_str()
-                .and_then(|n| n.strip_prefix('.'))
-                .and_then(|n| n.split_once(".json.tmp."))
-                .filter(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|(id, _)| JobId::parse(id).ok())
-            else {
+        for entry in self.entry_names()? {
+            let Some((name, id)) = entry.to_str().and_then(|n| {
+                let (id, pid) = n.strip_prefix('.')?.split_once(".json.tmp.")?;
+                let ok = !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit());
+                Some((n, JobId::parse(id).ok().filter(|_| ok)?))
+            }) else {
                 continue;
             };
-            let path = self.jobs.join(&name);
+            let path = self.path_of(name);
             if dry_run {
                 swept.push(path);
                 continue;
             }
+            let jobs = self.jobs(&id)?;
             // Writers take the lock (creating its file) before their temp file exists, so without
             // a lock file no write can be in flight; otherwise wait for the lock.
-            let _lock = match self.lock_path(&id).symlink_metadata() {
+            let _lock = match jobs.stat(&self::name(&id, "lock")) {
                 Ok(_) => Some(self.lock(&id)?),
                 Err(_) => None,
             };
-            match fs::remove_file(&path) {
+            match jobs.unlink(name) {
                 Ok(()) => swept.push(path),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io_err(&path)(e)),
@@ -226,32 +162,16 @@ impl FileStore {
         Ok(swept)
     }
 
-    /// A renewer for one job: the holder's fast path (protocol.md 6.5).
-    fn open_renewer(&self, id: &JobId) -> Result<FileRenewer, StoreError> {
-        let lock = self.open_lock_file(id)?;
-        let path = self.lease_path(id);
-        let lease = open_private_rw(&path).map_err(io_err(&path))?;
-        let existing = self.read_lease(id);
-        if existing.len() < lease::FILE_LEN {
-            // Claim both slots' space now, while the job starts: later renewals then only
-            // overwrite, and keep working on a disk that has since filled up.
-            std::os::unix::fs::FileExt::write_all_at(&lease, &lease::empty_file(), 0)
-                .map_err(io_err(&path))?;
-        }
-        let seq = lease::newest(&existing).map_or(0, |s| s.seq) + 1;
-        Ok(FileRenewer {
+    /// The job's log segments, for the wrapper that writes them.
+    pub fn log_files(&self, id: &JobId) -> LogFiles {
+        LogFiles {
             store: self.clone(),
             id: id.clone(),
-            lock,
-            lease,
-            seq,
-            seen: None,
-        })
+        }
     }
 
-    fn tmp_path(&self, id: &JobId) -> PathBuf {
-        self.jobs
-            .join(format!(".{id}.json.tmp.{}", std::process::id()))
+    fn tmp_name(id: &JobId) -> String {
+        format!(".{id}.json.tmp.{}", std::process::id())
     }
 
     /// Takes the job's exclusive lock; released when the returned file is dropped (or we die).
@@ -262,46 +182,39 @@ impl FileStore {
         Ok(f)
     }
 
-    fn open_lock_file(&self, id: &JobId) -> Result<File, StoreError> {
+    pub(super) fn open_lock_file(&self, id: &JobId) -> Result<File, StoreError> {
         let path = self.lock_path(id);
-        let f = open_private_rw(&path).map_err(|e| match e.raw_os_error() {
-            Some(c) if c == rustix::io::Errno::LOOP.raw_os_error() => StoreError::Dir {
+        open_private_rw(self.jobs(id)?, &name(id, "lock")).map_err(|e| match errno(&e) {
+            Some(Errno::LOOP) => StoreError::Dir {
                 path: path.clone(),
-                why: "lock file is a symbolic link; remove it".into(),
+                why: DirProblem::SymlinkedLock,
             },
             _ => io_err(&path)(e),
-        })?;
-        Ok(f)
+        })
     }
 
     /// Reads a record file: no symlinks, no FIFOs (opened non-blocking), at most 1 MiB.
-    fn read_record(&self, id: &JobId) -> Result<Record, StoreError> {
+    pub(super) fn read_record(&self, id: &JobId) -> Result<Record, StoreError> {
+        let jobs = self.jobs(id)?;
         let path = self.record_path(id);
-        let corrupt = |why: String| StoreError::Record {
+        let corrupt = |why: &str| StoreError::Record {
             path: path.clone(),
-            err: crate::record::RecordError::Corrupt(why),
+            err: RecordError::Corrupt(format!("{why} (left in place)")),
         };
-        let mut f = match OpenOptions::new()
-            .read(true)
-            .custom_flags(libc_flags::NOFOLLOW | libc_flags::NONBLOCK | libc_flags::CLOEXEC)
-            .open(&path)
-        {
+        let mut f = match jobs.open(&name(id, "json"), OFlags::RDONLY | OFlags::NONBLOCK, 0) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::NotFound(id.clone(), self.dir.root.clone()));
+            Err(e) => {
+                return Err(match errno(&e) {
+                    Some(Errno::NOENT) => self.not_found(id.clone()),
+                    Some(Errno::LOOP) => {
+                        corrupt("record is a symbolic link; tether never follows one")
+                    }
+                    // A Unix socket cannot be opened at all; it is as much "not a record" as a
+                    // FIFO is.
+                    Some(Errno::NXIO) => corrupt("record is not a regular file"),
+                    _ => io_err(&path)(e),
+                });
             }
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
-                return Err(corrupt(
-                    "record is a symbolic link; tether never follows one (left in place)".into(),
-                ));
-            }
-            // A Unix socket cannot be opened at all; it is as much "not a record" as a FIFO is.
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) => {
-                return Err(corrupt(
-                    "record is not a regular file (left in place)".into(),
-                ));
-            }
-            Err(e) => return Err(io_err(&path)(e)),
         };
         // Fast path: a record is immutable once renamed into place, so one read of a small buffer
         // gets all of it (open, read, close: listing 10,000 jobs is mostly these syscalls). Only
@@ -311,19 +224,17 @@ impl FileStore {
         if let Ok(n) = f.read(&mut quick) {
             if n > 0 && n < quick.len() {
                 if let Ok(rec) = Record::parse(&quick[..n], Some(id.as_str())) {
-                    return Ok(self.with_lease(id, rec));
+                    return Ok(self.with_lease(jobs, id, rec));
                 }
             }
         }
         let md = f.metadata().map_err(io_err(&path))?;
         if !md.is_file() {
-            return Err(corrupt(
-                "record is not a regular file (left in place)".into(),
-            ));
+            return Err(corrupt("record is not a regular file"));
         }
         if md.len() > MAX_RECORD_BYTES {
-            return Err(corrupt(format!(
-                "record is {} bytes, over the 1 MiB limit (left in place)",
+            return Err(corrupt(&format!(
+                "record is {} bytes, over the 1 MiB limit",
                 md.len()
             )));
         }
@@ -337,39 +248,41 @@ impl FileStore {
             path: path.clone(),
             err,
         })?;
-        Ok(self.with_lease(id, rec))
+        Ok(self.with_lease(jobs, id, rec))
     }
 
     /// Folds the lease file into an active record (protocol.md 6.5).
-    fn with_lease(&self, id: &JobId, mut rec: Record) -> Record {
+    fn with_lease(&self, jobs: &Dir, id: &JobId, mut rec: Record) -> Record {
         if rec.status.is_active() {
-            lease::merge(&mut rec, &self.read_lease(id));
+            lease::merge(&mut rec, &self.read_lease(jobs, id));
         }
         rec
     }
 
-    /// Writes `rec` to a private temp file; the caller renames or links it into place.
+    /// Writes `rec` to a private temp file and returns its name; the caller renames or links it
+    /// into place.
     ///
     /// Errors name the record, not the temp file: the temp file is gone by the time the user reads
     /// the message, and the record is what they will look at (a full disk, say).
-    fn write_tmp(&self, id: &JobId, rec: &Record, durable: bool) -> Result<PathBuf, StoreError> {
-        let tmp = self.tmp_path(id);
+    fn write_tmp(
+        &self,
+        jobs: &Dir,
+        id: &JobId,
+        rec: &Record,
+        durable: bool,
+    ) -> Result<String, StoreError> {
+        let tmp = Self::tmp_name(id);
         let path = self.record_path(id);
         // We hold the job's lock, so a temp file of ours left here is from a dead writer.
-        let _ = fs::remove_file(&tmp);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc_flags::NOFOLLOW | libc_flags::CLOEXEC)
-            .open(&tmp)
-            .map_err(io_err(&path))?;
+        let _ = jobs.unlink(&tmp);
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL;
+        let mut f = jobs.open(&tmp, flags, 0o600).map_err(io_err(&path))?;
         let bytes = rec.to_json();
         let res = f
             .write_all(&bytes)
             .and_then(|()| if durable { f.sync_all() } else { Ok(()) });
         if let Err(e) = res {
-            let _ = fs::remove_file(&tmp);
+            let _ = jobs.unlink(&tmp);
             return Err(io_err(&path)(e));
         }
         Ok(tmp)
@@ -380,127 +293,45 @@ impl FileStore {
     /// `ID.lock` behind, and on a read-only directory report "read-only" instead of "no such job".
     /// A record created right after this check is simply one we did not see, as with any read.
     fn must_exist(&self, id: &JobId) -> Result<(), StoreError> {
-        let path = self.record_path(id);
-        match fs::symlink_metadata(&path) {
+        match self.jobs(id)?.stat(&name(id, "json")) {
             Ok(_) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                Err(StoreError::NotFound(id.clone(), self.dir.root.clone()))
-            }
-            Err(e) => Err(io_err(&path)(e)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(self.not_found(id.clone())),
+            Err(e) => Err(io_err(&self.record_path(id))(e)),
         }
     }
 
-    fn sync_dir(&self) -> Result<(), StoreError> {
-        File::open(&self.jobs)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(&self.jobs))
-    }
-
-    fn ensure_jobs_dir(&self) -> Result<(), StoreError> {
-        if !self.jobs.exists() {
-            create_private_dir(&self.jobs)?;
-        }
-        Ok(())
+    fn sync_dir(&self, jobs: &Dir) -> Result<(), StoreError> {
+        jobs.sync().map_err(io_err(jobs.path()))
     }
 }
 
-/// The holder's renewal fast path: lock, check the record is still ours (an `fstat`, and a parse
-/// only when it changed since we last looked), overwrite one lease slot in place.
-pub struct FileRenewer {
+/// A job's log, `<id>.log`, its previous segment, `<id>.log.1`, and the wrapper's notes,
+/// `<id>.notes`, reached through `jobs/`.
+pub struct LogFiles {
     store: FileStore,
     id: JobId,
-    lock: File,
-    lease: File,
-    seq: u64,
-    /// Identity (inode, size, mtime) of the record last seen active with our epoch.
-    seen: Option<(u64, u64, i64, i64, u64)>,
 }
 
-impl Renew for FileRenewer {
-    fn renew(
-        &mut self,
-        epoch: u64,
-        at: crate::clock::Timestamp,
-        mono_ms: u64,
-        progress: &crate::record::Progress,
-    ) -> Result<Result<(), Box<Refused>>, StoreError> {
-        let lock_path = self.store.lock_path(&self.id);
-        fs4::FileExt::lock(&self.lock).map_err(io_err(&lock_path))?;
-        let res = self.renew_locked(epoch, at, mono_ms, progress);
-        let _ = fs4::FileExt::unlock(&self.lock);
-        res
+impl LogFiles {
+    /// Opens the current segment for appending, creating it private (0600), never through a link.
+    pub fn open(&self) -> io::Result<File> {
+        let jobs = self.store.jobs(&self.id).map_err(io::Error::other)?;
+        let flags = OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE;
+        jobs.open(&name(&self.id, "log"), flags, 0o600)
     }
-}
 
-impl FileRenewer {
-    fn renew_locked(
-        &mut self,
-        epoch: u64,
-        at: crate::clock::Timestamp,
-        mono_ms: u64,
-        progress: &crate::record::Progress,
-    ) -> Result<Result<(), Box<Refused>>, StoreError> {
-        let path = self.store.record_path(&self.id);
-        let md = fs::symlink_metadata(&path).map_err(io_err(&path))?;
-        let ident = (md.ino(), md.size(), md.mtime(), md.mtime_nsec(), epoch);
-        if self.seen != Some(ident) {
-            let cur = self.store.read_record(&self.id)?;
-            // The same rule as every other write (section 5): only the checking is done here, the
-            // lease fields go to the lease file below instead of a new record.
-            let w = Write::Renew {
-                epoch,
-                at,
-                mono_ms,
-                running: false,
-                child: None,
-                progress: None,
-            };
-            if let Err(refused) = crate::transition::apply(&cur, &w) {
-                self.seen = None;
-                return Ok(Err(refused));
-            }
-            self.seen = Some(ident);
-        }
-        let stamp = Stamp {
-            seq: self.seq,
-            epoch,
-            renewed_mono_ms: mono_ms,
-            renewed_at: at,
-            beats: progress.count,
-            beat_at: progress.at,
-        };
-        let lease_path = self.store.lease_path(&self.id);
-        // A lease file deleted under us would swallow renewals into an orphaned inode while
-        // readers see none: reopen (and so recreate) it when our descriptor is no longer linked.
-        if self.lease.metadata().map_err(io_err(&lease_path))?.nlink() == 0 {
-            self.lease = self.store.open_renewer(&self.id)?.lease;
-        }
-        std::os::unix::fs::FileExt::write_all_at(&self.lease, &stamp.encode(), stamp.offset())
-            .map_err(io_err(&lease_path))?;
-        self.seq += 1;
-        Ok(Ok(()))
+    /// Opens the wrapper's diagnostics file, `<id>.notes`, for appending, as `open` does.
+    pub fn open_notes(&self) -> io::Result<File> {
+        let jobs = self.store.jobs(&self.id).map_err(io::Error::other)?;
+        let flags = OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE;
+        jobs.open(&name(&self.id, "notes"), flags, 0o600)
     }
-}
 
-/// Open flags std has no names for; the values come from rustix so they are right per platform.
-mod libc_flags {
-    use rustix::fs::OFlags;
-    pub const NOFOLLOW: i32 = OFlags::NOFOLLOW.bits() as i32;
-    pub const NONBLOCK: i32 = OFlags::NONBLOCK.bits() as i32;
-    pub const CLOEXEC: i32 = OFlags::CLOEXEC.bits() as i32;
-}
-
-/// Opens (creating, mode 0600) a job's lock or lease file for reading and writing, never through a
-/// symbolic link: both are kept open and written while the record they guard is live.
-fn open_private_rw(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc_flags::NOFOLLOW | libc_flags::CLOEXEC)
-        .open(path)
+    /// Makes the current segment the previous one, replacing the old previous one.
+    pub fn rotate(&self) -> io::Result<()> {
+        let jobs = self.store.jobs(&self.id).map_err(io::Error::other)?;
+        jobs.rename(&name(&self.id, "log"), &name(&self.id, "log.1"))
+    }
 }
 
 fn id_of(name: &OsStr) -> Option<JobId> {
@@ -514,11 +345,11 @@ impl Store for FileStore {
     type Watch = FileWatch;
 
     fn renewer(&self, id: &JobId) -> Result<FileRenewer, StoreError> {
-        self.open_renewer(id)
+        FileRenewer::open(self, id)
     }
 
     fn watch(&self, id: &JobId) -> Option<FileWatch> {
-        FileWatch::new(&self.jobs, id)
+        FileWatch::new(self.inner.jobs.get()?, id)
     }
 
     fn contains(&self, id: &JobId) -> Result<bool, StoreError> {
@@ -530,27 +361,23 @@ impl Store for FileStore {
     }
 
     fn not_found(&self, id: JobId) -> StoreError {
-        StoreError::NotFound(id, self.dir.root.clone())
+        StoreError::NotFound(id, self.root().to_path_buf())
     }
 
     fn create(&self, rec: &Record) -> Result<(), StoreError> {
-        let id = JobId::parse(&rec.id).map_err(|e| StoreError::Dir {
-            path: self.jobs.clone(),
-            why: e.to_string(),
-        })?;
-        self.ensure_jobs_dir()?;
+        let id = JobId::parse(&rec.id)?;
+        let jobs = self.jobs_made()?;
         let _lock = self.lock(&id)?;
-        let path = self.record_path(&id);
-        let tmp = self.write_tmp(&id, rec, true)?;
+        let tmp = self.write_tmp(jobs, &id, rec, true)?;
         // link() fails if the record exists: creation is exclusive even against another creator.
-        let linked = fs::hard_link(&tmp, &path);
-        let _ = fs::remove_file(&tmp);
+        let linked = jobs.link(&tmp, &name(&id, "json"));
+        let _ = jobs.unlink(&tmp);
         match linked {
-            Ok(()) => self.sync_dir(),
+            Ok(()) => self.sync_dir(jobs),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                Err(StoreError::Exists(id, self.dir.root.clone()))
+                Err(StoreError::Exists(id, self.root().to_path_buf()))
             }
-            Err(e) => Err(io_err(&path)(e)),
+            Err(e) => Err(io_err(&self.record_path(&id))(e)),
         }
     }
 
@@ -559,12 +386,11 @@ impl Store for FileStore {
     }
 
     fn ids(&self) -> Result<Vec<JobId>, StoreError> {
-        let mut ids = Vec::new();
-        for name in self.entry_names()? {
-            if let Some(id) = id_of(&name) {
-                ids.push(id);
-            }
-        }
+        let mut ids: Vec<JobId> = self
+            .entry_names()?
+            .iter()
+            .filter_map(|n| id_of(n))
+            .collect();
         ids.sort();
         Ok(ids)
     }
@@ -583,6 +409,7 @@ impl Store for FileStore {
         f: &mut dyn FnMut(&Record) -> Change<T>,
     ) -> Result<(T, Record), StoreError> {
         self.must_exist(id)?;
+        let jobs = self.jobs(id)?;
         let _lock = self.lock(id)?;
         let cur = self.read_record(id)?;
         match f(&cur) {
@@ -592,14 +419,13 @@ impl Store for FileStore {
                 durable,
                 value,
             } => {
-                let path = self.record_path(id);
-                let tmp = self.write_tmp(id, &record, durable)?;
-                if let Err(e) = fs::rename(&tmp, &path) {
-                    let _ = fs::remove_file(&tmp);
-                    return Err(io_err(&path)(e));
+                let tmp = self.write_tmp(jobs, id, &record, durable)?;
+                if let Err(e) = jobs.rename(&tmp, &name(id, "json")) {
+                    let _ = jobs.unlink(&tmp);
+                    return Err(io_err(&self.record_path(id))(e));
                 }
                 if durable {
-                    self.sync_dir()?;
+                    self.sync_dir(jobs)?;
                 }
                 Ok((value, record))
             }
@@ -612,28 +438,30 @@ impl Store for FileStore {
         only_if: &mut dyn FnMut(&Record) -> bool,
     ) -> Result<bool, StoreError> {
         self.must_exist(id)?;
+        let jobs = self.jobs(id)?;
         let lock = self.lock(id)?;
         let rec = self.read_record(id)?;
         if !only_if(&rec) {
             return Ok(false);
         }
-        let path = self.record_path(id);
-        fs::remove_file(&path).map_err(io_err(&path))?;
-        for p in [
-            self.log_path(id),
-            self.jobs.join(format!("{id}.log.1")),
-            self.lease_path(id),
-            self.notes_path(id),
+        let record = name(id, "json");
+        jobs.unlink(&record)
+            .map_err(io_err(&self.path_of(&record)))?;
+        for n in [
+            name(id, "log"),
+            name(id, "log.1"),
+            name(id, "lease"),
+            name(id, "notes"),
         ] {
-            match fs::remove_file(&p) {
+            match jobs.unlink(&n) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(&p)(e)),
+                Err(e) => return Err(io_err(&self.path_of(&n))(e)),
             }
         }
-        let _ = fs::remove_file(self.lock_path(id));
+        let _ = jobs.unlink(&name(id, "lock"));
         drop(lock);
-        self.sync_dir()?;
+        self.sync_dir(jobs)?;
         Ok(true)
     }
 }
@@ -643,6 +471,9 @@ mod tests {
     use super::*;
     use crate::record::tests::sample;
     use crate::record::{RecordError, Status};
+    use crate::store::StateDir;
+    use std::fs;
+    use std::os::unix::fs::MetadataExt;
     use std::os::unix::fs::PermissionsExt;
 
     fn store() -> (tempfile::TempDir, FileStore) {
@@ -690,7 +521,7 @@ mod tests {
     fn corrupt_records_are_reported_kept_and_do_not_hide_others() {
         let (_t, s) = store();
         s.create(&sample()).unwrap();
-        let bad = s.jobs.join("broken.json");
+        let bad = s.root().join("jobs").join("broken.json");
         fs::write(&bad, b"{\"protocol\":1,").unwrap();
         let listed = s.list().unwrap();
         assert_eq!(listed.len(), 2);
@@ -720,13 +551,13 @@ mod tests {
         let (t, s) = store();
         let target = t.path().join("elsewhere.json");
         fs::write(&target, sample().to_json()).unwrap();
-        std::os::unix::fs::symlink(&target, s.jobs.join("job-1.json")).unwrap();
+        std::os::unix::fs::symlink(&target, s.root().join("jobs").join("job-1.json")).unwrap();
         let id = JobId::parse("job-1").unwrap();
         let e = s.load(&id).unwrap_err().to_string();
         assert!(e.contains("symbolic link"), "{e}");
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            s.jobs.join("fifo.json").as_path(),
+            s.root().join("jobs").join("fifo.json").as_path(),
             rustix::fs::FileType::Fifo,
             rustix::fs::Mode::from_raw_mode(0o600),
             0,

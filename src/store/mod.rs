@@ -6,73 +6,32 @@
 //! `update` is generic, so the trait is not object-safe on purpose (no boxing on the write path).
 
 mod any;
+mod dir;
+mod error;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod etcd_rules;
 pub mod etcd_url;
 mod file;
+mod renew;
 mod watch;
 
 use std::os::fd::BorrowedFd;
-use std::path::PathBuf;
 
 pub use any::{AnyRenewer, AnyStore, AnyWatch};
-pub use file::{FileRenewer, FileStore, StateDir};
+pub use dir::StateDir;
+pub use error::{DirProblem, StoreError};
+pub use file::{FileStore, LogFiles};
+pub use renew::FileRenewer;
 pub use watch::FileWatch;
 
 #[cfg(feature = "etcd")]
 pub use etcd::{Auth, EtcdRenewer, EtcdStore, EtcdWatch};
 
 use crate::clock::Timestamp;
-use crate::id::{InvalidId, JobId};
-use crate::record::{Progress, Record, RecordError};
+use crate::id::JobId;
+use crate::record::{Progress, Record};
 use crate::transition::Refused;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("no job {0} in {1}; `tether status` lists the jobs")]
-    NotFound(JobId, PathBuf),
-    #[error("job {0} already exists in {1}")]
-    Exists(JobId, PathBuf),
-    #[error(transparent)]
-    InvalidId(#[from] InvalidId),
-    #[error("id prefix {prefix:?} is ambiguous: it matches {}; give more characters", shown(.matches))]
-    Ambiguous { prefix: String, matches: Vec<JobId> },
-    #[error("{path}: {err}")]
-    Record { path: PathBuf, err: RecordError },
-    #[error("{path}: {why}")]
-    Dir { path: PathBuf, why: String },
-    #[error("state directory {0} is read-only; the verdict is shown but not recorded")]
-    ReadOnly(PathBuf),
-    #[error("{path}: {err}")]
-    Io { path: PathBuf, err: std::io::Error },
-}
-
-impl StoreError {
-    /// The exit code protocol.md section 9 assigns to this error.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            StoreError::NotFound(..) => 6,
-            StoreError::Exists(..) => 2,
-            StoreError::InvalidId(..) => 2,
-            StoreError::Ambiguous { .. } => 6,
-            StoreError::Record { .. } => 7,
-            StoreError::Dir { .. } => 8,
-            StoreError::ReadOnly(..) => 8,
-            StoreError::Io { .. } => 10,
-        }
-    }
-}
-
-/// The first ten of an ambiguous prefix's matches, and how many more.
-fn shown(matches: &[JobId]) -> String {
-    let first: Vec<&str> = matches.iter().take(10).map(|i| i.as_str()).collect();
-    let mut s = first.join(", ");
-    if matches.len() > 10 {
-        s.push_str(&format!(" and {} more", matches.len() - 10));
-    }
-    s
-}
 
 /// What an update closure decides after seeing the record read under the lock.
 #[allow(clippy::large_enum_variant)] // built once per write and consumed at once

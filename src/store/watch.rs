@@ -6,8 +6,7 @@
 //! needs the raw fd inside its own `poll` set next to the holder's pidfd, which `notify`'s callback
 //! thread would hide behind a channel.
 
-use std::path::Path;
-
+use super::dir::Dir;
 use crate::id::JobId;
 
 #[cfg(target_os = "linux")]
@@ -18,7 +17,7 @@ pub struct FileWatch {
 
 #[cfg(target_os = "linux")]
 impl FileWatch {
-    pub(super) fn new(jobs: &Path, id: &JobId) -> Option<FileWatch> {
+    pub(super) fn new(jobs: &Dir, id: &JobId) -> Option<FileWatch> {
         use rustix::fs::inotify;
         let fd =
             inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC).ok()?;
@@ -27,7 +26,9 @@ impl FileWatch {
             | inotify::WatchFlags::DELETE
             | inotify::WatchFlags::DELETE_SELF
             | inotify::WatchFlags::MOVE_SELF;
-        inotify::add_watch(&fd, jobs, w).ok()?;
+        // Through the descriptor the store opened, not by name: the watch is on the directory
+        // that was checked, whatever has been renamed since.
+        inotify::add_watch(&fd, jobs.proc_path(), w).ok()?;
         Some(FileWatch {
             fd,
             name: format!("{id}.json"),
@@ -73,7 +74,7 @@ pub enum FileWatch {}
 
 #[cfg(not(target_os = "linux"))]
 impl FileWatch {
-    pub(super) fn new(_jobs: &Path, _id: &JobId) -> Option<FileWatch> {
+    pub(super) fn new(_jobs: &Dir, _id: &JobId) -> Option<FileWatch> {
         None
     }
 }

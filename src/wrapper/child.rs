@@ -123,6 +123,7 @@ impl Spawned {
             pid: self.pid,
             start: self.start.clone(),
             pgid: self.pid,
+            extra: Default::default(),
         }
     }
 

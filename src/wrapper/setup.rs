@@ -84,13 +84,23 @@ pub async fn setup(opts: &Options, detached: bool) -> Result<Setup, Error> {
     let ticker = tick::Ticker::new(Duration::from_millis(interval_ms))
         .map_err(|e| Error::io(format!("cannot start the renewal timer: {e}")))?;
     let job = create_record(store, opts, interval_ms, ttl_ms, id)?;
+    // Both through the state directory opened and checked once (issue 14.6), never by path.
+    let files = job
+        .store
+        .log_files(&job.id)
+        .map_err(|e| std::io::Error::other(e.to_string()));
     let notes_path = job.store.notes_path(&job.id);
-    match log::open(&notes_path) {
+    match files
+        .as_ref()
+        .map_err(clone_err)
+        .and_then(|f| f.open_notes())
+    {
         Ok(f) => notes::keep_in(f, detached),
         Err(e) => note!("cannot open {}: {e}", notes_path.display()),
     }
     let log_path = job.store.log_path(&job.id);
-    let log = match log::Log::open(log_path.clone(), log::LOG_CAP) {
+    let log = files.and_then(|files| log::Log::open(log_path.clone(), files, log::LOG_CAP));
+    let log = match log {
         Ok(l) => Some(l),
         Err(e) => {
             note!(
@@ -207,4 +217,8 @@ fn create_record(
     Err(Error::io(
         "could not generate an unused job id after 64 tries; pass --id",
     ))
+}
+
+fn clone_err(e: &std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), e.to_string())
 }

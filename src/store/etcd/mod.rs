@@ -26,7 +26,7 @@ pub use watch::EtcdWatch;
 
 use super::etcd_rules::{self, Keys, LiveValue, Observed};
 use super::etcd_url::EtcdUrl;
-use super::{Change, Listed, Store, StoreError};
+use super::{Change, DirProblem, Listed, Store, StoreError};
 use crate::id::JobId;
 use crate::record::{MAX_RECORD_BYTES, Record, RecordError, Status};
 use crate::verdict::{Probe, Reader, Verdict};
@@ -121,7 +121,9 @@ impl EtcdStore {
         });
         let unreachable = |e: String| StoreError::Dir {
             path: PathBuf::from(url.to_string()),
-            why: format!("cannot use etcd: {e}; check that etcd runs there and the --store URL"),
+            why: DirProblem::Backend(format!(
+                "cannot use etcd: {e}; check that etcd runs there and the --store URL"
+            )),
         };
         let client = rx
             .recv()
@@ -241,10 +243,7 @@ impl EtcdStore {
     }
 
     fn must_id(&self, rec: &Record) -> Result<JobId, StoreError> {
-        JobId::parse(&rec.id).map_err(|e| StoreError::Dir {
-            path: PathBuf::from(self.url.to_string()),
-            why: e.to_string(),
-        })
+        Ok(JobId::parse(&rec.id)?)
     }
 
     /// Creates a job's record together with its etcd lease and liveness key (11.3), in one
@@ -307,7 +306,7 @@ impl EtcdStore {
 fn connect_options(url: &EtcdUrl, auth: &Auth) -> Result<ConnectOptions, StoreError> {
     let bad = |why: String| StoreError::Dir {
         path: PathBuf::from(url.to_string()),
-        why,
+        why: DirProblem::Backend(why),
     };
     let mut o = ConnectOptions::new()
         .with_timeout(REQUEST_TIMEOUT)

@@ -1,0 +1,136 @@
+//! The holder's renewal fast path through the lease file (protocol.md 6.5): lock, check the record
+//! is still ours (an `fstatat`, and a parse only when it changed since we last looked), overwrite
+//! one lease slot in place.
+
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt};
+
+use super::dir::{io_err, open_private_rw};
+use super::file::{FileStore, name};
+use super::{Renew, StoreError};
+use crate::clock::Timestamp;
+use crate::id::JobId;
+use crate::lease::{self, Stamp};
+use crate::record::Progress;
+use crate::transition::{Refused, Write};
+
+pub struct FileRenewer {
+    store: FileStore,
+    id: JobId,
+    lock: File,
+    lease: File,
+    seq: u64,
+    /// Identity (inode, size, mtime) of the record last seen active with our epoch.
+    seen: Option<(u64, u64, i64, i64, u64)>,
+}
+
+impl FileRenewer {
+    pub(super) fn open(store: &FileStore, id: &JobId) -> Result<FileRenewer, StoreError> {
+        let lock = store.open_lock_file(id)?;
+        let (lease, existing) = Self::open_lease(store, id)?;
+        let seq = lease::newest(&existing).map_or(0, |s| s.seq) + 1;
+        Ok(FileRenewer {
+            store: store.clone(),
+            id: id.clone(),
+            lock,
+            lease,
+            seq,
+            seen: None,
+        })
+    }
+
+    /// Opens (creating) the lease file and returns it with the bytes it held.
+    fn open_lease(store: &FileStore, id: &JobId) -> Result<(File, Vec<u8>), StoreError> {
+        let path = store.lease_path(id);
+        let jobs = store.jobs(id)?;
+        let lease = open_private_rw(jobs, &name(id, "lease")).map_err(io_err(&path))?;
+        let existing = store.read_lease(jobs, id);
+        if existing.len() < lease::FILE_LEN {
+            // Claim both slots' space now, while the job starts: later renewals then only
+            // overwrite, and keep working on a disk that has since filled up.
+            lease
+                .write_all_at(&lease::empty_file(), 0)
+                .map_err(io_err(&path))?;
+        }
+        Ok((lease, existing))
+    }
+
+    #[allow(clippy::unnecessary_cast)] // `stat` field types differ by platform
+    fn renew_locked(
+        &mut self,
+        epoch: u64,
+        at: Timestamp,
+        mono_ms: u64,
+        progress: &Progress,
+    ) -> Result<Result<(), Box<Refused>>, StoreError> {
+        let jobs = self.store.jobs(&self.id)?;
+        let st = jobs
+            .stat(&name(&self.id, "json"))
+            .map_err(io_err(&self.store.record_path(&self.id)))?;
+        let ident = (
+            st.st_ino as u64,
+            st.st_size as u64,
+            st.st_mtime as i64,
+            st.st_mtime_nsec as i64,
+            epoch,
+        );
+        if self.seen != Some(ident) {
+            let cur = self.store.read_record(&self.id)?;
+            // The same rule as every other write (section 5): only the checking is done here, the
+            // lease fields go to the lease file below instead of a new record.
+            let w = Write::Renew {
+                epoch,
+                at,
+                mono_ms,
+                running: false,
+                child: None,
+                progress: None,
+            };
+            if let Err(refused) = crate::transition::apply(&cur, &w) {
+                self.seen = None;
+                return Ok(Err(refused));
+            }
+            self.seen = Some(ident);
+        }
+        let stamp = Stamp {
+            seq: self.seq,
+            epoch,
+            renewed_mono_ms: mono_ms,
+            renewed_at: at,
+            beats: progress.count,
+            beat_at: progress.at,
+        };
+        let lease_path = || self.store.lease_path(&self.id);
+        // A lease file deleted under us would swallow renewals into an orphaned inode while
+        // readers see none: reopen (and so recreate) it when our descriptor is no longer linked.
+        if self
+            .lease
+            .metadata()
+            .map_err(io_err(&lease_path()))?
+            .nlink()
+            == 0
+        {
+            self.lease = Self::open_lease(&self.store, &self.id)?.0;
+        }
+        self.lease
+            .write_all_at(&stamp.encode(), stamp.offset())
+            .map_err(io_err(&lease_path()))?;
+        self.seq += 1;
+        Ok(Ok(()))
+    }
+}
+
+impl Renew for FileRenewer {
+    fn renew(
+        &mut self,
+        epoch: u64,
+        at: Timestamp,
+        mono_ms: u64,
+        progress: &Progress,
+    ) -> Result<Result<(), Box<Refused>>, StoreError> {
+        fs4::FileExt::lock(&self.lock).map_err(io_err(&self.store.lock_path(&self.id)))?;
+        let res = self.renew_locked(epoch, at, mono_ms, progress);
+        let _ = fs4::FileExt::unlock(&self.lock);
+        res
+    }
+}
