@@ -251,6 +251,9 @@ export interface Job {
   raw: Record<string, unknown>;
 }
 
+/** What `watch` yields: a job that changed, or one that was removed. */
+export type WatchEvent = Job | { id: string; removed: true };
+
 export interface StartedJob {
   id: string;
   holderPid: number;
@@ -283,7 +286,7 @@ export class Tether {
   result(id: string): Promise<Job>;
   cancel(id: string, options?: { graceMs?: number }): Promise<{ outcome: CancelOutcome; job: Job | null; raw: unknown }>;
   remove(id: string, options?: { force?: boolean }): Promise<void>;
-  watch(options?: { meta?: Record<string, string>; signal?: AbortSignal }): AsyncGenerator<Job, void, undefined>;
+  watch(options?: { meta?: Record<string, string>; active?: boolean; signal?: AbortSignal }): AsyncGenerator<WatchEvent, void, undefined>;
 }
 
 // ---------- errors ----------

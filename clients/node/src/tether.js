@@ -139,13 +139,15 @@ export class Tether {
   }
 
   /**
-   * Live changes, as the CLI's `tether watch --json` reports them (one JSON object per line).
-   * Breaking out of the loop, or aborting `signal`, stops the watcher process.
-   * @param {{ meta?: Record<string, string>, signal?: AbortSignal }} [o]
-   * @returns {AsyncGenerator<import("../index.js").Job>}
+   * Live changes, as the CLI's `tether watch --json` reports them (one JSON object per line): a
+   * job each time its status, progress, exit or child changes, and `{ id, removed: true }` when a
+   * job disappears (`rm`, `gc`). Breaking out of the loop, or aborting `signal`, stops the watcher.
+   * @param {{ meta?: Record<string, string>, active?: boolean, signal?: AbortSignal }} [o]
+   * @returns {AsyncGenerator<import("../index.js").WatchEvent>}
    */
   async *watch(o = {}) {
-    const args = [...(this.dir ? ["--dir", this.dir] : []), "watch", "--json"];
+    const args = [...(this.dir ? ["--dir", this.dir] : []), "watch", "--json", ...metaArgs(o.meta)];
+    if (o.active) args.push("--active");
     const child = spawn(this.bin, args, { env: this.env, stdio: ["ignore", "pipe", "pipe"] });
     /** @type {Buffer[]} */ const err = [];
     child.stderr.on("data", (b) => err.push(b));
@@ -162,7 +164,12 @@ export class Tether {
     try {
       for await (const line of createInterface({ input: child.stdout })) {
         if (line.trim() === "") continue;
-        const job = toJob(JSON.parse(line));
+        const event = JSON.parse(line);
+        if (event.removed === true) {
+          yield { id: event.id, removed: true };
+          continue;
+        }
+        const job = toJob(event);
         if (metaMatches(job, o.meta)) yield job;
       }
       const code = await closed;

@@ -214,3 +214,34 @@ test("remove deletes an ended job (tether rm)", async (t) => {
     await s.done();
   }
 });
+
+test("watch yields changes as they happen (tether watch --json)", async (t) => {
+  if (!(await hasCommand("watch"))) return t.todo("this tether has no `watch` yet (issue 15 item 7)");
+  const s = scratch();
+  try {
+    await s.t.run(["true"], { id: "first" }); // the state directory exists before the watch starts
+    const ac = new AbortController();
+    const seen = [];
+    const watching = (async () => {
+      for await (const ev of s.t.watch({ meta: { session: "w" }, signal: ac.signal })) {
+        seen.push(ev);
+        if (!("removed" in ev) && ev.id === "w1" && ev.status === "lost") break;
+      }
+    })();
+    await sleep(300);
+    const job = await s.t.run(["sleep", "30"], { id: "w1", meta: { session: "w" } });
+    await s.t.run(["sleep", "30"], { id: "other" });
+    await sleep(300);
+    await killAndWait(job.holderPid);
+    s.track(job.childPid);
+    const timer = setTimeout(() => ac.abort(), 20_000);
+    await watching;
+    clearTimeout(timer);
+    const mine = seen.filter((e) => !("removed" in e));
+    assert.ok(mine.some((e) => e.id === "w1" && e.status === "running"), JSON.stringify(seen.map((e) => [e.id, e.status])));
+    assert.ok(mine.some((e) => e.id === "w1" && e.status === "lost" && e.reason === "worker-exited"));
+    assert.ok(mine.every((e) => e.id !== "other"), "the meta filter let another job through");
+  } finally {
+    await s.done();
+  }
+});

@@ -34,8 +34,13 @@ async function use(): Promise<void> {
   const o: "cancelled" | "already-ended" = outcome;
   void o;
   for await (const change of t.watch({ meta: { session: "s1" } })) {
-    const s: string = change.status;
-    void s;
+    if ("removed" in change) {
+      const gone: string = change.id;
+      void gone;
+    } else {
+      const s: string = change.status;
+      void s;
+    }
   }
   const facts: ReaderFacts = { probe: { holder: "alive", start: null }, bootId: "b", host: "h", timeNs: null, monoMs: 1 };
   const v: Verdict = judge("{}", facts, Date.now());
