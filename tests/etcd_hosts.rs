@@ -266,3 +266,40 @@ fn a_cut_off_is_lost_on_b_fences_itself_and_its_result_is_late() {
     };
     assert_eq!(late.len(), 1, "A's result was not kept as late");
 }
+
+#[test]
+fn cancel_from_b_stops_the_job_on_a_through_the_store() {
+    let Some(mut t) = Two::new("cancel_from_b") else {
+        return;
+    };
+    let (id, wrapper, child) =
+        t.detach_on_a(&["--ttl", "3s", "--interval", "500ms", "--", "sleep", "60"]);
+    let start = Instant::now();
+    let o = t.on_b(&["cancel", &id, "--json"]).output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["cancelled"], true, "{v}");
+    assert_eq!(v["ended"], true, "the holder on A did not answer: {v}");
+    eprintln!("cancel from B returned after {:?}", start.elapsed());
+    let mut gone = false;
+    while start.elapsed() < Duration::from_secs(10) {
+        if !alive(child) && !alive(wrapper) {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(gone, "A's job still runs");
+    let st = t.status_b(&id);
+    assert_eq!(
+        (st["status"].as_str(), st["reason"].as_str()),
+        (Some("cancelled"), Some("cancelled")),
+        "{st}"
+    );
+    assert_eq!(st["late"].as_array().map(|l| l.len()), Some(1), "{st}");
+}

@@ -205,6 +205,9 @@ pub fn cancel(dir: Option<PathBuf>, a: CancelArgs) -> CliResult {
     if !j.status().is_active() {
         return cancel_ended(&j, &a);
     }
+    if j.record.holder.host != crate::process::host() && store.self_fences() {
+        return cancel_remote(&store, &id, &j.record, &a);
+    }
     if j.record.holder.host != crate::process::host() {
         return Err(CliError::new(
             exit::Kind::Refused,
@@ -353,4 +356,85 @@ fn signal_target(target: &Target, grace: Duration) -> (Vec<&'static str>, bool, 
         ended = target.wait_dead(KILL_WAIT);
     }
     (signals, ended, errors)
+}
+
+/// Cancel across hosts through a cluster store (protocol.md 11.5): record `cancelled`, which takes
+/// the job's liveness key and lease with it; the holder's next keepalive finds the lease gone, it
+/// stops its process group, and its result lands in `late`. Waits (a grace period plus the ttl)
+/// for that result, so the report says whether the holder acted.
+fn cancel_remote(
+    store: &crate::store::AnyStore,
+    id: &crate::id::JobId,
+    seen: &Record,
+    a: &CancelArgs,
+) -> CliResult {
+    let (done, stored) = store.update(id, &mut |cur: &Record| match apply(
+        cur,
+        &Write::Cancel {
+            at: Timestamp::now(),
+        },
+    ) {
+        Ok(next) => Change::Write {
+            record: next,
+            durable: true,
+            value: true,
+        },
+        Err(_) => Change::Keep(false),
+    })?;
+    let host = &seen.holder.host;
+    if !done {
+        let report = Report {
+            id: id.as_str(),
+            outcome: Outcome::AlreadyEnded,
+            cancelled: false,
+            status: stored.status,
+            reason: stored.reason,
+            exit: stored.exit,
+            message: format!("job {id} already {}; left as is", describe(&stored)),
+            target: None,
+            signals: Vec::new(),
+            ended: true,
+            survivors: None,
+            errors: Vec::new(),
+        };
+        report.print(a.json);
+        return Ok(exit::OK);
+    }
+    let before = stored.late.len();
+    let limit = a.grace + Duration::from_millis(stored.lease.ttl_ms.min(600_000));
+    let start = Instant::now();
+    let mut ended = false;
+    while start.elapsed() < limit {
+        if store.load(id).is_ok_and(|r| r.late.len() > before) {
+            ended = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let message = if ended {
+        format!(
+            "job {id} recorded cancelled; its holder on host {host} stopped the job and its result is kept in late"
+        )
+    } else {
+        format!(
+            "job {id} recorded cancelled; its holder on host {host} has not answered within {} (unreachable?): it stops the job by itself at its renew deadline",
+            humantime::format_duration(limit)
+        )
+    };
+    let report = Report {
+        id: id.as_str(),
+        outcome: Outcome::Cancelled,
+        cancelled: true,
+        status: stored.status,
+        reason: stored.reason,
+        exit: stored.exit,
+        message,
+        target: None,
+        signals: Vec::new(),
+        ended,
+        survivors: None,
+        errors: Vec::new(),
+    };
+    report.print(a.json);
+    Ok(exit::OK)
 }
