@@ -99,14 +99,31 @@ def req(o, key, parse, what):
     return parse(o[key])
 
 
+def plain(v):
+    """An unknown member's value as plain JSON (a Fraction becomes the double it denotes)."""
+    if isinstance(v, Fraction):
+        return float(v.text)
+    if isinstance(v, list):
+        return [plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: plain(x) for k, x in v.items()}
+    return v
+
+
+def with_extra(o, known):
+    """4.3: unknown members of an object are kept, at every level, as JSON values."""
+    known["extra"] = {k: plain(v) for k, v in o.items() if k not in known}
+    return known
+
+
 def progress_of(v, what):
     o = obj(v, what)
-    return {
+    return with_extra(o, {
         "message": opt(o, "message", lambda x: string(x, f"{what}.message", True)),
         "at": opt(o, "at", lambda x: None if x is None else timestamp_ms(x, f"{what}.at")),
         "count": opt(o, "count", lambda x: integer(x, f"{what}.count"), 0),
         "rejected": opt(o, "rejected", lambda x: integer(x, f"{what}.rejected"), 0),
-    }
+    })
 
 
 def exit_of(v, what):
@@ -130,7 +147,7 @@ def enum(v, values, what, nullable=False):
 def late_of(v, i):
     w = f"late[{i}]"
     o = obj(v, w)
-    return {
+    return with_extra(o, {
         "at": req(o, "at", lambda x: timestamp_ms(x, f"{w}.at"), w),
         "epoch": req(o, "epoch", lambda x: integer(x, f"{w}.epoch"), w),
         "status": opt(o, "status", lambda x: enum(x, STATUSES, f"{w}.status", True)),
@@ -139,7 +156,7 @@ def late_of(v, i):
         "progress": opt(o, "progress", lambda x: None if x is None else progress_of(x, f"{w}.progress")),
         # GUESS (none left: 4.2 says note is a string, default "", not null).
         "note": opt(o, "note", lambda x: string(x, f"{w}.note"), ""),
-    }
+    })
 
 
 def number(t):
@@ -211,28 +228,28 @@ def parse_record(data):
         "created_at": req(o, "created_at", lambda x: timestamp_ms(x, "created_at"), "record"),
         "status": req(o, "status", lambda x: enum(x, STATUSES, "status"), "record"),
         "reason": req(o, "reason", lambda x: enum(x, REASONS, "reason", True), "record"),
-        "holder": {
+        "holder": with_extra(holder, {
             "pid": req(holder, "pid", lambda x: integer(x, "holder.pid", 1, 2**31 - 1), "holder"),
             "start": req(holder, "start", lambda x: string(x, "holder.start"), "holder"),
             "boot_id": req(holder, "boot_id", lambda x: string(x, "holder.boot_id"), "holder"),
             "host": req(holder, "host", lambda x: string(x, "holder.host"), "holder"),
             "time_ns": opt(holder, "time_ns", lambda x: string(x, "holder.time_ns", True)),
             "pid_ns": opt(holder, "pid_ns", lambda x: string(x, "holder.pid_ns", True)),
-        },
-        "child": None if child is None else {
+        }),
+        "child": None if child is None else with_extra(child, {
             "pid": req(obj(child, "child"), "pid", lambda x: integer(x, "child.pid", 1, 2**31 - 1), "child"),
             "start": req(child, "start", lambda x: string(x, "child.start"), "child"),
             "pgid": req(child, "pgid", lambda x: integer(x, "child.pgid", 1, 2**31 - 1), "child"),
-        },
-        "lease": {
+        }),
+        "lease": with_extra(lease, {
             "epoch": req(lease, "epoch", lambda x: integer(x, "lease.epoch", 1), "lease"),
             "interval_ms": req(lease, "interval_ms", lambda x: integer(x, "lease.interval_ms", 1), "lease"),
             "ttl_ms": req(lease, "ttl_ms", lambda x: integer(x, "lease.ttl_ms"), "lease"),
             "renewed_at": req(lease, "renewed_at", lambda x: timestamp_ms(x, "lease.renewed_at"), "lease"),
             "renewed_mono_ms": req(lease, "renewed_mono_ms", lambda x: integer(x, "lease.renewed_mono_ms"), "lease"),
-        },
+        }),
         "progress": opt(o, "progress", lambda x: progress_of(x, "progress"),
-                        {"message": None, "at": None, "count": 0}),
+                        {"message": None, "at": None, "count": 0, "rejected": 0, "extra": {}}),
         "exit": opt(o, "exit", lambda x: exit_of(x, "exit")),
         "finished_at": opt(o, "finished_at", lambda x: None if x is None else timestamp_ms(x, "finished_at")),
         "late": [late_of(x, i) for i, x in enumerate(opt(o, "late", lambda x: x if isinstance(x, list)
@@ -246,7 +263,7 @@ def parse_record(data):
         raise Corrupt(f"id {r['id']!r} does not match section 3")
     if r["lease"]["ttl_ms"] < 2 * r["lease"]["interval_ms"]:
         raise Corrupt("ttl_ms is less than twice interval_ms")
-    r["extra"] = {k: v for k, v in o.items() if k not in r}
+    r["extra"] = {k: plain(v) for k, v in o.items() if k not in r}
     return r
 
 
@@ -379,7 +396,8 @@ def parse_given(o, what):
 
 
 def comparable(rec):
-    """10.2: records compare as section 4 values; late[].note is not compared."""
+    """10.2: records compare as section 4 values, unknown members at every level included;
+    late[].note is not compared."""
     r = json.loads(json.dumps(rec))
     for el in r["late"]:
         el.pop("note", None)
@@ -407,15 +425,15 @@ def apply(cur, w):
         if w.get("running", False):
             nxt["status"] = "running"
         if "child" in w:
-            nxt["child"] = w["child"]
+            nxt["child"] = replaced(cur["child"], child_of(w["child"]))
         if "progress" in w:
-            nxt["progress"] = progress_of(w["progress"], "write.progress")
+            nxt["progress"] = replaced(cur["progress"], progress_of(w["progress"], "write.progress"))
     elif kind == "acquire":
         nxt["lease"]["epoch"] += 1
     elif kind == "finish":
         nxt.update(status=w["status"], reason=w["reason"], exit=exit_of(w["exit"], "write.exit"), finished_at=at)
         if "progress" in w:
-            nxt["progress"] = progress_of(w["progress"], "write.progress")
+            nxt["progress"] = replaced(cur["progress"], progress_of(w["progress"], "write.progress"))
     elif kind == "reap":
         nxt.update(status="lost", reason=w["reason"], finished_at=at)
     elif kind == "cancel":
@@ -423,10 +441,22 @@ def apply(cur, w):
     return nxt, None
 
 
+def replaced(old, new):
+    """4.3: an object a write replaces whole keeps the old one's unknown members, unless the new
+    one sets the same name."""
+    if old is not None:
+        new["extra"] = dict(old["extra"], **new["extra"])
+    return new
+
+
+def child_of(v):
+    return with_extra(v, {"pid": v["pid"], "start": v["start"], "pgid": v["pgid"]})
+
+
 def late_element(w):
     return {"at": timestamp_ms(w["at"], "write.at"), "epoch": w["epoch"], "status": w["status"],
             "reason": w["reason"], "exit": exit_of(w["exit"], "write.exit"),
-            "progress": progress_of(w["progress"], "write.progress") if "progress" in w else None}
+            "progress": progress_of(w["progress"], "write.progress") if "progress" in w else None, "extra": {}}
 
 
 def lease_write(v, w):
