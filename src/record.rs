@@ -64,6 +64,7 @@ pub enum Reason {
     Signaled,
     StartFailed,
     HeartbeatTimeout,
+    ProbeFailed,
     HolderSignaled,
     Cancelled,
     WorkerExited,
@@ -79,6 +80,7 @@ impl Reason {
             Reason::Signaled => "signaled",
             Reason::StartFailed => "start-failed",
             Reason::HeartbeatTimeout => "heartbeat-timeout",
+            Reason::ProbeFailed => "probe-failed",
             Reason::HolderSignaled => "holder-signaled",
             Reason::Cancelled => "cancelled",
             Reason::WorkerExited => "worker-exited",
@@ -152,9 +154,35 @@ pub struct Progress {
     /// Beats refused because another user sent them (protocol.md 4.1); written only when not 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rejected: u64,
+    /// The last liveness probe's outcome (`run --probe`, protocol.md 4.1), as of its last change.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_probe"
+    )]
+    pub probe: Option<ProbeOutcome>,
     /// Members from a newer minor revision or another tool (protocol.md 4.3): kept verbatim.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// `progress.probe` is information for people, never an input of the verdict: one not of the
+/// expected form is ignored (protocol.md 4.1), not a reason to call the record corrupt.
+fn lenient_probe<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ProbeOutcome>, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(v).ok())
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeOutcome {
+    /// When the probe that gave this outcome ran.
+    pub at: Timestamp,
+    pub ok: bool,
+    /// Failures in a row, this one included (0 when ok).
+    pub failures: u32,
+    /// What answered (its first line), or why it failed.
+    pub detail: String,
+    pub duration_ms: u64,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -109,6 +109,7 @@ const REASONS: &[&str] = &[
     "signaled",
     "start-failed",
     "heartbeat-timeout",
+    "probe-failed",
     "holder-signaled",
     "cancelled",
     "worker-exited",

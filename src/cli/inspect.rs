@@ -292,6 +292,19 @@ fn print_text(ev: &Evidence<'_>, j: &Judged, out: &mut Vec<String>) {
             p.rejected
         ));
     }
+    if let Some(o) = &p.probe {
+        let state = if o.ok {
+            "ok".to_string()
+        } else {
+            format!("failed ({} in a row)", o.failures)
+        };
+        out.push(format!(
+            "probe      {state} at {} in {}ms: {}",
+            o.at,
+            o.duration_ms,
+            view::one_line(if o.detail.is_empty() { "-" } else { &o.detail }, 100)
+        ));
+    }
     if let Some(e) = ev.exit {
         out.push(format!("exit       {e}"));
     }

@@ -143,7 +143,7 @@ pub struct Cli {
 pub enum Command {
     /// Run a command as a job, renewing its lease while it is healthy
     #[command(after_help = exit::HELP)]
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Beat from inside a job (uses the channel `tether run --heartbeat notify|file` set up)
     #[command(after_help = exit::HELP)]
     Beat(run::BeatArgs),
@@ -271,7 +271,7 @@ fn dispatch(cli: Cli) -> CliResult {
     export_store_options(&cli)?;
     let dir = cli.dir;
     match cli.command {
-        Command::Run(a) => run::run(dir, a),
+        Command::Run(a) => run::run(dir, *a),
         Command::Beat(a) => run::beat(a),
         Command::Status(a) => status::status(dir, a),
         Command::Inspect(a) => inspect::inspect(dir, a),

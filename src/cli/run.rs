@@ -45,6 +45,23 @@ pub struct RunArgs {
     /// Time between SIGTERM and SIGKILL when the job is stopped
     #[arg(long, default_value = "5s", value_parser = crate::clock::parse_grace)]
     pub grace: Duration,
+    /// Liveness probe: `tcp:HOST:PORT`, `unix:PATH`, `http://HOST[:PORT]/PATH` (2xx/3xx), or a
+    /// shell command (exit 0). --probe-failures failures in a row: the job is recorded
+    /// lost (probe-failed) and, with --on-stall kill, stopped
+    #[arg(long, value_name = "SPEC")]
+    pub probe: Option<String>,
+    /// Time between probes [default: --interval]
+    #[arg(long, value_parser = parse_duration, requires = "probe")]
+    pub probe_every: Option<Duration>,
+    /// A probe that takes longer fails (an exec probe's process group is killed)
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub probe_timeout: Duration,
+    /// Failures in a row that make the job unhealthy
+    #[arg(long, default_value = "3")]
+    pub probe_failures: u32,
+    /// No probe before this much time has passed (slow starts)
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub probe_grace: Duration,
     /// Run in the background; print the id once the job is recorded as running
     #[arg(long)]
     pub detach: bool,
@@ -122,6 +139,13 @@ pub fn run(dir: Option<PathBuf>, a: RunArgs) -> CliResult {
         grace: a.grace,
         json: a.json,
         command: a.command,
+        probe: wrapper::ProbeOptions {
+            spec: a.probe,
+            every: a.probe_every,
+            timeout: a.probe_timeout,
+            failures: a.probe_failures,
+            grace: a.probe_grace,
+        },
     };
     if a.background {
         return wrapper::run(opts, wrapper::Ready::from_stdout()).map_err(failure);

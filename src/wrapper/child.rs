@@ -13,6 +13,7 @@ use super::error::{Error, Kind};
 use crate::record::{Child, Exit};
 
 /// What the child's environment gets beyond the wrapper's own.
+#[derive(Clone, Debug)]
 pub struct ChildEnv {
     pub set: Vec<(String, OsString)>,
     pub remove: Vec<&'static str>,

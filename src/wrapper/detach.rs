@@ -83,6 +83,16 @@ fn background_args(opts: &Options) -> Vec<std::ffi::OsString> {
         OnStall::Kill => "kill",
         OnStall::Keep => "keep",
     };
+    let p = &opts.probe;
+    if let Some(spec) = &p.spec {
+        args.extend(["--probe".into(), spec.into()]);
+        if let Some(e) = p.every {
+            args.extend(["--probe-every".into(), dur(e)]);
+        }
+        args.extend(["--probe-timeout".into(), dur(p.timeout)]);
+        args.extend(["--probe-failures".into(), p.failures.to_string().into()]);
+        args.extend(["--probe-grace".into(), dur(p.grace)]);
+    }
     args.extend([
         "--on-stall".into(),
         stall.into(),
@@ -97,6 +107,7 @@ fn background_args(opts: &Options) -> Vec<std::ffi::OsString> {
 /// it could not start it). Returns the launcher's exit code.
 pub fn detach(opts: &Options) -> Result<i32, Error> {
     super::setup::check(opts)?;
+    super::setup::check_probe(opts)?;
     let exe = std::env::current_exe()
         .map_err(|e| Error::io(format!("cannot find the tether executable to re-run: {e}")))?;
     let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)

@@ -41,9 +41,9 @@ impl State {
                         .map(|r| describe(r))
                         .unwrap_or_else(|| refused.current.to_string());
                     let id = &self.job.id;
-                    if self.stalled && self.ended_by_other.is_none() {
+                    if let (Some(why), None) = (self.stalled, self.ended_by_other) {
                         note!(
-                            "job {id} was recorded lost (heartbeat-timeout); the child then ended with {exit}, kept in the record's `late` list"
+                            "job {id} was recorded lost ({why}); the child then ended with {exit}, kept in the record's `late` list"
                         );
                     } else {
                         note!(

@@ -13,7 +13,7 @@ use super::state::State;
 use super::streams::Which;
 use super::{Mode, Options, note, signals::Signals, tick::Ticker};
 use crate::clock::mono_ms;
-use crate::record::Exit;
+use crate::record::{Exit, ProbeOutcome};
 
 pub enum Event {
     /// The child exited (how, or why that could not be learned).
@@ -28,6 +28,8 @@ pub enum Event {
     Signal(Signal),
     /// The grace period after SIGTERM is over.
     KillDue,
+    /// A liveness probe finished.
+    Probe(crate::record::ProbeOutcome),
 }
 
 /// What the loop waits on besides `State`'s own channel and streams.
@@ -36,6 +38,8 @@ struct Sources {
     ticker: Ticker,
     signals: Signals,
     dgram: [u8; 4096],
+    /// Outcomes from the prober task, and how many failures in a row make the job unhealthy.
+    probes: Option<(tokio::sync::mpsc::Receiver<ProbeOutcome>, u32)>,
 }
 
 /// Runs the job to its end and returns the wrapper's exit code.
@@ -46,19 +50,33 @@ pub async fn supervise(setup: Setup, opts: &Options, ready: Option<Ready>) -> i3
         ticker,
         signals,
         terminal,
+        probe,
     } = setup;
     let mut src = Sources {
         exit_rx,
         ticker,
         signals,
         dgram: [0u8; 4096],
+        probes: None,
     };
     let mut st = State::new(held, opts, ready);
     // The first renewal records the job running; the ticker's first tick comes one interval later.
     st.renew(false);
+    // Probes start once the job runs; the task ends with the runtime (or when the loop drops the
+    // receiver), and an exec probe in flight takes its process group with it.
+    if let Some((cfg, env)) = probe {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let threshold = cfg.failures;
+        tokio::spawn(super::probe::run(cfg, env, tx));
+        src.probes = Some((rx, threshold));
+    }
     let exit = loop {
         match next(&mut src, &mut st).await {
             Event::Exited(r) => break r,
+            Event::Probe(o) => {
+                let threshold = src.probes.as_ref().map_or(1, |p| p.1);
+                st.probed(o, threshold);
+            }
             ev => st.handle(ev, &src.dgram),
         }
     };
@@ -121,6 +139,16 @@ async fn next(src: &mut Sources, st: &mut State) -> Event {
         (w, r) = st.streams.read() => Event::Output(w, r),
         s = src.signals.recv() => Event::Signal(s),
         _ = sleep_until_opt(kill_at) => Event::KillDue,
+        Some(o) = recv_opt(&mut src.probes) => Event::Probe(o),
+    }
+}
+
+async fn recv_opt(
+    r: &mut Option<(tokio::sync::mpsc::Receiver<ProbeOutcome>, u32)>,
+) -> Option<ProbeOutcome> {
+    match r {
+        Some((rx, _)) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -128,7 +156,7 @@ impl State {
     fn handle(&mut self, ev: Event, dgram: &[u8]) {
         let output_beats = self.channel.mode == Mode::Output;
         match ev {
-            Event::Exited(_) => {}
+            Event::Exited(_) | Event::Probe(_) => {}
             Event::Tick => {
                 if output_beats {
                     // After a stop the output written meanwhile is beats already given: take it in

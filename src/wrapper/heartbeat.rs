@@ -61,6 +61,12 @@ impl Beats {
         }
     }
 
+    /// A probe's outcome, kept with the progress (written to the record when it changes).
+    pub fn probe(&mut self, o: crate::record::ProbeOutcome) {
+        self.progress.probe = Some(o);
+        self.dirty = true;
+    }
+
     /// The count of datagrams refused from other users, kept with the progress.
     pub fn rejected(&mut self, n: u64) {
         if self.progress.rejected != n {

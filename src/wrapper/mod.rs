@@ -20,6 +20,7 @@ pub mod heartbeat;
 pub mod log;
 mod notes;
 mod private;
+mod probe;
 mod setup;
 mod signals;
 mod state;
@@ -60,6 +61,18 @@ pub struct Options {
     /// With `unique`: wait for an active holder to end instead of refusing (`--unique-wait`).
     pub unique_wait: bool,
     pub command: Vec<String>,
+    pub probe: ProbeOptions,
+}
+
+/// `--probe SPEC` and its settings (see `probe`).
+#[derive(Clone, Debug, Default)]
+pub struct ProbeOptions {
+    pub spec: Option<String>,
+    /// Default: the renewal interval.
+    pub every: Option<Duration>,
+    pub timeout: Duration,
+    pub failures: u32,
+    pub grace: Duration,
 }
 
 /// Diagnostics of the wrapper itself (see `notes`): never in the job's log.

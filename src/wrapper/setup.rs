@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use super::error::Error;
 use super::signals::Signals;
 use super::streams::Streams;
-use super::{Options, child, heartbeat, log, note, notes, terminal, tick};
+use super::{Options, child, heartbeat, log, note, notes, probe, terminal, tick};
 use crate::clock::Timestamp;
 use crate::id::JobId;
 use crate::record::{self, Exit, Reason, Record, Status};
@@ -41,6 +41,8 @@ pub struct Setup {
     pub ticker: tick::Ticker,
     pub signals: Signals,
     pub terminal: Option<terminal::Terminal>,
+    /// The liveness probe and the environment an exec probe runs in (the job's).
+    pub probe: Option<(probe::Config, child::ChildEnv)>,
 }
 
 /// The parts `State` keeps for the job's life.
@@ -51,6 +53,27 @@ pub struct Held {
     pub streams: Streams,
     pub log_path: PathBuf,
     pub ttl_ms: u64,
+}
+
+/// Checks the probe options; a command that does not exist is refused here, before anything runs.
+pub fn check_probe(opts: &Options) -> Result<Option<probe::Config>, Error> {
+    let p = &opts.probe;
+    let Some(spec) = &p.spec else {
+        return Ok(None);
+    };
+    let every = p.every.unwrap_or(opts.interval);
+    if every.is_zero() || p.timeout.is_zero() || p.failures == 0 {
+        return Err(Error::usage(
+            "--probe-every and --probe-timeout must be above 0, --probe-failures at least 1",
+        ));
+    }
+    Ok(Some(probe::Config {
+        spec: probe::parse(spec)?,
+        every,
+        timeout: p.timeout,
+        failures: p.failures,
+        grace: p.grace,
+    }))
 }
 
 /// Checks the options that need no I/O; returns (interval_ms, ttl_ms, id).
@@ -72,6 +95,7 @@ pub fn check(opts: &Options) -> Result<(u64, u64, Option<JobId>), Error> {
 /// Needs the tokio runtime (the channel, the signals and the ticker register with it).
 pub async fn setup(opts: &Options, detached: bool) -> Result<Setup, Error> {
     let (interval_ms, ttl_ms, id) = check(opts)?;
+    let probe_cfg = check_probe(opts)?;
     let store = AnyStore::open(opts.dir.as_deref(), true)?;
     let abs_dir =
         std::fs::canonicalize(store.root()).unwrap_or_else(|_| store.root().to_path_buf());
@@ -116,6 +140,7 @@ pub async fn setup(opts: &Options, detached: bool) -> Result<Setup, Error> {
     set.push(("TETHER_JOB_ID".into(), job.id.as_str().into()));
     remove.push("TETHER_DIR");
     let env = child::ChildEnv { set, remove };
+    let probe = probe_cfg.map(|c| (c, env.clone()));
     let terminal = if detached {
         None
     } else {
@@ -151,6 +176,7 @@ pub async fn setup(opts: &Options, detached: bool) -> Result<Setup, Error> {
         ticker,
         signals,
         terminal,
+        probe,
     })
 }
 

@@ -27,7 +27,8 @@ pub struct State {
     pub beats: heartbeat::Beats,
     pub renewing: bool,
     running_durable: bool,
-    pub stalled: bool,
+    /// Why this wrapper recorded the job lost itself (a missing beat, failed probes).
+    pub stalled: Option<Reason>,
     pub ended_by_other: Option<Status>,
     pub holder_signal: Option<Signal>,
     pub kill_at: Option<tokio::time::Instant>,
@@ -43,7 +44,7 @@ pub struct State {
     renewer: Option<<AnyStore as Store>::Renewer>,
     /// The progress message and refusal count last written into the record: a change of either
     /// needs a record write, a beat alone only the lease file.
-    written: (Option<String>, u64),
+    written: Written,
 }
 
 impl State {
@@ -60,7 +61,7 @@ impl State {
             beats: heartbeat::Beats::new(s.ttl_ms, mono_ms()),
             renewing: true,
             running_durable: false,
-            stalled: false,
+            stalled: None,
             ended_by_other: None,
             holder_signal: None,
             kill_at: None,
@@ -72,13 +73,13 @@ impl State {
             grace: opts.grace,
             interval_ms: opts.interval.as_millis().min(u64::MAX as u128) as u64,
             renewer: None,
-            written: (None, 0),
+            written: Written::default(),
         }
     }
 
     pub fn progress(&self) -> Option<Progress> {
         let p = &self.beats.progress;
-        (p.count > 0 || p.message.is_some()).then(|| p.clone())
+        (*p != Progress::default()).then(|| p.clone())
     }
 
     /// One tick: take in beats, then renew, re-acquire (protocol.md 6.3), or declare the stall.
@@ -98,8 +99,7 @@ impl State {
             return self.self_fence();
         }
         let reacquire = self.running_durable && now.saturating_sub(self.last_ok_mono) > self.ttl_ms;
-        let p = &self.beats.progress;
-        let unwritten = p.message != self.written.0 || p.rejected != self.written.1;
+        let unwritten = Written::of(&self.beats.progress) != self.written;
         if self.running_durable && !reacquire && !unwritten {
             match self.fast_renew(at, now) {
                 Some(Ok(())) => {
@@ -172,8 +172,7 @@ impl State {
             );
         } else {
             self.beats.dirty = false;
-            let p = &self.beats.progress;
-            self.written = (p.message.clone(), p.rejected);
+            self.written = Written::of(&self.beats.progress);
         }
         if !self.running_durable {
             self.running_durable = true;
@@ -278,24 +277,45 @@ impl State {
     /// A required beat is missing: the job is over as far as anyone should believe. Record that
     /// first, then (by default) stop the child.
     pub fn stall(&mut self) {
-        self.renewing = false;
-        self.stalled = true;
-        let w = Write::Finish {
-            epoch: self.epoch,
-            at: Timestamp::now(),
-            status: Status::Lost,
-            reason: Reason::HeartbeatTimeout,
-            exit: None,
-            progress: self.progress(),
-        };
         let why = if self.beats.triggered {
             "the job reported its own failure (WATCHDOG=trigger)".to_string()
         } else {
             format!("no beat for {}ms", self.beats.timeout_ms)
         };
+        self.unhealthy(Reason::HeartbeatTimeout, &why);
+    }
+
+    /// A probe's outcome: `--probe-failures` failures in a row make the job unhealthy, as a
+    /// missing beat does.
+    pub fn probed(&mut self, mut o: crate::record::ProbeOutcome, threshold: u32) {
+        let before = self.beats.progress.probe.as_ref().map_or(0, |p| p.failures);
+        o.failures = if o.ok { 0 } else { before.saturating_add(1) };
+        let failed = !o.ok && o.failures >= threshold;
+        let why = format!(
+            "{} probe failures in a row (last: {}, after {}ms)",
+            o.failures, o.detail, o.duration_ms
+        );
+        self.beats.probe(o);
+        if failed && self.renewing {
+            self.unhealthy(Reason::ProbeFailed, &why);
+        }
+    }
+
+    /// Records the job lost for `reason`, then (by default) stops the child.
+    fn unhealthy(&mut self, reason: Reason, why: &str) {
+        self.renewing = false;
+        self.stalled = Some(reason);
+        let w = Write::Finish {
+            epoch: self.epoch,
+            at: Timestamp::now(),
+            status: Status::Lost,
+            reason,
+            exit: None,
+            progress: self.progress(),
+        };
         let id = &self.job.id;
         match self.job.write(&w, true) {
-            Ok(Ok(_)) => note!("{why}: job {id} recorded lost (heartbeat-timeout)"),
+            Ok(Ok(_)) => note!("{why}: job {id} recorded lost ({reason})"),
             Ok(Err(refused)) => {
                 note!("{why}, but job {id} was already {}", refused.current);
                 self.ended_by_other = Some(refused.current);
@@ -328,6 +348,28 @@ impl State {
         self.holder_signal = Some(sig);
         if self.kill_at.is_none() {
             self.kill_at = Some(tokio::time::Instant::now() + self.grace);
+        }
+    }
+}
+
+/// What of the progress needs a record write when it changes (a beat alone goes to the lease file).
+#[derive(Default, PartialEq, Eq)]
+struct Written {
+    message: Option<String>,
+    rejected: u64,
+    /// A probe's outcome, not its time: a healthy probe every second writes nothing.
+    probe: Option<(bool, u32, String)>,
+}
+
+impl Written {
+    fn of(p: &Progress) -> Written {
+        Written {
+            message: p.message.clone(),
+            rejected: p.rejected,
+            probe: p
+                .probe
+                .as_ref()
+                .map(|o| (o.ok, o.failures, o.detail.clone())),
         }
     }
 }

@@ -28,7 +28,7 @@ MAX_BYTES = 1 << 20
 ALLOWANCE_MS = 30_000
 STATUSES = ["starting", "running", "succeeded", "failed", "cancelled", "lost"]
 ACTIVE = ["starting", "running"]
-REASONS = ["exited", "signaled", "start-failed", "heartbeat-timeout", "holder-signaled", "cancelled",
+REASONS = ["exited", "signaled", "start-failed", "heartbeat-timeout", "probe-failed", "holder-signaled", "cancelled",
            "worker-exited", "pid-reused", "lease-expired", "host-rebooted"]
 READER_REASONS = ["worker-exited", "pid-reused", "lease-expired", "host-rebooted"]
 ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")

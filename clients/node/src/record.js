@@ -12,6 +12,7 @@ export const REASONS = [
   "signaled",
   "start-failed",
   "heartbeat-timeout",
+  "probe-failed",
   "holder-signaled",
   "cancelled",
   "worker-exited",

@@ -1,0 +1,208 @@
+//! Liveness probes (`run --probe`, issue 16): a broker that accepts and never answers is caught,
+//! a healthy broker keeps a silent job alive, an exec probe that hangs is killed with its group,
+//! and a probe that could never run is refused before anything starts. Real sockets, real processes.
+
+mod torture_support;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::Duration;
+
+use torture_support::*;
+
+/// A broker on 127.0.0.1: it accepts every connection and, if `answer`, replies `200 OK`; otherwise
+/// it holds the connection open and never says a word. The thread ends with the test process.
+fn broker(answer: bool) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for mut c in l.incoming().flatten() {
+            if answer {
+                let mut buf = [0u8; 1024];
+                let _ = c.read(&mut buf);
+                let _ = c.write_all(b"HTTP/1.0 200 OK\r\n\r\nok\n");
+            } else {
+                held.push(c);
+            }
+        }
+    });
+    port
+}
+
+fn child_pid(env: &Env, id: &str) -> u32 {
+    env.record(id).unwrap()["child"]["pid"].as_u64().unwrap() as u32
+}
+
+#[test]
+fn a_broker_that_accepts_and_never_answers_is_caught_and_the_group_stopped() {
+    let env = Env::new();
+    let port = broker(false);
+    let url = format!("http://127.0.0.1:{port}/health");
+    let (id, wrapper) = env.detach(&[
+        "--probe",
+        &url,
+        "--probe-every",
+        "200ms",
+        "--probe-timeout",
+        "300ms",
+        "--probe-failures",
+        "3",
+        "--grace",
+        "1s",
+        "--",
+        "sleep",
+        "300",
+    ]);
+    let child = child_pid(&env, &id);
+    let done = wait_for(Duration::from_secs(30), || {
+        env.record(&id).unwrap()["status"] != "running"
+    });
+    let rec = env.record(&id).unwrap();
+    assert!(done, "still running: {rec}");
+    assert_eq!(rec["status"], "lost", "{rec}");
+    assert_eq!(rec["reason"], "probe-failed", "{rec}");
+    let probe = &rec["progress"]["probe"];
+    assert_eq!(probe["ok"], false, "{rec}");
+    assert!(probe["failures"].as_u64().unwrap() >= 3, "{rec}");
+    assert!(
+        probe["detail"].as_str().unwrap().contains("timed out"),
+        "{rec}"
+    );
+    assert!(
+        wait_for(Duration::from_secs(20), || !alive(child)),
+        "the job's process {child} outlived its failed probes"
+    );
+    assert!(wait_for(Duration::from_secs(20), || !alive(wrapper)));
+    let o = env.tether(&["inspect", &id]);
+    assert!(o.stdout.contains("probe      failed"), "{}", o.stdout);
+}
+
+#[test]
+fn a_healthy_broker_keeps_a_silent_job_running_far_past_its_ttl() {
+    let env = Env::new();
+    let port = broker(true);
+    let tcp = format!("tcp:127.0.0.1:{port}");
+    let http = format!("http://127.0.0.1:{port}/");
+    let mut jobs = Vec::new();
+    for spec in [&tcp, &http] {
+        // notify mode with a 5 s beat timeout would kill a silent job; probes alone do not.
+        let (id, _) = env.detach(&[
+            "--interval",
+            "100ms",
+            "--ttl",
+            "500ms",
+            "--probe",
+            spec,
+            "--probe-every",
+            "100ms",
+            "--",
+            "sleep",
+            "300",
+        ]);
+        jobs.push(id);
+    }
+    // Silent for 10 x the ttl.
+    std::thread::sleep(Duration::from_secs(5));
+    for id in &jobs {
+        let _ = env.tether(&["status", id]);
+        let rec = env.record(id).unwrap();
+        assert_eq!(rec["status"], "running", "{rec}");
+        assert_eq!(rec["progress"]["probe"]["ok"], true, "{rec}");
+        assert!(alive(child_pid(&env, id)));
+    }
+}
+
+#[test]
+fn an_exec_probe_that_hangs_is_killed_with_its_group_and_fails() {
+    let env = Env::new();
+    let pids = env.tmp.path().join("probe-pids");
+    let flag = env.tmp.path().join("healthy");
+    std::fs::write(&flag, "").unwrap();
+    // Healthy while the flag exists; then each probe hangs (and records its shell's pid).
+    let spec = format!(
+        "test -e {f} || {{ echo $$ >> {p}; sleep 30; }}",
+        f = flag.display(),
+        p = pids.display()
+    );
+    let (id, _) = env.detach(&[
+        "--probe",
+        &spec,
+        "--probe-every",
+        "200ms",
+        "--probe-timeout",
+        "300ms",
+        "--probe-failures",
+        "2",
+        "--grace",
+        "1s",
+        "--",
+        "sleep",
+        "300",
+    ]);
+    assert!(wait_for(Duration::from_secs(20), || {
+        env.record(&id).unwrap()["progress"]["probe"]["ok"] == true
+    }));
+    std::fs::remove_file(&flag).unwrap();
+    assert!(
+        wait_for(
+            Duration::from_secs(30),
+            || env.record(&id).unwrap()["reason"] == "probe-failed"
+        ),
+        "{}",
+        env.record(&id).unwrap()
+    );
+    let rec = env.record(&id).unwrap();
+    assert!(
+        rec["progress"]["probe"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("timed out"),
+        "{rec}"
+    );
+    // Every hung probe shell was killed at its timeout, not left to sleep 30 s.
+    let started: Vec<u32> = std::fs::read_to_string(&pids)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert!(!started.is_empty());
+    for pid in started {
+        assert!(
+            wait_for(Duration::from_secs(10), || !alive(pid)),
+            "probe shell {pid} outlived its timeout"
+        );
+    }
+}
+
+#[test]
+fn a_probe_that_could_never_run_is_refused_before_anything_starts() {
+    let env = Env::new();
+    let flag = env.tmp.path().join("ran");
+    for detach in [false, true] {
+        let mut c = env.cmd();
+        c.arg("run");
+        if detach {
+            c.arg("--detach");
+        }
+        c.args([
+            "--probe",
+            "no-such-command-for-tether --check",
+            "--",
+            "touch",
+        ])
+        .arg(&flag);
+        let o = env.run(c, Duration::from_secs(60));
+        assert_eq!(o.code(), 2, "detach={detach}: {}", o.stderr);
+        assert!(
+            o.stderr.contains("--probe") && o.stderr.contains("no-such-command-for-tether"),
+            "{}",
+            o.stderr
+        );
+        assert!(!flag.exists(), "the job ran");
+        let jobs = std::fs::read_dir(env.jobs())
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(jobs, 0, "a record was written");
+    }
+}
