@@ -51,16 +51,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "SPEC")]
     pub probe: Option<String>,
     /// Time between probes [default: --interval]
-    #[arg(long, value_parser = parse_duration, requires = "probe")]
+    #[arg(long, value_parser = crate::clock::parse_interval, requires = "probe")]
     pub probe_every: Option<Duration>,
     /// A probe that takes longer fails (an exec probe's process group is killed)
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = crate::clock::parse_grace)]
     pub probe_timeout: Duration,
     /// Failures in a row that make the job unhealthy
     #[arg(long, default_value = "3")]
     pub probe_failures: u32,
     /// No probe before this much time has passed (slow starts)
-    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    #[arg(long, default_value = "0s", value_parser = crate::clock::parse_ttl)]
     pub probe_grace: Duration,
     /// Run in the background; print the id once the job is recorded as running
     #[arg(long)]
