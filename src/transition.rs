@@ -41,10 +41,66 @@ pub enum Write {
 /// Why a write was refused; `late` is the record to store anyway when the write carried a result.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Refused {
-    pub why: String,
+    pub why: Why,
     pub current: Status,
     pub current_epoch: u64,
     pub late: Option<Box<Record>>,
+}
+
+/// The rule a refused write broke (protocol.md section 5), for code to branch on; `Display` says it
+/// in a sentence that fits after "refused: " or "arrived after ".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Why {
+    /// The record was already terminal: terminal states are final.
+    Terminal {
+        status: Status,
+        reason: Option<Reason>,
+        exit: Option<Exit>,
+    },
+    /// The writer's epoch is not the record's: another holder took the lease (6.3).
+    Fenced {
+        writer: u64,
+        record: u64,
+        status: Status,
+    },
+    /// A finish that names an active status.
+    FinishNotTerminal(Status),
+    /// A holder's finish to `cancelled`, which only the canceller may write.
+    CancelledByHolder,
+    /// A reap with a reason only a holder may write (7.2).
+    NotReaderReason(Reason),
+    /// A backend's own refusal of a renewal (the etcd store: its lease is gone), said whole.
+    Store(String),
+}
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Why::Terminal {
+                status,
+                reason,
+                exit,
+            } => write!(
+                f,
+                "the job was already {}",
+                describe_parts(*status, *reason, *exit)
+            ),
+            Why::Fenced {
+                writer,
+                record,
+                status,
+            } => write!(
+                f,
+                "the lease was fenced (writer epoch {writer}, record epoch {record}; status {status})"
+            ),
+            Why::FinishNotTerminal(s) => {
+                write!(f, "a finish must name a terminal status, not {s}")
+            }
+            Why::CancelledByHolder => f.write_str("only the canceller may write cancelled"),
+            Why::NotReaderReason(r) => write!(f, "a reader may not write reason {r}"),
+            Why::Store(why) => f.write_str(why),
+        }
+    }
 }
 
 impl Write {
@@ -58,7 +114,7 @@ impl Write {
     }
 
     /// A result a refused write must not lose (protocol.md 6.4).
-    fn late_result(&self, epoch_held: u64, why: &str) -> Option<LateResult> {
+    fn late_result(&self, epoch_held: u64, why: &Why) -> Option<LateResult> {
         match self {
             Write::Finish {
                 at,
@@ -89,7 +145,7 @@ impl Write {
 
 /// Applies `w` to `cur` (the record read under the lock).
 pub fn apply(cur: &Record, w: &Write) -> Result<Record, Box<Refused>> {
-    let refuse = |why: String| {
+    let refuse = |why: Why| {
         let late = w.epoch().and_then(|e| w.late_result(e, &why)).map(|l| {
             let mut r = cur.clone();
             r.push_late(l);
@@ -103,14 +159,19 @@ pub fn apply(cur: &Record, w: &Write) -> Result<Record, Box<Refused>> {
         }))
     };
     if cur.status.is_terminal() {
-        return refuse(format!("the job was already {}", describe(cur)));
+        return refuse(Why::Terminal {
+            status: cur.status,
+            reason: cur.reason,
+            exit: cur.exit,
+        });
     }
     if let Some(e) = w.epoch() {
         if e != cur.lease.epoch {
-            return refuse(format!(
-                "the lease was fenced (writer epoch {e}, record epoch {}; status {})",
-                cur.lease.epoch, cur.status
-            ));
+            return refuse(Why::Fenced {
+                writer: e,
+                record: cur.lease.epoch,
+                status: cur.status,
+            });
         }
     }
     let mut next = cur.clone();
@@ -153,12 +214,10 @@ pub fn apply(cur: &Record, w: &Write) -> Result<Record, Box<Refused>> {
             ..
         } => {
             if status.is_active() {
-                return refuse(format!(
-                    "a finish must name a terminal status, not {status}"
-                ));
+                return refuse(Why::FinishNotTerminal(*status));
             }
             if *status == Status::Cancelled {
-                return refuse("only the canceller may write cancelled".into());
+                return refuse(Why::CancelledByHolder);
             }
             next.status = *status;
             next.reason = Some(*reason);
@@ -170,7 +229,7 @@ pub fn apply(cur: &Record, w: &Write) -> Result<Record, Box<Refused>> {
         }
         Write::Reap { at, reason } => {
             if !reason.is_reader_reason() {
-                return refuse(format!("a reader may not write reason {reason}"));
+                return refuse(Why::NotReaderReason(*reason));
             }
             next.status = Status::Lost;
             next.reason = Some(*reason);
@@ -204,8 +263,12 @@ fn with_unknown_of(old: &Progress, new: &Progress) -> Progress {
 
 /// "succeeded (exited, exit code 0)" and the like, for refusals and messages.
 pub fn describe(r: &Record) -> String {
-    let mut s = r.status.to_string();
-    match (r.reason, r.exit) {
+    describe_parts(r.status, r.reason, r.exit)
+}
+
+fn describe_parts(status: Status, reason: Option<Reason>, exit: Option<Exit>) -> String {
+    let mut s = status.to_string();
+    match (reason, exit) {
         (Some(reason), Some(exit)) => s.push_str(&format!(" ({reason}, {exit})")),
         (Some(reason), None) => s.push_str(&format!(" ({reason})")),
         (None, Some(exit)) => s.push_str(&format!(" ({exit})")),

@@ -476,7 +476,7 @@ proptest! {
                 }
                 Err(refused) => {
                     prop_assert_eq!(refused.current, before.status);
-                    prop_assert!(!refused.why.is_empty());
+                    prop_assert!(!refused.why.to_string().is_empty());
                     match (w, refused.late) {
                         (Write::Finish { exit, status, .. }, Some(late)) => {
                             prop_assert_eq!(finals(&late), finals(&before));

@@ -71,7 +71,7 @@ fn write(store: &FileStore, id: &JobId, w: &Write) -> Res {
         Ok(_) => Res::Won,
         Err(r) => Res::Refused {
             current: r.current,
-            why: r.why,
+            why: r.why.to_string(),
         },
     }
 }

@@ -15,7 +15,7 @@ use rustix::io::Errno;
 use super::dir::{Dir, io_err, open_private_rw};
 use super::renew::FileRenewer;
 use super::watch::FileWatch;
-use super::{Change, DirProblem, Listed, Store, StoreError};
+use super::{Change, DirProblem, Listed, LogFiles, Store, StoreError};
 use crate::id::JobId;
 use crate::lease;
 use crate::record::{MAX_RECORD_BYTES, Record, RecordError};
@@ -305,35 +305,6 @@ impl FileStore {
     }
 }
 
-/// A job's log, `<id>.log`, its previous segment, `<id>.log.1`, and the wrapper's notes,
-/// `<id>.notes`, reached through `jobs/`.
-pub struct LogFiles {
-    store: FileStore,
-    id: JobId,
-}
-
-impl LogFiles {
-    /// Opens the current segment for appending, creating it private (0600), never through a link.
-    pub fn open(&self) -> io::Result<File> {
-        let jobs = self.store.jobs(&self.id).map_err(io::Error::other)?;
-        let flags = OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE;
-        jobs.open(&name(&self.id, "log"), flags, 0o600)
-    }
-
-    /// Opens the wrapper's diagnostics file, `<id>.notes`, for appending, as `open` does.
-    pub fn open_notes(&self) -> io::Result<File> {
-        let jobs = self.store.jobs(&self.id).map_err(io::Error::other)?;
-        let flags = OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE;
-        jobs.open(&name(&self.id, "notes"), flags, 0o600)
-    }
-
-    /// Makes the current segment the previous one, replacing the old previous one.
-    pub fn rotate(&self) -> io::Result<()> {
-        let jobs = self.store.jobs(&self.id).map_err(io::Error::other)?;
-        jobs.rename(&name(&self.id, "log"), &name(&self.id, "log.1"))
-    }
-}
-
 fn id_of(name: &OsStr) -> Option<JobId> {
     let name = name.to_str()?;
     let stem = name.strip_suffix(".json")?;
@@ -515,6 +486,14 @@ mod tests {
         assert_eq!(mode, 0o700);
         let mode = fs::metadata(s.record_path(&id)).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn a_record_with_an_invalid_id_is_refused_as_such() {
+        let (_t, s) = store();
+        let mut rec = sample();
+        rec.id = "../x".into();
+        assert!(matches!(s.create(&rec), Err(StoreError::InvalidId(_))));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod etcd;
 pub mod etcd_rules;
 pub mod etcd_url;
 mod file;
+mod logs;
 mod renew;
 mod watch;
 
@@ -21,7 +22,8 @@ use std::os::fd::BorrowedFd;
 pub use any::{AnyRenewer, AnyStore, AnyWatch};
 pub use dir::StateDir;
 pub use error::{DirProblem, StoreError};
-pub use file::{FileStore, LogFiles};
+pub use file::FileStore;
+pub use logs::LogFiles;
 pub use renew::FileRenewer;
 pub use watch::FileWatch;
 

@@ -471,7 +471,7 @@ impl Store for EtcdStore {
                     )
                     .map_err(|r| StoreError::Io {
                         path: self.where_(id.as_str()),
-                        err: std::io::Error::other(r.why),
+                        err: std::io::Error::other(r.why.to_string()),
                     })?;
                     self.cas(id.as_str(), kv.mod_revision(), None, &lost)?;
                 }

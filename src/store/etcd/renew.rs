@@ -136,7 +136,10 @@ impl EtcdRenewer {
             .map(|j| (j.status(), j.record.lease.epoch))
             .unwrap_or((Status::Lost, epoch));
         Box::new(Refused {
-            why: format!("the job's etcd lease {:x} {what}", self.lease),
+            why: crate::transition::Why::Store(format!(
+                "the job's etcd lease {:x} {what}",
+                self.lease
+            )),
             current: current.0,
             current_epoch: current.1,
             late: None,
