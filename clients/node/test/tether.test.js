@@ -202,6 +202,27 @@ test("judgeLocal agrees with the CLI, without spawning anything", async () => {
   }
 });
 
+test("judgeLocal folds the lease file the Rust wrapper writes (6.5)", async () => {
+  const s = scratch();
+  try {
+    // Renewals go to the lease file, not the record: after 3 ttls only the fold keeps it active.
+    const job = await s.t.run(["sleep", "30"], { id: "fold", ttlMs: 1000, intervalMs: 200 });
+    s.track(job.childPid);
+    await sleep(3000);
+    const v = judgeLocal(s.dir, "fold");
+    assert.equal(v?.verdict, "active", JSON.stringify(v && { ...v, record: undefined }));
+    assert.ok(v.expiresInMs > 0 && v.expiresInMs <= 1000, String(v.expiresInMs));
+    const { readFileSync } = await import("node:fs");
+    const raw = JSON.parse(readFileSync(`${s.dir}/jobs/fold.json`, "utf8"));
+    assert.ok(
+      v.record.lease.renewed_mono_ms > raw.lease.renewed_mono_ms,
+      "the record file alone was fresh: this test did not exercise the fold",
+    );
+  } finally {
+    await s.done();
+  }
+});
+
 test("remove deletes an ended job (tether rm)", async (t) => {
   if (!(await hasCommand("rm"))) return t.todo("this tether has no `rm` yet (issue 15 item 4)");
   const s = scratch();
