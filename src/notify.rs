@@ -58,10 +58,13 @@ pub fn parse(datagram: &[u8]) -> Vec<Notice> {
     out
 }
 
-/// Formats a beat with an optional status; newlines in the status are flattened so it cannot smuggle
-/// in other keys.
-pub fn beat_message(status: Option<&str>) -> String {
+/// Formats a beat with an optional status and extension; newlines in the status are flattened so
+/// it cannot smuggle in other keys.
+pub fn beat_message(status: Option<&str>, extend: Option<std::time::Duration>) -> String {
     let mut m = String::from("WATCHDOG=1");
+    if let Some(d) = extend {
+        m.push_str(&format!("\nEXTEND_TIMEOUT_USEC={}", d.as_micros()));
+    }
     if let Some(s) = status {
         m.push_str("\nSTATUS=");
         m.extend(
@@ -132,8 +135,12 @@ mod tests {
 
     #[test]
     fn beat_message_cannot_inject_keys() {
-        assert_eq!(beat_message(None), "WATCHDOG=1");
-        let m = beat_message(Some("x\nWATCHDOG=trigger"));
+        assert_eq!(beat_message(None, None), "WATCHDOG=1");
+        assert_eq!(
+            parse(beat_message(None, Some(std::time::Duration::from_secs(3))).as_bytes()),
+            vec![Notice::Watchdog, Notice::ExtendTimeoutUsec(3_000_000)]
+        );
+        let m = beat_message(Some("x\nWATCHDOG=trigger"), None);
         assert_eq!(
             parse(m.as_bytes()),
             vec![

@@ -161,6 +161,10 @@ pub struct Progress {
         deserialize_with = "lenient_probe"
     )]
     pub probe: Option<ProbeOutcome>,
+    /// Until when the job declared a silence (`tether beat --extend`, protocol.md 4.1): no beat is
+    /// due before then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extended_until: Option<Timestamp>,
     /// Members from a newer minor revision or another tool (protocol.md 4.3): kept verbatim.
     #[serde(flatten)]
     pub extra: Map<String, Value>,

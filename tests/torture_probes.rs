@@ -206,3 +206,75 @@ fn a_probe_that_could_never_run_is_refused_before_anything_starts() {
         assert_eq!(jobs, 0, "a record was written");
     }
 }
+
+/// `tether` as the job sees it: this build, on the job's PATH.
+fn path_with_tether() -> String {
+    let bin_dir = std::path::Path::new(BIN).parent().unwrap();
+    format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap())
+}
+
+#[test]
+fn a_declared_silence_past_the_ttl_ends_succeeded() {
+    let env = Env::new();
+    for (mode, first) in [
+        ("notify", "tether beat --extend 3s --message 'long step'"),
+        ("file", "tether beat --extend 3s --message 'long step'"),
+        (
+            "file",
+            r#"printf '{"message": "long step", "extend": "3s"}' > "$TETHER_HEARTBEAT_FILE""#,
+        ),
+    ] {
+        // Silent for 2.5 s with a beat timeout of 1 s: only the declared silence keeps it alive.
+        let script = format!("{first}; sleep 2.5; tether beat; exit 0");
+        let mut c = env.cmd();
+        c.env("PATH", path_with_tether()).args([
+            "run",
+            "--json",
+            "--heartbeat",
+            mode,
+            "--interval",
+            "200ms",
+            "--ttl",
+            "1s",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ]);
+        let o = env.run(c, Duration::from_secs(60));
+        assert_eq!(o.code(), 0, "{mode} {first}: {}", o.stderr);
+        let store = env.store();
+        let mut recs: Vec<_> = tether::store::Store::list(&store)
+            .unwrap()
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        recs.sort_by_key(|r| r.created_at);
+        let r = recs.last().unwrap();
+        assert_eq!(r.status.as_str(), "succeeded", "{mode} {first}: {r:?}");
+        assert_eq!(r.progress.message.as_deref(), Some("long step"), "{r:?}");
+        assert!(r.progress.extended_until.is_some(), "{r:?}");
+    }
+}
+
+#[test]
+fn a_file_beats_message_shows_in_status_and_a_silence_in_inspect() {
+    let env = Env::new();
+    let script = r#"printf '{"message": "indexing 3 of 7", "extend": "1m"}' > "$TETHER_HEARTBEAT_FILE"; sleep 30"#;
+    let (id, _) = env.detach(&["--heartbeat", "file", "--", "sh", "-c", script]);
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            env.tether(&["status", &id])
+                .stdout
+                .contains("indexing 3 of 7")
+        }),
+        "{}",
+        env.tether(&["status", &id]).stdout
+    );
+    let o = env.tether(&["inspect", &id]);
+    assert!(
+        o.stdout.contains("silence  declared by the job until"),
+        "{}",
+        o.stdout
+    );
+}

@@ -292,6 +292,11 @@ fn print_text(ev: &Evidence<'_>, j: &Judged, out: &mut Vec<String>) {
             p.rejected
         ));
     }
+    if let Some(t) = p.extended_until {
+        out.push(format!(
+            "  silence  declared by the job until {t} (`tether beat --extend`): no beat due before then"
+        ));
+    }
     if let Some(o) = &p.probe {
         let state = if o.ok {
             "ok".to_string()

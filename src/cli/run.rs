@@ -97,8 +97,16 @@ pub enum OnStall {
 #[derive(Args, Debug)]
 pub struct BeatArgs {
     /// Progress message to record with the beat
-    #[arg(long)]
+    #[arg(long, alias = "message")]
     pub status: Option<String>,
+    /// Declare a silence: the next beat is due this long from now instead of within the beat
+    /// timeout (at most 1d); the lease itself keeps being renewed
+    #[arg(long, value_name = "DURATION", value_parser = parse_extend)]
+    pub extend: Option<Duration>,
+}
+
+fn parse_extend(s: &str) -> Result<Duration, String> {
+    crate::clock::parse_duration_at_most(s, crate::wrapper::MAX_EXTEND)
 }
 
 impl From<HeartbeatMode> for Mode {
@@ -157,6 +165,6 @@ pub fn run(dir: Option<PathBuf>, a: RunArgs) -> CliResult {
 }
 
 pub fn beat(a: BeatArgs) -> CliResult {
-    wrapper::beat(a.status.as_deref()).map_err(failure)?;
+    wrapper::beat(a.status.as_deref(), a.extend).map_err(failure)?;
     Ok(super::exit::OK)
 }

@@ -61,6 +61,15 @@ impl Beats {
         }
     }
 
+    /// The job declares a silence of `ms` (cut to `MAX_EXTEND`): the next beat is due no sooner
+    /// than that. Readers see until when in `progress.extended_until`.
+    pub fn extend(&mut self, ms: u64, now_ms: u64) {
+        let ms = ms.min(super::MAX_EXTEND_MS);
+        self.deadline_ms = self.deadline_ms.max(now_ms + ms);
+        self.progress.extended_until = Some(Timestamp::now().plus_ms(ms as i64));
+        self.dirty = true;
+    }
+
     /// A probe's outcome, kept with the progress (written to the record when it changes).
     pub fn probe(&mut self, o: crate::record::ProbeOutcome) {
         self.progress.probe = Some(o);
@@ -81,7 +90,7 @@ impl Beats {
             Notice::WatchdogTrigger => self.triggered = true,
             Notice::Status(s) => self.status(s),
             Notice::Ready | Notice::Stopping => {}
-            Notice::ExtendTimeoutUsec(us) => self.deadline_ms = now_ms + us / 1000,
+            Notice::ExtendTimeoutUsec(us) => self.extend(us / 1000, now_ms),
             Notice::WatchdogUsec(us) => {
                 self.timeout_ms = (us / 1000).max(1);
                 self.deadline_ms = now_ms + self.timeout_ms;
@@ -218,9 +227,14 @@ impl Channel {
             return;
         };
         *last = stamp(p);
-        beats.beat(crate::clock::mono_ms(), n);
-        if let Some(line) = first_line(p) {
-            beats.status(line);
+        let now = crate::clock::mono_ms();
+        beats.beat(now, n);
+        let content = FileBeat::read(p);
+        if let Some(m) = content.message {
+            beats.status(m);
+        }
+        if let Some(ms) = content.extend_ms {
+            beats.extend(ms, now);
         }
     }
 
@@ -281,21 +295,76 @@ fn reject(count: &mut u64, who: Option<u32>, uid: u32) {
     *count += 1;
 }
 
-fn first_line(p: &Path) -> Option<String> {
-    let mut buf = Vec::new();
-    std::fs::File::open(p)
-        .ok()?
-        .take(4096)
-        .read_to_end(&mut buf)
-        .ok()?;
-    let text = String::from_utf8_lossy(&buf);
-    let line = text.lines().next()?.trim();
-    (!line.is_empty()).then(|| line.chars().take(notify::MAX_STATUS_CHARS).collect())
+/// What a write to the heartbeat file says (protocol.md 6.7): a JSON object
+/// `{"message": "...", "extend": "10m"}` (both optional; `extend` a duration like `10m` or a
+/// number of milliseconds), or else plain text whose first line is the message.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct FileBeat {
+    pub message: Option<String>,
+    pub extend_ms: Option<u64>,
+}
+
+impl FileBeat {
+    fn read(p: &Path) -> FileBeat {
+        let mut buf = Vec::new();
+        let read = std::fs::File::open(p).and_then(|f| f.take(4096).read_to_end(&mut buf));
+        match read {
+            Ok(_) => FileBeat::parse(&String::from_utf8_lossy(&buf)),
+            Err(_) => FileBeat::default(),
+        }
+    }
+
+    pub fn parse(text: &str) -> FileBeat {
+        let one_line = |s: &str| {
+            let line: String = s
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .take(notify::MAX_STATUS_CHARS)
+                .collect();
+            let line = line.trim().to_string();
+            (!line.is_empty()).then_some(line)
+        };
+        if let Ok(serde_json::Value::Object(o)) = serde_json::from_str(text.trim()) {
+            let extend_ms = match o.get("extend") {
+                Some(serde_json::Value::String(d)) => humantime::parse_duration(d)
+                    .ok()
+                    .map(|d| d.as_millis() as u64),
+                Some(serde_json::Value::Number(n)) => n.as_u64(),
+                _ => None,
+            };
+            return FileBeat {
+                message: o.get("message").and_then(|m| m.as_str()).and_then(one_line),
+                extend_ms,
+            };
+        }
+        FileBeat {
+            message: text.lines().next().and_then(one_line),
+            extend_ms: None,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_beats_carry_a_message_and_an_extension() {
+        let fb = |t| FileBeat::parse(t);
+        assert_eq!(fb(""), FileBeat::default());
+        assert_eq!(fb("step 3\nmore").message.as_deref(), Some("step 3"));
+        let j = fb(r#"{"message": "long step", "extend": "10m"}"#);
+        assert_eq!(j.message.as_deref(), Some("long step"));
+        assert_eq!(j.extend_ms, Some(600_000));
+        assert_eq!(fb(r#"{"extend": 1500}"#).extend_ms, Some(1500));
+        assert_eq!(fb(r#"{"extend": "soon"}"#).extend_ms, None);
+        assert_eq!(
+            fb("{\"message\": \"a\\u001b[31mb\"}").message.as_deref(),
+            Some("a [31mb")
+        );
+        // Not an object: the first line, as ever.
+        assert_eq!(fb("[1]").message.as_deref(), Some("[1]"));
+    }
 
     #[test]
     fn deadline_moves_with_beats_and_notices() {

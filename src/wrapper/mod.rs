@@ -37,6 +37,12 @@ pub use detach::{BACKGROUND_FLAG, Ready, detach};
 pub use error::{Error, Kind};
 pub use heartbeat::Mode;
 
+/// The longest silence a job may declare (`tether beat --extend`, `EXTEND_TIMEOUT_USEC=`, the
+/// heartbeat file's `extend`); longer requests are cut to it.
+pub const MAX_EXTEND: &str = "1d";
+/// `MAX_EXTEND` in milliseconds.
+pub const MAX_EXTEND_MS: u64 = 86_400_000;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OnStall {
     Kill,

@@ -359,6 +359,7 @@ struct Written {
     rejected: u64,
     /// A probe's outcome, not its time: a healthy probe every second writes nothing.
     probe: Option<(bool, u32, String)>,
+    extended_until: Option<crate::clock::Timestamp>,
 }
 
 impl Written {
@@ -370,6 +371,7 @@ impl Written {
                 .probe
                 .as_ref()
                 .map(|o| (o.ok, o.failures, o.detail.clone())),
+            extended_until: p.extended_until,
         }
     }
 }
