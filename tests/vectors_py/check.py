@@ -5,8 +5,9 @@ Python standard library only. It parses records (section 4), folds lease files (
 (section 7) and applies writes (sections 5 and 6), and runs every reading vector
 (tests/vectors/*.json, section 10.1) and writing vector (tests/vectors/write/*.json, 10.2), after
 validating each against the vector schema. It exists to show the protocol is implementable from
-its text: it shares no code with the Rust implementation, and where the text left a choice open
-this file says so in a comment starting with "GUESS".
+its text: it shares no code with the Rust implementation. Where writing it (and comparing it with
+the Rust code, tests/differential.rs) showed the text silent, protocol.md gained a sentence and
+the vectors a case; no choice is left to guess here.
 
     python3 tests/vectors_py/check.py      exits 0 when every vector passes
 """
@@ -154,7 +155,6 @@ def late_of(v, i):
         "reason": opt(o, "reason", lambda x: enum(x, REASONS, f"{w}.reason", True)),
         "exit": opt(o, "exit", lambda x: exit_of(x, f"{w}.exit")),
         "progress": opt(o, "progress", lambda x: None if x is None else progress_of(x, f"{w}.progress")),
-        # GUESS (none left: 4.2 says note is a string, default "", not null).
         "note": opt(o, "note", lambda x: string(x, f"{w}.note"), ""),
     })
 
