@@ -165,6 +165,8 @@ function checkProgress(p, where) {
   check(!("message" in p) || isNullableString(p.message), `${where}.message is not a string or null`);
   check(!("at" in p) || isNullableTimestamp(p.at), `${where}.at is not a timestamp or null`);
   check(!("count" in p) || isIntIn(p.count, 0, MAX_INT), `${where}.count is not an integer >= 0`);
+  // `probe` is for people; a reader ignores one not of its form (4.1), so it is not checked here.
+  check(!("rejected" in p) || isIntIn(p.rejected, 0, MAX_INT), `${where}.rejected is not an integer >= 0`);
 }
 
 /** 4.2. @param {any} e @param {number} n */

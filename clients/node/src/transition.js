@@ -76,14 +76,14 @@ export function applyWrite(current, write, leaseFile) {
       const next = { ...cur, lease: { ...cur.lease, epoch, renewed_at: write.at, renewed_mono_ms: write.mono_ms } };
       if (write.kind === "renew") {
         if (write.running) next.status = "running";
-        if (write.child !== undefined) next.child = write.child;
-        if (write.progress !== undefined) next.progress = wholeProgress(write.progress);
+        if (write.child !== undefined) next.child = write.child && { ...unknownOf(cur.child, CHILD), ...write.child };
+        if (write.progress !== undefined) next.progress = wholeProgress(write.progress, cur.progress);
       }
       return { result: "written", record: next };
     }
     case "finish": {
       const next = { ...cur, status: write.status, reason: write.reason, exit: write.exit, finished_at: write.at };
-      if (write.progress !== undefined) next.progress = wholeProgress(write.progress);
+      if (write.progress !== undefined) next.progress = wholeProgress(write.progress, cur.progress);
       return { result: "written", record: next };
     }
     case "reap":
@@ -99,9 +99,24 @@ function refuse(rec) {
   return { result: "refused", status: rec.status, epoch: rec.lease.epoch, late: null, record: rec };
 }
 
-/** A progress replaces the old one whole: fields it lacks take their defaults (5). @param {object} p */
-function wholeProgress(p) {
-  return { message: null, at: null, count: 0, ...p };
+const CHILD = ["pid", "start", "pgid"];
+const PROGRESS = ["message", "at", "count", "rejected", "probe"];
+
+/** The members of `obj` a writer does not know (4.3: kept whatever the write). @param {any} obj @param {string[]} known */
+function unknownOf(obj, known) {
+  /** @type {Record<string, unknown>} */
+  const out = {};
+  for (const k of Object.keys(obj ?? {})) if (!known.includes(k)) out[k] = obj[k];
+  return out;
+}
+
+/**
+ * A progress replaces the old one whole: known fields it lacks take their defaults (5), unknown
+ * members of the old one are kept unless it sets them (4.3).
+ * @param {object} p @param {any} old
+ */
+function wholeProgress(p, old) {
+  return { ...unknownOf(old, PROGRESS), message: null, at: null, count: 0, ...p };
 }
 
 /** @param {Record<string, unknown>} late */

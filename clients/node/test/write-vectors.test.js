@@ -24,37 +24,45 @@ const KEYS = {
     lease: ["epoch", "at", "mono_ms", "beats", "beat_at"],
   },
 };
-const KNOWN = ["protocol", "id", "name", "argv", "cwd", "created_at", "status", "reason", "holder", "child", "lease",
-  "progress", "exit", "finished_at", "late", "meta", "unique"];
 
 const ms = (/** @type {unknown} */ t) => (t == null ? null : parseTimestamp(t));
-/** @param {any} p */
-const progress = (p) => (p == null ? null : { message: p.message ?? null, at: ms(p.at), count: p.count ?? 0 });
 
-/** A record as a value of section 4: defaults filled in, timestamps as ms, unknown nested keys and notes dropped. */
+/** `known` (normalized) plus every other member of `obj` as a JSON value (10.2: at every level). */
+function withUnknown(/** @type {any} */ obj, /** @type {Record<string, unknown>} */ known) {
+  const out = { ...known };
+  for (const k of Object.keys(obj ?? {})) if (!(k in known)) out[k] = obj[k];
+  return out;
+}
+/** @param {any} p */
+const progress = (p) =>
+  p == null
+    ? null
+    : withUnknown(p, { message: p.message ?? null, at: ms(p.at), count: p.count ?? 0, rejected: p.rejected ?? 0, probe: p.probe ?? null });
+
+/** A record as a value of section 4: defaults filled in, timestamps as ms, `late[].note` dropped. */
 function normalize(/** @type {any} */ input) {
   const c = classifyRecord(input);
   assert.equal(c.kind, "ok", `not a valid record: ${JSON.stringify(c)}`);
   const r = /** @type {any} */ (c.kind === "ok" ? c.record : {});
   const h = r.holder;
-  /** @type {Record<string, unknown>} */
-  const v = {
+  return withUnknown(r, {
     protocol: r.protocol, id: r.id, name: r.name ?? null, argv: r.argv, cwd: r.cwd ?? null,
     created_at: ms(r.created_at), status: r.status, reason: r.reason,
-    holder: { pid: h.pid, start: h.start, boot_id: h.boot_id, host: h.host, time_ns: h.time_ns ?? null, pid_ns: h.pid_ns ?? null },
-    child: r.child ? { pid: r.child.pid, start: r.child.start, pgid: r.child.pgid } : null,
-    lease: { ...r.lease, renewed_at: ms(r.lease.renewed_at) },
+    holder: withUnknown(h, { pid: h.pid, start: h.start, boot_id: h.boot_id, host: h.host, time_ns: h.time_ns ?? null, pid_ns: h.pid_ns ?? null }),
+    child: r.child ? withUnknown(r.child, { pid: r.child.pid, start: r.child.start, pgid: r.child.pgid }) : null,
+    lease: withUnknown(r.lease, { ...r.lease, renewed_at: ms(r.lease.renewed_at) }),
     progress: progress(r.progress ?? {}),
     exit: r.exit ?? null,
     finished_at: ms(r.finished_at),
-    late: (r.late ?? []).map((/** @type {any} */ e) => ({
-      at: ms(e.at), epoch: e.epoch, status: e.status ?? null, reason: e.reason ?? null, exit: e.exit ?? null, progress: progress(e.progress),
-    })),
+    late: (r.late ?? []).map((/** @type {any} */ e) => {
+      const { note: _note, ...rest } = e;
+      return withUnknown(rest, {
+        at: ms(e.at), epoch: e.epoch, status: e.status ?? null, reason: e.reason ?? null, exit: e.exit ?? null, progress: progress(e.progress),
+      });
+    }),
     meta: r.meta ?? {},
     unique: r.unique ?? null,
-  };
-  for (const k of Object.keys(r)) if (!KNOWN.includes(k)) v[k] = r[k];
-  return v;
+  });
 }
 
 test("the writing-vector directory has vectors", () => {
