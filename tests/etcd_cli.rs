@@ -76,7 +76,7 @@ impl Env {
         );
         let v: Value = serde_json::from_slice(&o.stdout).unwrap();
         let id = v["id"].as_str().unwrap().to_string();
-        let st = self.json(&["status", &id, "--json"]);
+        let st = self.json(&["status", &id, "--json"])[0].clone();
         let pid = st["holder"]["pid"].as_u64().unwrap() as u32;
         self.reap
             .push((pid, st["holder"]["start"].as_str().unwrap().into(), false));
@@ -86,8 +86,9 @@ impl Env {
         (id, pid, child)
     }
 
+    /// The one job of `status --json ID` (always an array, protocol.md 9.1).
     fn status(&self, id: &str) -> Value {
-        self.json(&["status", id, "--json"])
+        self.json(&["status", id, "--json"])[0].clone()
     }
 }
 

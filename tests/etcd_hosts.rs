@@ -64,8 +64,10 @@ impl Two {
 
     fn status_b(&self, id: &str) -> Value {
         let o = self.on_b(&["status", id, "--json"]).output().unwrap();
-        serde_json::from_slice(&o.stdout)
-            .unwrap_or_else(|e| panic!("status {id}: {e}: {}", String::from_utf8_lossy(&o.stderr)))
+        let v: Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("status {id}: {e}: {}", String::from_utf8_lossy(&o.stderr)));
+        // `status --json` prints an array, one object per job (protocol.md 9.1).
+        v[0].clone()
     }
 
     /// Starts a detached job on A; returns (id, wrapper pid, child pid).

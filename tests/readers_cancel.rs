@@ -133,7 +133,7 @@ fn a_reused_holder_pid_is_judged_lost_and_never_signalled() {
     e.store
         .create(&record("reused", pid, "linux:1", 1000, 10_000))
         .unwrap();
-    let v = json(&tether(&e, &["status", "--json", "reused"]));
+    let v = json1(&tether(&e, &["status", "--json", "reused"]));
     assert_eq!(v["status"], "lost");
     assert_eq!(v["reason"], "pid-reused");
     let o = tether(&e, &["cancel", "reused"]);

@@ -54,7 +54,7 @@ fn wait_returns_lease_expired_not_before_ttl_and_inspect_names_r6() {
     );
     let since = created.elapsed();
     assert_eq!(code(&o), 3, "{}", stderr(&o));
-    let v = json(&o);
+    let v = json1(&o);
     assert_eq!(v["status"], "lost");
     assert_eq!(v["reason"], "lease-expired");
     assert!(
@@ -113,7 +113,7 @@ fn result_says_running_then_agrees_with_status() {
     let r = tether(&e, &["result", "--json", "build-7"]);
     assert_eq!(code(&s), 0);
     assert_eq!(code(&r), 1);
-    let (s, r) = (json(&s), json(&r));
+    let (s, r) = (json1(&s), json(&r));
     for k in ["status", "reason", "exit"] {
         assert_eq!(s[k], r[k], "{k}");
     }
@@ -201,22 +201,37 @@ fn bad_ids_and_bad_records_get_their_exit_codes() {
     let o = tether(&e, &["inspect", "future"]);
     assert_eq!(code(&o), 7);
     assert!(stderr(&o).contains("protocol version 2"), "{}", stderr(&o));
-    let o = tether_cmd(&e.tmp.path().join("missing"), &["status"])
+    // A fresh machine (no state directory yet): `status` lists nothing and succeeds (issue 15.3);
+    // an id there is simply not found; commands about one job still name the missing directory.
+    let missing = e.tmp.path().join("missing");
+    let o = tether_cmd(&missing, &["status"]).output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+    let o = tether_cmd(&missing, &["status", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!((code(&o), json(&o)), (0, serde_json::json!([])));
+    let o = tether_cmd(&missing, &["status", "nosuch"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 8, "{}", stderr(&o));
+    let o = tether_cmd(&missing, &["inspect", "nosuch"])
         .output()
         .unwrap();
     assert_eq!(code(&o), 8);
     assert!(stderr(&o).contains("does not exist"));
+    assert!(!missing.exists(), "a reader created the state directory");
     let o = tether(&e, &["status", "--wait"]);
     assert_eq!(code(&o), 2);
 }
 
 #[test]
-fn status_json_is_an_object_for_one_id_and_an_array_otherwise() {
+fn status_json_is_an_array_one_object_per_job_however_many_ids() {
     let e = env();
     let mut kids = Kids::default();
     job(&e, &mut kids, "one", 1000, 10_000);
     job(&e, &mut kids, "two", 1000, 10_000);
-    let v = json(&tether(&e, &["status", "--json", "one"]));
+    let v = json1(&tether(&e, &["status", "--json", "one"]));
     assert_eq!(v["id"], "one");
     for k in ["epoch", "renewed_at", "expires_at", "interval_ms", "ttl_ms"] {
         assert!(!v["lease"][k].is_null(), "lease.{k}");

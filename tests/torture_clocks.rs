@@ -73,7 +73,7 @@ fn a_wall_clock_jump_in_the_reader_never_reaps_a_healthy_job() {
         c.env("FAKETIME", offset).args(["status", "--json", &id]);
         let o = e.run(c, Duration::from_secs(30));
         assert_eq!(o.code(), 0, "{offset}: {}", o.stderr);
-        let v = o.json();
+        let v = o.json1();
         assert_eq!(v["status"], "running", "{offset}: {v}");
         // The reader's wall clock really moved: the expiry it prints is in its own wall time.
         let shift = ts_ms(&v["lease"]["expires_at"]) - Timestamp::now().ms();
@@ -92,7 +92,7 @@ fn a_wall_clock_jump_in_the_reader_never_reaps_a_healthy_job() {
             .args(["status", "--wait", "--timeout", "2s", "--json", &id]);
         let o = e.run(c, Duration::from_secs(30));
         assert_eq!(o.code(), 124, "{offset}: {} {}", o.stdout, o.stderr);
-        assert_eq!(o.json()["status"], "running", "{offset}");
+        assert_eq!(o.json1()["status"], "running", "{offset}");
         // And the record was never written lost.
         assert_eq!(e.record(&id).unwrap()["status"], "running", "{offset}");
     }
@@ -121,7 +121,7 @@ fn a_changed_boot_id_always_reaps() {
         .unwrap();
     let o = e.tether(&["status", "--json", &id]);
     assert_eq!(o.code(), 0, "{}", o.stderr);
-    let v = o.json();
+    let v = o.json1();
     assert_eq!(v["status"], "lost", "{v}");
     assert_eq!(v["reason"], "host-rebooted", "{v}");
     let rec = e.record(&id).unwrap();
@@ -183,7 +183,7 @@ fn a_wall_clock_jump_in_the_wrapper_never_reaps() {
             std::thread::sleep(Duration::from_millis(400));
             let o = e.tether(&["status", "--json", &id]);
             assert_eq!(o.code(), 0, "{}", o.stderr);
-            assert_eq!(o.json()["status"], "running", "{offset}: {}", o.stdout);
+            assert_eq!(o.json1()["status"], "running", "{offset}: {}", o.stdout);
         }
     }
     eprintln!(
@@ -222,7 +222,7 @@ fn a_stalled_reader_never_reaps_a_healthy_job_but_still_reaps_a_stopped_one() {
         .args(["status", "--json", id]);
         let o = e.run(c, Duration::from_secs(60));
         assert_eq!(o.code(), 0, "{}", o.stderr);
-        o.json()
+        o.json1()
     };
     let (id, _) = e.detach(&[
         "--interval",

@@ -192,7 +192,7 @@ fn every_reader_survives_extreme_records() {
         assert_normal(&format!("status {id}"), &o, &[0]);
         let o = e.tether(&["status", "--json", id]);
         assert_normal(&format!("status --json {id}"), &o, &[0]);
-        assert_eq!(o.json()["id"], *id);
+        assert_eq!(o.json1()["id"], *id);
         let o = e.tether(&["status", "--wait", "--timeout", "300ms", id]);
         assert_normal(&format!("status --wait {id}"), &o, &[0, 1, 3, 124]);
         for args in [

@@ -55,6 +55,8 @@ fn in_namespace(dir: &Path, kill_child: bool, args: &[&str]) -> Command {
 }
 
 fn status_of(v: &Value) -> (String, Value) {
+    // `status --json` prints an array, one object per job (protocol.md 9.1).
+    let v = v.as_array().map_or(v, |a| &a[0]);
     (
         v["status"].as_str().unwrap_or("?").to_owned(),
         v["reason"].clone(),

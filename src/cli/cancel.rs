@@ -136,13 +136,13 @@ struct TargetView {
 
 /// `cancel --json` (protocol.md 9.1).
 #[derive(Serialize)]
-struct Report<'a> {
-    id: &'a str,
+pub struct Report {
+    id: String,
     outcome: Outcome,
     /// True when this call recorded the job `cancelled`.
     cancelled: bool,
-    status: Status,
-    reason: Option<Reason>,
+    pub(super) status: Status,
+    pub(super) reason: Option<Reason>,
     exit: Option<Exit>,
     /// The same sentence the text output prints.
     message: String,
@@ -151,12 +151,12 @@ struct Report<'a> {
     /// Whether every process signalled had ended when cancel returned.
     ended: bool,
     /// For a lost job: what survived of its process group, and what was done about it.
-    survivors: Option<&'a Stopped>,
+    survivors: Option<Stopped>,
     errors: Vec<String>,
 }
 
-impl Report<'_> {
-    fn print(&self, json: bool) {
+impl Report {
+    pub fn print(&self, json: bool) {
         if json {
             view::print_json(self);
         } else {
@@ -201,9 +201,17 @@ fn survivors_message(id: &str, desc: &str, grace: Duration, s: Option<&Stopped>)
 }
 
 pub fn cancel(dir: Option<PathBuf>, a: CancelArgs) -> CliResult {
-    let (store, id, j) = settle_arg(&dir, &a.id)?;
+    let report = cancel_job(&dir, &a.id, a.grace)?;
+    report.print(a.json);
+    Ok(exit::OK)
+}
+
+/// Cancels the job named by `arg` (see the module doc) and says what was done; `rm --force` uses
+/// it too.
+pub fn cancel_job(dir: &Option<PathBuf>, arg: &str, grace: Duration) -> Result<Report, CliError> {
+    let (store, id, j) = settle_arg(dir, arg)?;
     if !j.status().is_active() {
-        return cancel_ended(&j, &a);
+        return Ok(cancel_ended(&j, grace));
     }
     if j.record.holder.host != crate::process::host() && store.self_fences() {
         return cancel_remote(&store, &id, &j.record, &a);
@@ -241,8 +249,8 @@ pub fn cancel(dir: Option<PathBuf>, a: CancelArgs) -> CliResult {
     match outcome {
         Some(Ok(())) => {
             // It ended between our look and the lock: that outcome stands.
-            let report = Report {
-                id: id.as_str(),
+            return Ok(Report {
+                id: id.to_string(),
                 outcome: Outcome::AlreadyEnded,
                 cancelled: false,
                 status: stored.status,
@@ -254,9 +262,7 @@ pub fn cancel(dir: Option<PathBuf>, a: CancelArgs) -> CliResult {
                 ended: true,
                 survivors: None,
                 errors: Vec::new(),
-            };
-            report.print(a.json);
-            return Ok(exit::OK);
+            });
         }
         Some(Err(())) => {
             return Err(CliError::new(
@@ -268,20 +274,20 @@ pub fn cancel(dir: Option<PathBuf>, a: CancelArgs) -> CliResult {
         }
         None => {}
     }
-    let (signals, ended, errors) = signal_target(&target, a.grace);
+    let (signals, ended, errors) = signal_target(&target, grace);
     let pid = target.pin.pid();
     let aim = match target.group {
         Some(g) => format!("process group {g} (the job's {})", target.what),
         None => format!("process {pid} (the job's {})", target.what),
     };
-    let grace = humantime::format_duration(a.grace);
+    let grace = humantime::format_duration(grace);
     let how = match (signals.len(), ended) {
         (1, true) => format!("it ended within the {grace} grace period"),
         (_, true) => format!("it was still running after {grace}, so it got SIGKILL and ended"),
         (_, false) => "it is STILL RUNNING after SIGKILL (stuck in the kernel?)".to_owned(),
     };
     let report = Report {
-        id: id.as_str(),
+        id: id.to_string(),
         outcome: Outcome::Cancelled,
         cancelled: true,
         status: stored.status,
@@ -299,21 +305,20 @@ pub fn cancel(dir: Option<PathBuf>, a: CancelArgs) -> CliResult {
         errors,
     };
     drop(target);
-    report.print(a.json);
-    Ok(exit::OK)
+    Ok(report)
 }
 
 /// Cancel of a job that has already ended: its outcome stands, but a lost job's surviving
 /// processes are stopped (see `survivors`).
-fn cancel_ended(j: &crate::judge::Judged, a: &CancelArgs) -> CliResult {
+fn cancel_ended(j: &crate::judge::Judged, grace: Duration) -> Report {
     let r = &j.record;
     // A lost job's processes may outlive its holder: stop what is provably the job's.
     let stopped = (j.status() == Status::Lost)
-        .then(|| survivors::stop(r, a.grace))
+        .then(|| survivors::stop(r, grace))
         .flatten();
     let did_stop = stopped.as_ref().is_some_and(|s| !s.pids.is_empty());
     let report = Report {
-        id: &r.id,
+        id: r.id.clone(),
         outcome: if did_stop {
             Outcome::StoppedSurvivors
         } else {
@@ -323,7 +328,7 @@ fn cancel_ended(j: &crate::judge::Judged, a: &CancelArgs) -> CliResult {
         status: j.status(),
         reason: j.verdict.reason(),
         exit: r.exit,
-        message: survivors_message(&r.id, &view::describe(j), a.grace, stopped.as_ref()),
+        message: survivors_message(&r.id, &view::describe(j), grace, stopped.as_ref()),
         target: None,
         signals: stopped
             .as_ref()
@@ -334,10 +339,12 @@ fn cancel_ended(j: &crate::judge::Judged, a: &CancelArgs) -> CliResult {
             .as_ref()
             .map(|s| s.errors.clone())
             .unwrap_or_default(),
-        survivors: stopped.as_ref(),
+        survivors: None,
     };
-    report.print(a.json);
-    Ok(exit::OK)
+    Report {
+        survivors: stopped,
+        ..report
+    }
 }
 
 /// SIGTERM, the grace period, SIGKILL if needed: (signals sent, whether it ended, errors).

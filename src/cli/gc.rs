@@ -3,13 +3,14 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use serde::Serialize;
 
 use super::survivors;
 use super::view::{self, UnsavedNote};
 use super::{CliError, CliResult, Errors, exit, open_store};
 use crate::clock::{Timestamp, short_duration};
 use crate::judge::settle;
-use crate::record::{Record, Status};
+use crate::record::{Reason, Record, Status};
 use crate::store::{Store, StoreError};
 
 #[derive(Args, Debug)]
@@ -26,12 +27,73 @@ pub struct GcArgs {
     /// With --force: time between SIGTERM and SIGKILL for a lost job's surviving processes
     #[arg(long, default_value = "5s", value_parser = crate::clock::parse_grace)]
     pub grace: std::time::Duration,
+    /// Print JSON: an array with one object per job or file acted on
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What gc did to one job or file.
+#[derive(Clone, Copy, Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum Action {
+    Removed,
+    WouldRemove,
+    /// A lost job whose processes still run, kept (no `--force`, or they would not die).
+    Kept,
+    /// `--force`: a lost job's surviving processes were stopped (then the job was removed).
+    Stopped,
+    /// `--force --dry-run`: they would be stopped.
+    WouldStop,
+}
+
+/// One line of `gc`'s report; `gc --json` prints them as an array (protocol.md 9.1).
+#[derive(Serialize)]
+struct Item {
+    action: Action,
+    /// The job, or None for a temp file left by a writer that died mid-write.
+    id: Option<String>,
+    /// The temp file, for those.
+    path: Option<String>,
+    status: Option<Status>,
+    reason: Option<Reason>,
+    /// How long ago the job finished.
+    finished_ago_ms: Option<i64>,
+    /// Processes of a lost job's group still running (kept) or stopped.
+    pids: Vec<u32>,
+}
+
+/// Where gc's report goes: lines as they happen, or one JSON array at the end.
+struct Report {
+    json: bool,
+    items: Vec<Item>,
+}
+
+impl Report {
+    fn say(&mut self, item: Item, text: String) {
+        if self.json {
+            self.items.push(item);
+        } else {
+            view::out(text);
+        }
+    }
+}
+
+fn job_item(action: Action, j: &crate::judge::Judged, age: Option<i64>, pids: Vec<u32>) -> Item {
+    Item {
+        action,
+        id: Some(j.record.id.clone()),
+        path: None,
+        status: Some(j.status()),
+        reason: j.verdict.reason(),
+        finished_ago_ms: age,
+        pids,
+    }
 }
 
 /// For a lost job whose process group still has members proven to be the job's: whether gc may go
 /// on and remove it. Without `--force` it is kept (its record is the only trace of those processes);
 /// with it they are stopped first, and the job is kept if they would not die.
-fn survivors_allow_removal(j: &crate::judge::Judged, a: &GcArgs) -> bool {
+fn survivors_allow_removal(j: &crate::judge::Judged, a: &GcArgs, out: &mut Report) -> bool {
     if j.status() != Status::Lost {
         return true;
     }
@@ -50,13 +112,15 @@ fn survivors_allow_removal(j: &crate::judge::Judged, a: &GcArgs) -> bool {
     drop(found);
     if !a.force {
         let them = if pids.len() == 1 { "it" } else { "them" };
-        view::out(format!(
+        let text = format!(
             "kept {id}: {what}; `tether cancel {id}` stops {them}, or `tether gc --force` stops {them} and removes the job"
-        ));
+        );
+        out.say(job_item(Action::Kept, j, None, pids), text);
         return false;
     }
     if a.dry_run {
-        view::out(format!("would stop and remove {id}: {what}"));
+        let text = format!("would stop and remove {id}: {what}");
+        out.say(job_item(Action::WouldStop, j, None, pids), text);
         return false;
     }
     match survivors::stop(&j.record, a.grace) {
@@ -69,12 +133,13 @@ fn survivors_allow_removal(j: &crate::judge::Judged, a: &GcArgs) -> bool {
             false
         }
         Some(s) => {
-            view::out(format!(
+            let text = format!(
                 "stopped {} of lost job {id} (process group {}; {})",
                 survivors::pid_list(&s.pids),
                 s.pgid,
                 s.signals.join(", then ")
-            ));
+            );
+            out.say(job_item(Action::Stopped, j, None, s.pids.clone()), text);
             true
         }
         None => true,
@@ -93,7 +158,11 @@ fn finished_age_ms(r: &Record, now: Timestamp) -> Option<i64> {
 pub fn gc(dir: Option<PathBuf>, a: GcArgs) -> CliResult {
     let store = open_store(&dir)?;
     let min_age = a.older_than.as_millis().min(i64::MAX as u128) as i64;
-    let mut errors = Errors::new(false);
+    let mut errors = Errors::new(a.json);
+    let mut out = Report {
+        json: a.json,
+        items: Vec::new(),
+    };
     let mut note = UnsavedNote::default();
     let mut n = 0usize;
     let mut report = |e: CliError| errors.report(e);
@@ -112,15 +181,16 @@ pub fn gc(dir: Option<PathBuf>, a: GcArgs) -> CliResult {
         let Some(age) = finished_age_ms(&j.record, now) else {
             continue;
         };
-        if age <= min_age || !survivors_allow_removal(&j, &a) {
+        if age <= min_age || !survivors_allow_removal(&j, &a, &mut out) {
             continue;
         }
         if a.dry_run {
-            view::out(format!(
+            let text = format!(
                 "would remove {id}: {}, finished {} ago",
                 view::describe(&j),
                 short_duration(age)
-            ));
+            );
+            out.say(job_item(Action::WouldRemove, &j, Some(age), vec![]), text);
             n += 1;
             continue;
         }
@@ -130,11 +200,12 @@ pub fn gc(dir: Option<PathBuf>, a: GcArgs) -> CliResult {
             |r: &Record| finished_age_ms(r, Timestamp::now()).is_some_and(|age| age > min_age);
         match store.remove(&id, &mut still_old) {
             Ok(true) => {
-                view::out(format!(
+                let text = format!(
                     "removed {id}: {}, finished {} ago",
                     view::describe(&j),
                     short_duration(age)
-                ));
+                );
+                out.say(job_item(Action::Removed, &j, Some(age), vec![]), text);
                 n += 1;
             }
             Ok(false) | Err(StoreError::NotFound(..)) => {}
@@ -145,14 +216,31 @@ pub fn gc(dir: Option<PathBuf>, a: GcArgs) -> CliResult {
     match store.sweep_temp_files(a.dry_run) {
         Ok(swept) => {
             for p in &swept {
-                let verb = if a.dry_run { "would remove" } else { "removed" };
-                view::out(format!(
+                let (verb, action) = match a.dry_run {
+                    true => ("would remove", Action::WouldRemove),
+                    false => ("removed", Action::Removed),
+                };
+                let item = Item {
+                    action,
+                    id: None,
+                    path: Some(p.display().to_string()),
+                    status: None,
+                    reason: None,
+                    finished_ago_ms: None,
+                    pids: vec![],
+                };
+                let text = format!(
                     "{verb} {} (left by a writer that died mid-write)",
                     p.display()
-                ));
+                );
+                out.say(item, text);
             }
         }
         Err(e) => report(e.into()),
+    }
+    if a.json {
+        view::print_json_array(out.items.iter());
+        return Ok(errors.code(exit::OK));
     }
     let verb = if a.dry_run { "would remove" } else { "removed" };
     view::err_line(format!(

@@ -8,10 +8,13 @@ mod gc;
 mod inspect;
 mod logs;
 mod result;
+mod rm;
 mod run;
 mod status;
 mod survivors;
 mod view;
+mod waiting;
+mod watch;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -162,6 +165,12 @@ pub enum Command {
     /// Print a job's log
     #[command(after_help = exit::HELP)]
     Logs(logs::LogsArgs),
+    /// A live view of every job: a table on a terminal, JSON lines of changes otherwise
+    #[command(after_help = exit::HELP)]
+    Watch(watch::WatchArgs),
+    /// Remove jobs that have ended (--force: cancel an active one first)
+    #[command(after_help = exit::HELP, visible_alias = "remove")]
+    Rm(rm::RmArgs),
     /// Remove finished jobs older than an age
     #[command(after_help = exit::HELP)]
     Gc(gc::GcArgs),
@@ -231,9 +240,11 @@ impl Command {
             Command::Inspect(a) => a.json,
             Command::Result(a) => a.json,
             Command::Cancel(a) => a.json,
-            Command::Beat(_) | Command::Logs(_) | Command::Gc(_) | Command::Completions { .. } => {
-                false
-            }
+            Command::Rm(a) => a.json,
+            Command::Watch(a) => a.json,
+            Command::Logs(a) => a.json,
+            Command::Gc(a) => a.json,
+            Command::Beat(_) | Command::Completions { .. } => false,
         }
     }
 }
@@ -279,6 +290,12 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Cancel(a) => cancel::cancel(dir, a),
         Command::Logs(a) => logs::logs(dir, a),
         Command::Gc(a) => gc::gc(dir, a),
+        Command::Rm(a) => rm::rm(dir, a),
+        Command::Watch(a) => watch::watch(dir, a),
+        // `--dir` is global for every command that touches jobs; completions touch none.
+        Command::Completions { .. } if dir.is_some() => Err(CliError::usage(
+            "completions take no --dir: they are the same for every state directory",
+        )),
         Command::Completions { shell } => {
             // Rendered first, then written once: clap_complete panics on a write error, and
             // `tether completions fish | true` closes the pipe early.

@@ -62,11 +62,11 @@ pub fn result(dir: Option<PathBuf>, a: ResultArgs) -> CliResult {
     if status.is_active() {
         let msg = r.progress.message.as_deref().unwrap_or("");
         view::out(format!(
-            "job {} is still {} (started {} ago, last beat {} ago{}{}); `tether status --wait {}` waits for it",
+            "job {} is still {} (started {} ago, last beat {}{}{}); `tether status --wait {}` waits for it",
             r.id,
             status,
             view::short_age(Some(view::age_since_created_ms(r, &reader))),
-            view::short_age(Some(view::last_beat_ms(r, &reader))),
+            view::last_beat_text(r, &reader),
             if msg.is_empty() { "" } else { ", progress: " },
             view::one_line(msg, 80),
             r.id,

@@ -72,7 +72,12 @@ pub struct RunArgs {
     #[arg(long = "background-wrapper", hide = true)]
     pub background: bool,
     /// The command and its arguments
-    #[arg(last = true, required = true, value_name = "CMD")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required = true,
+        value_name = "CMD"
+    )]
     pub command: Vec<String>,
 }
 

@@ -1,52 +1,101 @@
-//! `tether status`: every job as the verdict sees it, and `--wait` for one job to end.
+//! `tether status`: every job as the verdict sees it, filtered; `--wait` (src/cli/waiting.rs) for
+//! jobs to end.
 
-use std::io::{IsTerminal, Write as _};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use clap::Args;
 
 use super::view::{self, UnsavedNote};
-use super::{CliError, CliResult, Errors, exit, open_store, resolve_id};
+use super::{CliResult, Errors, exit, open_store, resolve_id};
 use crate::judge::{Judged, settle};
 use crate::process;
-use crate::store::{Store, StoreError};
+use crate::record::Status;
+use crate::store::{StateDir, Store, StoreError};
 use crate::verdict::Reader;
-use crate::wait::{self, Waited};
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
     /// Job ids or unique prefixes [default: every job]
     pub ids: Vec<String>,
-    /// Block until the job is terminal or judged lost
+    /// Block until every job named is terminal or judged lost (with --any: the first)
     #[arg(long)]
     pub wait: bool,
+    /// With --wait: return as soon as any one of the jobs ends
+    #[arg(long, requires = "wait")]
+    pub any: bool,
     /// With --wait: give up after this long (0 = no limit)
     #[arg(long, default_value = "240s", value_parser = crate::clock::parse_timeout)]
     pub timeout: std::time::Duration,
-    /// Print JSON
+    /// Print JSON: an array with one object per job, always
     #[arg(long)]
     pub json: bool,
     /// Only jobs whose metadata has KEY=VALUE (repeatable: all must match)
     #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = crate::meta::parse_pair)]
     pub meta: Vec<(String, String)>,
+    /// Only jobs in these states (comma-separated: starting,running,succeeded,failed,lost,cancelled)
+    #[arg(long, value_name = "STATE,...", value_delimiter = ',', value_parser = parse_status)]
+    pub state: Vec<Status>,
+    /// Only active jobs (starting or running)
+    #[arg(long)]
+    pub active: bool,
+}
+
+/// A state name as the record spells it, for `--state`.
+pub fn parse_status(s: &str) -> Result<Status, String> {
+    use Status::*;
+    [Starting, Running, Succeeded, Failed, Lost, Cancelled]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+        .ok_or_else(|| {
+            format!(
+                "unknown state {s:?}; one of starting, running, succeeded, failed, lost, cancelled"
+            )
+        })
+}
+
+/// Whether a judged job passes the listing's filters.
+pub fn wanted(j: &Judged, a: &StatusArgs) -> bool {
+    let s = j.status();
+    (!a.active || s.is_active())
+        && (a.state.is_empty() || a.state.contains(&s))
+        && crate::meta::matches(&j.record.meta, &a.meta)
+}
+
+/// True when the state directory tether would use does not exist yet: on a fresh machine there
+/// are simply no jobs (only for the file store; another store answers for itself).
+fn no_state_dir(dir: &Option<PathBuf>) -> bool {
+    if std::env::var_os("TETHER_STORE").is_some_and(|s| !s.is_empty()) {
+        return false;
+    }
+    match StateDir::resolve(dir.as_deref()) {
+        Ok(sd) => {
+            matches!(sd.root.symlink_metadata(), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+        }
+        Err(_) => false,
+    }
 }
 
 pub fn status(dir: Option<PathBuf>, a: StatusArgs) -> CliResult {
     if a.wait {
-        return wait_for(dir, a);
+        return super::waiting::wait_for(dir, a);
+    }
+    let mut errors = Errors::new(a.json);
+    let reader = process::reader();
+    // A listing on a fresh machine lists nothing; a job asked for by id there still gets the
+    // error naming the missing directory (a mistyped --dir looks just like a fresh machine).
+    if a.ids.is_empty() && no_state_dir(&dir) {
+        print_jobs(&[], &a, &reader);
+        return Ok(exit::OK);
     }
     let store = open_store(&dir)?;
     let mut jobs = Vec::new();
-    let mut errors = Errors::new(a.json);
-    let mut fail = |e: CliError| errors.report(e);
     if a.ids.is_empty() {
         for id in store.ids()? {
             match settle(&store, &id) {
                 Ok(j) => jobs.push(j),
                 // Removed (gc) between listing and reading: it is simply no longer a job.
                 Err(StoreError::NotFound(..)) => {}
-                Err(e) => fail(e.into()),
+                Err(e) => errors.report(e.into()),
             }
         }
         // Active first, then newest: what a person looking at a list wants to see on top.
@@ -61,31 +110,34 @@ pub fn status(dir: Option<PathBuf>, a: StatusArgs) -> CliResult {
         for arg in &a.ids {
             match resolve_id(&store, arg).and_then(|id| Ok(settle(&store, &id)?)) {
                 Ok(j) => jobs.push(j),
-                Err(e) => fail(e),
+                Err(e) => errors.report(e),
             }
         }
     }
-    jobs.retain(|j| crate::meta::matches(&j.record.meta, &a.meta));
+    // Ids given and none of them readable: the errors are the whole answer, stdout stays empty.
+    if !a.ids.is_empty() && jobs.is_empty() {
+        return Ok(errors.code(exit::OK));
+    }
+    jobs.retain(|j| wanted(j, &a));
     let mut note = UnsavedNote::default();
     for j in &jobs {
         note.note(j);
     }
-    let reader = process::reader();
-    if a.json {
-        if a.ids.len() == 1 {
-            if let Some(one) = jobs.first() {
-                view::print_json(&view::job_view(one, &reader));
-            }
-        } else {
-            view::print_json_array(jobs.iter().map(|j| view::job_view(j, &reader)));
-        }
-    } else if !jobs.is_empty() || a.ids.is_empty() {
-        view::out(render_table(&jobs, &reader).join("\n"));
-    }
+    print_jobs(&jobs, &a, &reader);
     Ok(errors.code(exit::OK))
 }
 
-/// The aligned table `tether status` prints.
+/// The listing: a JSON array (one object per job, however many ids were given), or the table.
+fn print_jobs(jobs: &[Judged], a: &StatusArgs, reader: &Reader) {
+    if a.json {
+        view::print_json_array(jobs.iter().map(|j| view::job_view(j, reader)));
+    } else if !jobs.is_empty() || a.ids.is_empty() {
+        view::out(render_table(jobs, reader).join("\n"));
+    }
+}
+
+/// The aligned table `tether status` prints. LAST BEAT is the last heartbeat, `-` for a job that
+/// never beat (every job in `none` mode); the lease renewal is in `inspect`.
 pub fn render_table(jobs: &[Judged], reader: &Reader) -> Vec<String> {
     let rows: Vec<Vec<String>> = jobs
         .iter()
@@ -99,7 +151,7 @@ pub fn render_table(jobs: &[Judged], reader: &Reader) -> Vec<String> {
                     .map(|x| x.to_string())
                     .unwrap_or_else(|| "-".into()),
                 view::short_age(Some(view::age_since_created_ms(r, reader))),
-                view::short_age(Some(view::last_beat_ms(r, reader))),
+                view::short_age(view::last_beat_ms(r, reader)),
                 view::one_line(r.progress.message.as_deref().unwrap_or(""), 60),
             ]
         })
@@ -108,66 +160,4 @@ pub fn render_table(jobs: &[Judged], reader: &Reader) -> Vec<String> {
         &["ID", "STATUS", "REASON", "AGE", "LAST BEAT", "PROGRESS"],
         &rows,
     )
-}
-
-/// `status --wait ID`: blocks on the holder's pidfd, the record's directory and the lease expiry.
-fn wait_for(dir: Option<PathBuf>, a: StatusArgs) -> CliResult {
-    let [arg] = a.ids.as_slice() else {
-        return Err(CliError::usage(
-            "--wait takes exactly one job id (or unique prefix)",
-        ));
-    };
-    let store = open_store(&dir)?;
-    let id = resolve_id(&store, arg)?;
-    let timeout = (!a.timeout.is_zero()).then_some(a.timeout);
-    let started = Instant::now();
-    let live = std::io::stderr().is_terminal();
-    let mut shown = false;
-    let mut tick = |j: &Judged| {
-        let reader = process::reader();
-        let msg = j.record.progress.message.as_deref().unwrap_or("");
-        let line = format!(
-            "waiting for {}: {} elapsed, last beat {} ago{}{}",
-            j.record.id,
-            crate::clock::short_duration(started.elapsed().as_millis() as i64),
-            view::short_age(Some(view::last_beat_ms(&j.record, &reader))),
-            if msg.is_empty() { "" } else { ", " },
-            view::one_line(msg, 60)
-        );
-        let mut e = std::io::stderr().lock();
-        let _ = write!(e, "\r\x1b[2K{line}");
-        let _ = e.flush();
-        shown = true;
-    };
-    let opts = wait::Options {
-        timeout,
-        tick: if live { Some(&mut tick) } else { None },
-    };
-    let res = wait::wait(&store, &id, opts);
-    if shown {
-        let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
-    }
-    let (j, timed_out) = match res? {
-        Waited::Ended(j) => (*j, false),
-        Waited::TimedOut(j) => (*j, true),
-    };
-    UnsavedNote::default().note(&j);
-    let reader = process::reader();
-    if a.json {
-        view::print_json(&view::job_view(&j, &reader));
-    } else {
-        for line in render_table(std::slice::from_ref(&j), &reader) {
-            view::out(line);
-        }
-    }
-    if timed_out {
-        view::err_line(format!(
-            "tether: job {} still {} after {}",
-            j.record.id,
-            j.status(),
-            humantime::format_duration(Duration::from_millis(a.timeout.as_millis() as u64))
-        ));
-        return Ok(exit::TIMEOUT);
-    }
-    Ok(exit::of_status(j.status()))
 }

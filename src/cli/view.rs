@@ -6,13 +6,20 @@ use crate::judge::Judged;
 use crate::record::{Reason, Record, Status};
 use crate::verdict::{Reader, Rule, expires_at, lease_age, pid_visible};
 
-/// Milliseconds since the job last showed life: its lease renewal or its last progress, whichever
-/// is newer. The renewal age uses the same clock rule as the verdict, so it agrees with it.
-pub fn last_beat_ms(rec: &Record, reader: &Reader) -> i64 {
-    let lease = lease_age(rec, reader).age_ms;
-    match rec.progress.at {
-        Some(at) => lease.min(reader.now.wall.ms().saturating_sub(at.ms())),
-        None => lease,
+/// Milliseconds since the job's last heartbeat; None when it never beat (every job in `none`
+/// mode). Not the lease renewal: the wrapper renews a wedged job too, so a renewal age next to
+/// "no beat for 3000ms" said the opposite of the verdict. `inspect` shows the renewal.
+pub fn last_beat_ms(rec: &Record, reader: &Reader) -> Option<i64> {
+    rec.progress
+        .at
+        .map(|at| reader.now.wall.ms().saturating_sub(at.ms()))
+}
+
+/// "170ms ago", or "never" for a job that has not beaten.
+pub fn last_beat_text(rec: &Record, reader: &Reader) -> String {
+    match last_beat_ms(rec, reader) {
+        Some(ms) => format!("{} ago", short_age(Some(ms))),
+        None => "never".into(),
     }
 }
 
@@ -73,6 +80,21 @@ pub struct JobView<'a> {
     rule: crate::verdict::Rule,
     reaped: bool,
     unsaved: &'a Option<String>,
+    /// `status --wait` only: how the wait for this job came out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait: Option<WaitOutcome>,
+}
+
+/// How `status --wait` came out for one job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WaitOutcome {
+    /// The job ended (terminal, or judged lost) while waited for, or had already ended.
+    Ended,
+    /// `--timeout` passed first; the job is still active.
+    TimedOut,
+    /// `--any`: another job ended first; this one was not waited for to the end.
+    NotWaited,
 }
 
 #[derive(serde::Serialize)]
@@ -112,6 +134,7 @@ pub fn job_view<'a>(j: &'a Judged, reader: &Reader) -> JobView<'a> {
         rule: j.verdict.rule,
         reaped: j.reaped,
         unsaved: &j.unsaved,
+        wait: None,
     }
 }
 

@@ -203,6 +203,14 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The one job of `status --json ID` (always an array, protocol.md 9.1).
+pub fn json1(o: &Output) -> Value {
+    let v = json(o);
+    let a = v.as_array().unwrap_or_else(|| panic!("not an array: {v}"));
+    assert_eq!(a.len(), 1, "{v}");
+    a[0].clone()
+}
+
 pub fn json(o: &Output) -> Value {
     serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", stdout(o), stderr(o)))

@@ -163,6 +163,14 @@ impl Out {
     pub fn code(&self) -> i32 {
         self.ended.code().unwrap_or(-1)
     }
+    /// The one job of `status --json ID` (always an array, protocol.md 9.1).
+    pub fn json1(&self) -> Value {
+        let v = self.json();
+        let a = v.as_array().unwrap_or_else(|| panic!("not an array: {v}"));
+        assert_eq!(a.len(), 1, "{v}");
+        a[0].clone()
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
             panic!("not JSON ({e}): {:?}\nstderr: {}", self.stdout, self.stderr)
