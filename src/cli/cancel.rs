@@ -214,7 +214,7 @@ pub fn cancel_job(dir: &Option<PathBuf>, arg: &str, grace: Duration) -> Result<R
         return Ok(cancel_ended(&j, grace));
     }
     if j.record.holder.host != crate::process::host() && store.self_fences() {
-        return cancel_remote(&store, &id, &j.record, &a);
+        return cancel_remote(&store, &id, &j.record, grace);
     }
     if j.record.holder.host != crate::process::host() {
         return Err(CliError::new(
@@ -373,8 +373,8 @@ fn cancel_remote(
     store: &crate::store::AnyStore,
     id: &crate::id::JobId,
     seen: &Record,
-    a: &CancelArgs,
-) -> CliResult {
+    grace: Duration,
+) -> Result<Report, CliError> {
     let (done, stored) = store.update(id, &mut |cur: &Record| match apply(
         cur,
         &Write::Cancel {
@@ -391,7 +391,7 @@ fn cancel_remote(
     let host = &seen.holder.host;
     if !done {
         let report = Report {
-            id: id.as_str(),
+            id: id.to_string(),
             outcome: Outcome::AlreadyEnded,
             cancelled: false,
             status: stored.status,
@@ -404,11 +404,10 @@ fn cancel_remote(
             survivors: None,
             errors: Vec::new(),
         };
-        report.print(a.json);
-        return Ok(exit::OK);
+        return Ok(report);
     }
     let before = stored.late.len();
-    let limit = a.grace + Duration::from_millis(stored.lease.ttl_ms.min(600_000));
+    let limit = grace + Duration::from_millis(stored.lease.ttl_ms.min(600_000));
     let start = Instant::now();
     let mut ended = false;
     while start.elapsed() < limit {
@@ -429,7 +428,7 @@ fn cancel_remote(
         )
     };
     let report = Report {
-        id: id.as_str(),
+        id: id.to_string(),
         outcome: Outcome::Cancelled,
         cancelled: true,
         status: stored.status,
@@ -442,6 +441,5 @@ fn cancel_remote(
         survivors: None,
         errors: Vec::new(),
     };
-    report.print(a.json);
-    Ok(exit::OK)
+    Ok(report)
 }
