@@ -205,6 +205,19 @@ fn clean_end_on_a_wakes_b_promptly() {
     let took = returned.ms() - finished.ms();
     eprintln!("B's status --wait returned {took} ms after A's finished_at");
     assert!((0..2000).contains(&took), "{took} ms");
+    // B has no log file: result and logs show the tail the final record carries, and name A.
+    let o = t.on_b(&["result", &id]).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("kept in the record") && out.contains("on host host-a"),
+        "{out}"
+    );
+    assert!(out.lines().any(|l| l == "done"), "{out}");
+    let o = t.on_b(&["logs", &id]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "done\n");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("host-a"), "{err}");
 }
 
 #[test]

@@ -9,6 +9,7 @@ use clap::Args;
 use super::view::{self, UnsavedNote};
 use super::{CliError, CliResult, exit, open_store, resolve_id};
 use crate::judge::settle;
+use crate::store::Store;
 
 /// How often `--follow` looks for new output and re-judges the job. Logs are for people; a fifth of
 /// a second is below what they notice, and the job's end is found by the same `settle` as `status`.
@@ -92,7 +93,31 @@ pub fn logs(dir: Option<PathBuf>, a: LogsArgs) -> CliResult {
     let json_id = a.json.then_some(id.as_str());
     if !a.follow {
         if !path.exists() {
-            view::err_line(format!("tether: job {id} has no log ({})", path.display()));
+            // The job ran on another host: show the tail its final record carries, and say where
+            // the whole log is (protocol.md 11.3).
+            let kept = store
+                .load(&id)
+                .ok()
+                .and_then(|r| crate::store::etcd_rules::OutputTail::get(&r));
+            match kept {
+                Some(t) => {
+                    view::err_line(format!(
+                        "tether: job {id}'s log is on host {}: {}; its last {} bytes, kept in the record{}:",
+                        view::clean(&t.host),
+                        view::clean(&t.log),
+                        t.text.len(),
+                        if t.truncated {
+                            " (earlier output left out)"
+                        } else {
+                            ""
+                        }
+                    ));
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(t.text.as_bytes());
+                    let _ = out.flush();
+                }
+                None => view::err_line(format!("tether: job {id} has no log ({})", path.display())),
+            }
             return Ok(exit::OK);
         }
         copy_from(&path, 0, json_id)?;

@@ -45,7 +45,18 @@ pub fn result(dir: Option<PathBuf>, a: ResultArgs) -> CliResult {
     let reader = process::reader();
     let r = &j.record;
     let status = j.status();
-    let tail = log_tail(&store.log_path(&id), TAIL_LINES);
+    let local = log_tail(&store.log_path(&id), TAIL_LINES);
+    // No log here (the job ran on another host, protocol.md 11.3): the tail its record carries.
+    let kept = match &local {
+        None => crate::store::etcd_rules::OutputTail::get(r),
+        Some(_) => None,
+    };
+    let tail = local.or_else(|| {
+        kept.as_ref().map(|t| {
+            let lines: Vec<String> = t.text.lines().map(str::to_owned).collect();
+            lines[lines.len().saturating_sub(TAIL_LINES)..].to_vec()
+        })
+    });
     // tether's own diagnostics, apart from the job's output (src/wrapper/notes.rs).
     let notes = log_tail(&store.notes_path(&id), TAIL_LINES).unwrap_or_default();
     if a.json {
@@ -115,11 +126,19 @@ pub fn result(dir: Option<PathBuf>, a: ResultArgs) -> CliResult {
     }
     match tail {
         Some(lines) if !lines.is_empty() => {
-            view::out(format!(
-                "--- last {} lines of {} ---",
-                lines.len(),
-                store.log_path(&id).display()
-            ));
+            match &kept {
+                Some(t) => view::out(format!(
+                    "--- last {} lines of the output, kept in the record; the whole log is {} on host {} ---",
+                    lines.len(),
+                    view::clean(&t.log),
+                    view::clean(&t.host)
+                )),
+                None => view::out(format!(
+                    "--- last {} lines of {} ---",
+                    lines.len(),
+                    store.log_path(&id).display()
+                )),
+            }
             for l in lines {
                 view::out(l);
             }

@@ -65,6 +65,55 @@ pub struct LiveValue {
     pub beat_at: Option<Timestamp>,
 }
 
+/// How much of the job's output the final record keeps on a cluster store (11.3).
+pub const TAIL_BYTES: usize = 4096;
+
+/// The end of the job's output, kept in the final record's `output_tail` field so `result` and
+/// `logs` can show it on hosts that do not have the log file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputTail {
+    /// The last bytes of the log (at most `TAIL_BYTES`, cut at a line start when one is near),
+    /// lossily decoded as UTF-8.
+    pub text: String,
+    /// Whether earlier output was left out.
+    pub truncated: bool,
+    /// The host that has the whole log, and where.
+    pub host: String,
+    pub log: String,
+}
+
+impl OutputTail {
+    /// The tail of `log`, or None when the log cannot be read.
+    pub fn of(bytes: &[u8], host: &str, log: &str) -> OutputTail {
+        let mut start = bytes.len().saturating_sub(TAIL_BYTES);
+        let truncated = start > 0;
+        if truncated {
+            if let Some(nl) = bytes[start..].iter().position(|&b| b == b'\n') {
+                if nl + 1 < bytes.len() - start {
+                    start += nl + 1;
+                }
+            }
+        }
+        OutputTail {
+            text: String::from_utf8_lossy(&bytes[start..]).into_owned(),
+            truncated,
+            host: host.to_owned(),
+            log: log.to_owned(),
+        }
+    }
+
+    pub fn put(&self, rec: &mut Record) {
+        rec.extra.insert(
+            "output_tail".into(),
+            serde_json::to_value(self).expect("a tail serializes"),
+        );
+    }
+
+    pub fn get(rec: &Record) -> Option<OutputTail> {
+        serde_json::from_value(rec.extra.get("output_tail")?.clone()).ok()
+    }
+}
+
 /// What a reader saw of a job's lease in the cluster, read in the same transaction as the record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Observed {
@@ -124,6 +173,21 @@ mod tests {
         assert_eq!(lease_ttl_s(2001), 3);
         assert_eq!(lease_ttl_s(10_000), 10);
         assert_eq!(lease_ttl_s(u64::MAX), MAX_TTL_S);
+    }
+
+    #[test]
+    fn tail_keeps_the_last_bytes_from_a_line_start() {
+        let t = OutputTail::of(b"one\ntwo\n", "h", "/l");
+        assert_eq!((t.text.as_str(), t.truncated), ("one\ntwo\n", false));
+        let mut big = vec![b'x'; 5000];
+        big.extend_from_slice(b"\nlast line\n");
+        let t = OutputTail::of(&big, "h", "/l");
+        assert!(t.truncated);
+        assert!(t.text.len() <= TAIL_BYTES);
+        assert_eq!(t.text, "last line\n");
+        let mut r = sample();
+        t.put(&mut r);
+        assert_eq!(OutputTail::get(&r), Some(t));
     }
 
     #[test]

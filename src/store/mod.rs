@@ -57,12 +57,27 @@ pub fn commit<S: Store>(
     w: &crate::transition::Write,
     durable: bool,
 ) -> Result<Result<Record, Box<crate::transition::Refused>>, StoreError> {
+    commit_edit(store, id, w, durable, &|_| {})
+}
+
+/// `commit`, with `edit` applied to the new record when the write is accepted (the etcd store's
+/// final record carries the output's tail, protocol.md 11.3).
+pub fn commit_edit<S: Store>(
+    store: &S,
+    id: &JobId,
+    w: &crate::transition::Write,
+    durable: bool,
+    edit: &dyn Fn(&mut Record),
+) -> Result<Result<Record, Box<crate::transition::Refused>>, StoreError> {
     let (res, _) = store.update(id, &mut |cur| match crate::transition::apply(cur, w) {
-        Ok(next) => Change::Write {
-            record: next.clone(),
-            durable,
-            value: Ok(next),
-        },
+        Ok(mut next) => {
+            edit(&mut next);
+            Change::Write {
+                record: next.clone(),
+                durable,
+                value: Ok(next),
+            }
+        }
         Err(refused) => match refused.late.clone() {
             Some(late) => Change::Write {
                 record: *late,

@@ -11,6 +11,23 @@ use crate::store::StoreError;
 use crate::transition::{Write, describe};
 
 impl State {
+    /// The end of the job's log, with this host's name and the log's path (protocol.md 11.3).
+    fn output_tail(&self) -> crate::store::etcd_rules::OutputTail {
+        use std::io::{Read, Seek, SeekFrom};
+        let keep = crate::store::etcd_rules::TAIL_BYTES as u64 + 1024;
+        let mut bytes = Vec::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log_path) {
+            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+            let _ = f.seek(SeekFrom::Start(len.saturating_sub(keep)));
+            let _ = f.take(keep).read_to_end(&mut bytes);
+        }
+        crate::store::etcd_rules::OutputTail::of(
+            &bytes,
+            &crate::process::host(),
+            &self.log_path.to_string_lossy(),
+        )
+    }
+
     /// Records how the job ended and returns the wrapper's exit code.
     pub fn finish(&mut self, exit: Exit) -> i32 {
         let (status, reason) = match exit {
@@ -31,8 +48,16 @@ impl State {
         // the job lost anyway, so waiting longer only hides the failure from whoever started us.
         let patience = Duration::from_millis(self.ttl_ms).max(Duration::from_secs(2));
         let give_up = std::time::Instant::now() + patience;
+        // On a cluster store other hosts have no log file: the final record carries its tail.
+        let tail = self.job.store.self_fences().then(|| self.output_tail());
         loop {
-            match self.job.write(&w, true) {
+            let written =
+                crate::store::commit_edit(&self.job.store, &self.job.id, &w, true, &|r| {
+                    if let Some(t) = &tail {
+                        t.put(r);
+                    }
+                });
+            match written {
                 Ok(Ok(_)) => return child::exit_code(exit),
                 Ok(Err(refused)) => {
                     let shown = refused

@@ -34,7 +34,7 @@ pub struct State {
     pub kill_at: Option<tokio::time::Instant>,
     pub ttl_ms: u64,
     child: crate::record::Child,
-    log_path: PathBuf,
+    pub(super) log_path: PathBuf,
     /// The last write error reported, so a full disk is said once per kind, not every tick.
     last_fault: Option<String>,
     on_stall: OnStall,
