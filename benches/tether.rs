@@ -23,12 +23,25 @@ use tether::transition::Write;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tether");
 
+#[path = "support/probes.rs"]
+mod probes;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--baseline-waiter") {
         std::process::exit(baseline_waiter(Path::new(&args[i + 1]), &args[i + 2]));
     }
     let quick = args.iter().any(|a| a == "--quick");
+    if args.iter().any(|a| a == "--probes") {
+        let tmp = tempfile::Builder::new()
+            .prefix("tether-bench-")
+            .tempdir()
+            .expect("tempdir");
+        let mut rows = Vec::new();
+        probes::rows(tmp.path(), quick, &mut rows);
+        print_table(&rows);
+        return;
+    }
     let store_only = args.iter().any(|a| a == "--store");
     let n = |full: usize, q: usize| if quick { q } else { full };
     let tmp = tempfile::Builder::new()
@@ -88,6 +101,9 @@ fn main() {
         |s| s.median <= 150.0,
     ));
 
+    if !store_only {
+        probes::rows(tmp.path(), quick, &mut rows);
+    }
     if let Some((idle_pid, idle_cpu0, idle_t0)) = idle {
         idle_and_scale_rows(tmp.path(), quick, (idle_pid, idle_cpu0, idle_t0), &mut rows);
     }
