@@ -122,7 +122,11 @@ fn detection(dir: &Path, runs: usize) -> Vec<f64> {
 pub fn rows(tmp: &Path, quick: bool, rows: &mut Vec<Row>) {
     let secs = if quick { 3 } else { 10 };
     let port = broker(Arc::new(AtomicBool::new(true)));
-    let tcp = cost_per_check(&tmp.join("probe-tcp"), &format!("tcp:127.0.0.1:{port}"), secs);
+    let tcp = cost_per_check(
+        &tmp.join("probe-tcp"),
+        &format!("tcp:127.0.0.1:{port}"),
+        secs,
+    );
     rows.push(Row::single(
         "probe cost per check, tcp (wrapper CPU)",
         "us",
