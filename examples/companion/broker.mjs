@@ -1,7 +1,8 @@
 // A broker on a Unix socket, like the one the seed's workers wait on: each request line
 // `{"turn": N}` gets `{"turn": N, "ok": true}` after --delay-ms. With --answer K it answers K
 // requests in all and then goes silent while still accepting connections and keeping them open:
-// the wedge of the seed's incident, where the process lives and nothing ever completes.
+// the wedge of the seed's incident, where the process lives and nothing ever completes. A
+// `{"ping": true}` line is answered at once while the broker is healthy (probe.mjs sends it).
 //
 //   node broker.mjs SOCKET [--answer K] [--delay-ms MS]
 
@@ -31,8 +32,12 @@ const server = createServer((conn) => {
       const line = buf.slice(0, nl);
       buf = buf.slice(nl + 1);
       if (left <= 0) continue; // wedged: read, never answer
+      const { turn, ping } = JSON.parse(line);
+      if (ping) {
+        conn.write(`${JSON.stringify({ pong: true })}\n`); // a liveness probe: answered at once
+        continue;
+      }
       left--;
-      const { turn } = JSON.parse(line);
       setTimeout(() => conn.write(`${JSON.stringify({ turn, ok: true })}\n`), delayMs);
     }
   });

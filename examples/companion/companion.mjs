@@ -13,6 +13,13 @@ import { parseArgs } from "node:util";
 import { Tether, UniqueHeldError } from "../../clients/node/index.js"; // a project: "tether-lease"
 
 const WORKER = fileURLToPath(new URL("./worker.mjs", import.meta.url));
+const PROBE = fileURLToPath(new URL("./probe.mjs", import.meta.url));
+/**
+ * A word for `sh -c`, quoted only when it must be: tether checks that a probe's command exists
+ * before the job starts, reading its first word as is (a quoted first word is not found).
+ * @param {string} s
+ */
+const shellQuote = (s) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, "'\\''")}'`);
 
 /** The session already has an active task: the seed's "Task X is still running", now true. */
 export class TaskBusy extends Error {
@@ -26,14 +33,19 @@ export class TaskBusy extends Error {
 
 export class Companion {
   /**
-   * @param {{ tether?: Tether, broker: string, ttlMs?: number, intervalMs?: number }} options
-   * ttlMs: how long a worker may go without completing a turn before it is judged lost.
+   * @param {{ tether?: Tether, broker: string, ttlMs?: number, intervalMs?: number,
+   *           probe?: { everyMs?: number, timeoutMs?: number, failures?: number } }} options
+   * ttlMs: how long a worker may go without completing a turn before it is judged lost. With
+   * `probe`, tether also asks the broker (probe.mjs) every `everyMs`; `failures` unanswered
+   * probes in a row make the task lost (probe-failed), so ttlMs can be long enough for silent
+   * phases while a wedged broker is still caught quickly.
    */
-  constructor({ tether = new Tether(), broker, ttlMs = 3000, intervalMs = 250 }) {
+  constructor({ tether = new Tether(), broker, ttlMs = 3000, intervalMs = 250, probe }) {
     this.tether = tether;
     this.broker = broker;
     this.ttlMs = ttlMs;
     this.intervalMs = intervalMs;
+    this.probe = probe;
   }
 
   /**
@@ -54,6 +66,12 @@ export class Companion {
         ttlMs: this.ttlMs,
         intervalMs: this.intervalMs,
         graceMs: 500,
+        ...(this.probe && {
+          probe: {
+            spec: `${shellQuote(process.execPath)} ${shellQuote(PROBE)} ${shellQuote(this.broker)}`,
+            ...this.probe,
+          },
+        }),
         env: { ...this.tether.env, TASK_SESSION: session },
       });
     } catch (e) {

@@ -130,6 +130,38 @@ test("fault: the broker is wedged (accepts, never answers); the worker hangs ali
   }
 });
 
+// A probe of the broker (issue 16) tells a wedge from a silence: the ttl can be long enough for a
+// silent phase, and a wedged broker is still caught within failures x (every + timeout).
+const PROBE = { everyMs: 500, timeoutMs: 2000, failures: 3 };
+
+test("fault: the broker is wedged; a probe catches it long before the 60 s ttl", async () => {
+  const w = await world({ answer: 1, ttlMs: 60_000, probe: PROBE });
+  try {
+    const job = await w.app.startTask("s1", { turns: 5 });
+    w.track(job.childPid);
+    // Bound: 3 x (0.5 s + 2 s) = 7.5 s, doubled for a loaded machine; far below the ttl.
+    await symptomsGone(w, job.id, "s1", { status: "lost", reason: "probe-failed" }, 15_000);
+    for (let i = 0; i < 250 && alive(job.childPid); i++) await sleep(20);
+    assert.equal(alive(job.childPid), false, "the hung worker was not stopped");
+  } finally {
+    await w.done();
+  }
+});
+
+test("no fault: a healthy broker with turns far longer than the probe period is never killed", async () => {
+  // Each turn is a 4 s silence for the beats; the probes are answered throughout.
+  const w = await world({ delayMs: 4000, ttlMs: 60_000, probe: PROBE });
+  try {
+    const job = await w.app.startTask("s1", { turns: 2 });
+    w.track(job.childPid);
+    const ended = await w.app.waitTask(job.id, 60_000);
+    assert.equal(ended.status, "succeeded", JSON.stringify(ended.raw));
+    assert.equal(ended.progress.message, "turn 2/2 done");
+  } finally {
+    await w.done();
+  }
+});
+
 test("fault: the app server crashes while its task runs; a new app sees the truth", async () => {
   const w = await world({ ttlMs: 5000 });
   try {

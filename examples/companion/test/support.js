@@ -43,19 +43,19 @@ export async function kill(pid, signal = "SIGKILL") {
 
 /**
  * A state directory, a broker (answering `answer` turns, then wedged) and a Companion on them.
- * @param {{ answer?: number, ttlMs?: number }} [o]
+ * @param {{ answer?: number, ttlMs?: number, delayMs?: number, probe?: { everyMs?: number, timeoutMs?: number, failures?: number } }} [o]
  */
 export async function world(o = {}) {
   const root = mkdtempSync(join(tmpdir(), "tether-companion-"));
   const socket = join(root, "broker.sock");
-  const args = [join(here, "broker.mjs"), socket, "--delay-ms", "50"];
+  const args = [join(here, "broker.mjs"), socket, "--delay-ms", String(o.delayMs ?? 50)];
   if (o.answer !== undefined) args.push("--answer", String(o.answer));
   const broker = spawn(process.execPath, args, { stdio: "ignore" });
   for (let i = 0; i < 250 && !existsSync(socket); i++) await sleep(20);
   if (!existsSync(socket)) throw new Error("the broker did not start");
   const env = { ...process.env, TETHER_DIR: join(root, "state") };
   const tether = new Tether({ bin: tetherBin(), env });
-  const app = new Companion({ tether, broker: socket, ttlMs: o.ttlMs ?? 3000 });
+  const app = new Companion({ tether, broker: socket, ttlMs: o.ttlMs ?? 3000, probe: o.probe });
   /** @type {number[]} */
   const pids = [];
   return {
