@@ -3,6 +3,7 @@
 //! wrapper; an unreachable etcd at `run`. Every process the test starts is stopped by pid.
 #![cfg(feature = "etcd")]
 
+mod common;
 mod etcd_common;
 
 use std::path::PathBuf;

@@ -4,6 +4,7 @@
 //! loopback. No host name is faked in code: A's wrapper records the name its namespace has.
 #![cfg(feature = "etcd")]
 
+mod common;
 mod etcd_common;
 
 use std::process::{Child, Command, Output, Stdio};

@@ -2,6 +2,7 @@
 //! transactions, the liveness key, expiry judged by the cluster, late results, hostile keys.
 #![cfg(feature = "etcd")]
 
+mod common;
 mod etcd_common;
 
 use std::time::{Duration, Instant};

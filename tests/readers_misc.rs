@@ -1,5 +1,6 @@
 //! `logs`, `gc`, and a read-only state directory.
 
+mod common;
 mod readers_support;
 
 use std::process::Command;
@@ -97,7 +98,7 @@ fn gc_removes_only_old_finished_jobs() {
 }
 
 /// A read-only bind mount of the state directory: permission bits would not stop root, a
-/// read-only mount does. Skipped (with a note) where mounting is not allowed.
+/// read-only mount does. Needs root to mount (see `common::skip`).
 struct RoMount(std::path::PathBuf);
 impl Drop for RoMount {
     fn drop(&mut self) {
@@ -131,7 +132,10 @@ fn read_only_state_dir_reports_without_writing() {
     kids.0[1].kill().unwrap();
     let ro = e.tmp.path().join("ro");
     let Some(_m) = ro_mount(&e.root, &ro) else {
-        println!("note: cannot make a read-only bind mount here; read-only test skipped");
+        common::skip(
+            "root to make a read-only bind mount",
+            "run the tests as root, as CI does",
+        );
         return;
     };
     let before = std::fs::read(e.root.join("jobs/ro-dead.json")).unwrap();

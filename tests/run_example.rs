@@ -5,6 +5,7 @@
 //! The commands are read from the README block after `<!-- example: hung-worker -->`, so the README
 //! cannot drift from what is tested. Only the broker's socket path is made private to the test.
 
+mod common;
 mod run_support;
 
 use std::process::{Command, Stdio};
@@ -25,8 +26,7 @@ fn readme_block() -> String {
 
 #[test]
 fn hung_worker_is_recorded_lost_with_its_last_progress() {
-    if Command::new("python3").arg("-V").output().is_err() {
-        eprintln!("skipped: python3 is not installed");
+    if !common::need_tool("python3", "python3") {
         return;
     }
     let env = Env::new();

@@ -1,7 +1,8 @@
 //! `tether run` on a state directory that really fills up: a small tmpfs, filled to ENOSPC while the
 //! job runs. The kernel decides which write fails, not a fake. Mounting needs root (CI runs as root);
-//! where it is refused the test says it was skipped instead of passing silently.
+//! where it is refused the test fails under CI=true and says what it needs elsewhere.
 
+mod common;
 mod run_support;
 
 use std::fs;
@@ -11,8 +12,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use run_support::*;
-
-const SKIP: &str = "skipped: cannot mount tmpfs";
 
 /// One at a time: a child forked by another test holds a copy of the filler's descriptor until it
 /// execs, which frees the space a moment later than this test expects (see tests/store_faults.rs).
@@ -170,7 +169,7 @@ fn full_disk_pauses_renewals_and_they_resume_when_space_returns() {
     let base = tempfile::tempdir().unwrap();
     let mnt = base.path().join("mnt");
     let Some(_m) = Mount::tmpfs("256k", &mnt) else {
-        eprintln!("{SKIP}");
+        common::skip("root to mount a tmpfs", "run the tests as root, as CI does");
         return;
     };
     let mut env = Env::new();
@@ -238,7 +237,7 @@ fn full_disk_at_the_end_exits_10_and_says_the_result() {
     let base = tempfile::tempdir().unwrap();
     let mnt = base.path().join("mnt");
     let Some(_m) = Mount::tmpfs("256k", &mnt) else {
-        eprintln!("{SKIP}");
+        common::skip("root to mount a tmpfs", "run the tests as root, as CI does");
         return;
     };
     let mut env = Env::new();

@@ -1,6 +1,7 @@
 //! Heartbeat modes: a beating job stays alive past several ttls; a stopped one is recorded
 //! `lost`/`heartbeat-timeout` and its process group is stopped.
 
+mod common;
 mod run_support;
 
 use std::time::{Duration, Instant};
@@ -58,8 +59,7 @@ fn check_alive_then_stall(env: &mut Env, id: &str, wrapper: u32, message: Option
 
 #[test]
 fn notify_mode_with_systemd_notify() {
-    if !std::path::Path::new("/usr/bin/systemd-notify").exists() {
-        eprintln!("skipping: systemd-notify is not installed (Debian package `systemd`)");
+    if !common::need_tool("systemd-notify", "systemd") {
         return;
     }
     let mut env = Env::new();

@@ -3,6 +3,7 @@
 //! stops it with SIGTTIN and the job hangs; and unless the wrapper takes the terminal back, the shell
 //! that started it cannot read afterwards.
 
+mod common;
 mod run_support;
 
 use std::io::Write as _;
@@ -55,7 +56,7 @@ fn on_a_terminal(cmd: &str, input: &str, limit: Duration) -> String {
 #[test]
 fn child_reads_the_terminal_and_the_shell_gets_it_back() {
     if !script_available() {
-        eprintln!("skipped: `script` (util-linux) is not installed");
+        common::skip("`script` on PATH", "apt-get install bsdutils");
         return;
     }
     let env = Env::new();

@@ -3,7 +3,7 @@
 //! Faked errors would prove only that we handle the errors we thought of. A small tmpfs really fills
 //! up, a remount really makes it read-only, and an ext4 image shut down with `EXT4_IOC_SHUTDOWN`
 //! really returns EIO, so the kernel decides which call fails. Mounting needs root (CI runs as root);
-//! where it is refused the test says it was skipped instead of passing silently.
+//! where it is refused the test fails under CI=true and says what it needs elsewhere.
 //!
 //! Every mount is undone by a guard, so a failing assertion never leaves one behind.
 
@@ -13,6 +13,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
 use tether::clock::{Timestamp, mono_ms};
 use tether::id::JobId;
 use tether::judge::settle;
@@ -21,8 +23,6 @@ use tether::record::{Exit, Holder, Progress, Reason, Record, Status};
 use tether::store::{Change, FileStore, StateDir, Store, StoreError};
 use tether::transition::{Write, apply};
 use tether::verdict::Outcome;
-
-const SKIP: &str = "skipped: cannot mount tmpfs (needs root)";
 
 /// The tests of this file run one at a time. A child spawned by one test holds copies of every
 /// descriptor the process has open from its fork until its exec; on a tiny tmpfs a record or filler
@@ -230,7 +230,7 @@ fn full_disk_refuses_writes_cleanly_and_recovers() {
     let _serial = serial();
     let t = tempfile::tempdir().unwrap();
     let Some(_m) = Mount::tmpfs("256k", &t.path().join("mnt")) else {
-        eprintln!("{SKIP}");
+        common::skip("root to mount a tmpfs", "run the tests as root, as CI does");
         return;
     };
     let root = t.path().join("mnt/state");
@@ -312,7 +312,7 @@ fn read_only_state_dir_is_reported_and_the_verdict_still_shown() {
     let _serial = serial();
     let t = tempfile::tempdir().unwrap();
     let Some(m) = Mount::tmpfs("1m", &t.path().join("mnt")) else {
-        eprintln!("{SKIP}");
+        common::skip("root to mount a tmpfs", "run the tests as root, as CI does");
         return;
     };
     let root = t.path().join("mnt/state");
@@ -374,18 +374,27 @@ fn io_errors_from_a_dying_disk_are_reported_and_leave_the_last_good_record() {
     let t = tempfile::tempdir().unwrap();
     let img = t.path().join("disk.img");
     fs::File::create(&img).unwrap().set_len(8 << 20).unwrap();
+    if !common::need_tool("mkfs.ext4", "e2fsprogs") {
+        return;
+    }
     let mkfs = Command::new("mkfs.ext4")
         .args(["-q", "-F"])
         .arg(&img)
         .output();
     if !mkfs.as_ref().is_ok_and(|o| o.status.success()) {
-        eprintln!("skipped: mkfs.ext4 is not available ({mkfs:?})");
+        common::skip(
+            &format!("a working mkfs.ext4 ({mkfs:?})"),
+            "apt-get install e2fsprogs",
+        );
         return;
     }
     let mnt = t.path().join("mnt");
     let img_s = img.display().to_string();
     let Some(m) = Mount::new(&["-o", "loop", &img_s], &mnt) else {
-        eprintln!("skipped: cannot mount an ext4 image on a loop device (needs root)");
+        common::skip(
+            "root and a free loop device to mount an ext4 image",
+            "run the tests as root, as CI does",
+        );
         return;
     };
     let root = mnt.join("state");

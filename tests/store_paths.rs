@@ -11,6 +11,8 @@
 
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, chown, symlink};
 use std::path::{Path, PathBuf};
@@ -28,18 +30,8 @@ const NOBODY: u32 = 65534;
 
 /// Whether the test can run here; under CI=true it must.
 fn can_run() -> bool {
-    let root = rustix::process::geteuid().is_root();
-    let setpriv = Command::new("setpriv")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if root && setpriv {
-        return true;
-    }
-    let why = format!("needs root ({root}) and setpriv ({setpriv})");
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
-    eprintln!("skipped: {why}");
-    false
+    common::need_root("to act as uid 65534 through setpriv")
+        && common::need_tool("setpriv", "util-linux")
 }
 
 /// Runs a shell script as uid/gid 65534 in `dir`.

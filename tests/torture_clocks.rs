@@ -6,8 +6,9 @@
 //! `FAKETIME_DONT_FAKE_MONOTONIC=1` (tokio's timers hang otherwise; tether reads the monotonic
 //! clock by raw syscall anyway). Each test checks that the jump really happened (the wall times
 //! tether prints or writes move by hours) so it cannot pass vacuously. Without libfaketime the
-//! jump tests print a note and skip.
+//! jump tests fail under CI=true and elsewhere print what to install and return.
 
+mod common;
 mod torture_support;
 
 use std::path::PathBuf;
@@ -32,9 +33,7 @@ fn libfaketime() -> Option<PathBuf> {
     .map(|d| PathBuf::from(d).join("faketime/libfaketime.so.1"))
     .find(|p| p.exists());
     if found.is_none() {
-        eprintln!(
-            "skipped: libfaketime.so.1 not found (apt-get install faketime); clock jumps not tested"
-        );
+        common::skip("libfaketime.so.1", "apt-get install faketime");
     }
     found
 }
@@ -198,15 +197,10 @@ fn a_wall_clock_jump_in_the_wrapper_never_reaps() {
 /// this way before judge.rs read the clock first. A stopped holder is still reaped.
 #[test]
 fn a_stalled_reader_never_reaps_a_healthy_job_but_still_reaps_a_stopped_one() {
-    let mut probe = Command::new("sh");
-    probe.args(["-c", "command -v strace"]);
-    let e = Env::new();
-    if e.run(probe, Duration::from_secs(10)).code() != 0 {
-        eprintln!(
-            "skipped: strace is not installed (apt-get install strace); the stalled reader is not tested"
-        );
+    if !common::need_tool("strace", "strace") {
         return;
     }
+    let e = Env::new();
     let stalled = |id: &str| {
         let mut c = Command::new("strace");
         c.args([

@@ -14,6 +14,7 @@
 //! the wrapper's own stall kill, which only signals its own child, kept unreaped (`WNOWAIT`) until
 //! the group has been signalled, so its pid cannot be reused meanwhile.
 
+mod common;
 mod torture_support;
 
 use std::collections::BTreeMap;
@@ -215,8 +216,9 @@ fn hostile_state_directories_are_refused_with_exit_8_and_left_as_they_are() {
     std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
     let chowned = std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).is_ok();
     if !chowned {
-        eprintln!(
-            "skipped: cannot chown to uid 65534 (not root?); the foreign-owner case is not tested"
+        common::skip(
+            "root to chown a directory to uid 65534 (the foreign-owner case)",
+            "run the tests as root, as CI does",
         );
     }
     let missing = base.join("missing");

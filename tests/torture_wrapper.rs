@@ -2,6 +2,7 @@
 //! senders, escaped daemons holding the job's output, and a record that disappears or is judged
 //! lost under a wrapper that was stopped. Real processes, real sockets, real users (uid 65534).
 
+mod common;
 mod torture_support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -11,22 +12,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use torture_support::*;
-
-/// Under CI=true a missing tool fails the test; elsewhere the test says it was skipped.
-fn need(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{tool} is needed for this test (CI=true)"
-        );
-        eprintln!("skipped: {tool} is not installed");
-    }
-    found
-}
 
 /// The environment variable `key` of a running process.
 fn environ(pid: u32, key: &str) -> Option<String> {
@@ -145,7 +130,9 @@ fn notify_socket_longer_than_sun_path_falls_back_to_a_private_directory() {
 
 #[test]
 fn notify_socket_refuses_datagrams_from_another_user_and_counts_them() {
-    if !need("setpriv") || !need("systemd-notify") {
+    if !common::need_tool("setpriv", "util-linux")
+        || !common::need_tool("systemd-notify", "systemd")
+    {
         return;
     }
     let env = Env::new();

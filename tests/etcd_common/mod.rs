@@ -1,7 +1,8 @@
 //! A real etcd for the etcd store's tests: started by the test on free loopback ports with its own
 //! temporary data directory, stopped by pid (SIGTERM, then SIGKILL after a bounded wait) when the
 //! handle drops. Under `CI=true` a missing `etcd` binary fails the test; elsewhere the test is
-//! skipped with a notice on stderr, so `cargo test --features etcd` works on a machine without etcd.
+//! skipped with a notice on stderr (`common::skip`), so `cargo test --features etcd` works on a
+//! machine without etcd.
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -15,29 +16,13 @@ const READY_WITHIN: Duration = Duration::from_secs(30);
 /// How long SIGTERM is given before SIGKILL.
 const STOP_WITHIN: Duration = Duration::from_secs(10);
 
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// The etcd binary, or None (after the notice) when the test should be skipped.
-pub fn etcd_binary(test: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("etcd"))
-            .find(|p| p.is_file())
-    });
-    match found {
-        Some(p) => Some(p),
-        None if in_ci() => panic!(
-            "{test}: etcd is not installed and CI=true: install etcd-server (Debian) or put etcd on PATH"
-        ),
-        None => {
-            eprintln!(
-                "NOTICE: {test} skipped: etcd is not on PATH (Debian: apt-get install etcd-server)"
-            );
-            None
-        }
+/// The etcd binary, or None (after `common::skip`) when the test should be skipped.
+pub fn etcd_binary() -> Option<PathBuf> {
+    let found = crate::common::on_path("etcd");
+    if found.is_none() {
+        crate::common::skip("`etcd` on PATH", "apt-get install etcd-server");
     }
+    found
 }
 
 /// A port that was free a moment ago. etcd binds it right after; a lost race shows as a start
@@ -77,7 +62,7 @@ impl Etcd {
     /// "hosts" in network namespaces reach it on their link's address and the root namespace on
     /// loopback.
     pub fn start_on(test: &str, ips: &[&str], extra: &[&str]) -> Option<Etcd> {
-        let bin = etcd_binary(test)?;
+        let bin = etcd_binary()?;
         let ip = ips[0];
         let tmp = tempfile::tempdir().unwrap();
         let mut last = String::new();
@@ -183,7 +168,7 @@ impl Etcd {
 
     /// Starts etcd again on the same ports and data directory.
     pub fn restart(&mut self) {
-        let bin = etcd_binary("restart").expect("etcd was found before");
+        let bin = etcd_binary().expect("etcd was found before");
         self.child = spawn(
             &bin,
             &self.name,
@@ -313,11 +298,12 @@ impl Host {
         let root = rustix::process::geteuid().is_root();
         let ip_ok = sh(&["ip", "netns", "list"]).is_ok();
         if !root || !ip_ok {
-            let why = format!("{test}: namespaced hosts need root and iproute2's `ip`");
-            if in_ci() {
-                panic!("{why} (CI=true)");
-            }
-            eprintln!("NOTICE: {why}; skipped");
+            crate::common::skip(
+                &format!(
+                    "root and iproute2's `ip` for namespaced hosts (root: {root}, ip: {ip_ok})"
+                ),
+                "apt-get install iproute2 and run the tests as root, as CI does",
+            );
             return None;
         }
         // Unique per process and per host, and /30 subnets that do not overlap.
