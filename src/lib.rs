@@ -3,6 +3,7 @@
 //! The crate is split the way the protocol is: a pure core (`record`, `verdict`, `transition`) that
 //! decides, and edges that do I/O (`store`, `process`, `clock`). See `protocol.md` for the rules and
 //! `README.md` for the map.
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod cli;
 pub mod clock;
@@ -12,6 +13,7 @@ pub mod judge;
 pub mod lease;
 pub mod meta;
 pub mod notify;
+pub mod platform;
 pub mod process;
 pub mod record;
 pub mod store;

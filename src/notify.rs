@@ -78,12 +78,8 @@ pub fn beat_message(status: Option<&str>, extend: Option<std::time::Duration>) -
 /// Sends one datagram to a `NOTIFY_SOCKET` value: a path, or `@name` for the abstract namespace.
 pub fn send(socket: &str, message: &str) -> io::Result<()> {
     let sock = std::os::unix::net::UnixDatagram::unbound()?;
-    #[cfg(target_os = "linux")]
     if let Some(name) = socket.strip_prefix('@') {
-        use std::os::linux::net::SocketAddrExt;
-        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
-        sock.send_to_addr(message.as_bytes(), &addr)?;
-        return Ok(());
+        return crate::platform::send_to_abstract(&sock, name.as_bytes(), message.as_bytes());
     }
     sock.send_to(message.as_bytes(), Path::new(socket))?;
     Ok(())

@@ -1,13 +1,13 @@
-//! Process identity and signals: the platform module (protocol.md section 8).
+//! Process identity and signals by identity (protocol.md section 8): what the verdict and
+//! `cancel` need to know about a pid, built on the OS-specific pieces in `platform`.
 //!
-//! Everything that differs between Linux and macOS lives here, behind a few functions: whether a pid
-//! exists, its start-time token, the boot id, the host name, and a handle that pins a process so a
-//! signal can never hit a pid reused after we checked it. Linux is tested; the macOS half follows the
-//! same contract and is compiled only there.
+//! A process is only signalled through a `Pinned` handle, proven by its start time (and pid
+//! namespace) to be the one a record names, so a signal can never hit a pid reused after the check.
 
 use std::io;
 use std::time::Duration;
 
+use crate::platform;
 use crate::verdict::{Probe, Reader};
 
 /// What identifies the current process as a lease holder.
@@ -41,7 +41,7 @@ pub fn current() -> io::Result<Identity> {
     let pid = std::process::id();
     // Our own entry, not `/proc/<pid>`: under a `/proc` mounted for another pid namespace that
     // number names some other process.
-    let start = sys::stat_self()
+    let start = platform::stat_self()
         .map(|st| st.start)
         .ok_or_else(|| io::Error::other("cannot read this process's own start time"))?;
     Ok(Identity {
@@ -78,7 +78,7 @@ pub fn probe(pid: u32) -> Probe {
     if pid == 0 || pid > i32::MAX as u32 {
         return Probe::Gone;
     }
-    match sys::stat(pid) {
+    match platform::stat(pid) {
         Some(st) if st.zombie => Probe::Gone,
         Some(st) => Probe::Alive {
             start: Some(st.start),
@@ -104,7 +104,7 @@ pub fn start_token_any(pid: u32) -> Option<String> {
     if pid == 0 || pid > i32::MAX as u32 {
         return None;
     }
-    sys::stat(pid).map(|st| st.start)
+    platform::stat(pid).map(|st| st.start)
 }
 
 /// `kill(pid, 0)`: ESRCH means gone, EPERM means alive but not ours.
@@ -119,7 +119,7 @@ fn exists_by_signal(pid: u32) -> bool {
 }
 
 pub fn boot_id() -> String {
-    sys::boot_id().unwrap_or_else(|| "unknown".to_owned())
+    platform::boot_id().unwrap_or_else(|| "unknown".to_owned())
 }
 
 pub fn host() -> String {
@@ -128,14 +128,14 @@ pub fn host() -> String {
 }
 
 pub fn time_ns() -> Option<String> {
-    sys::time_ns()
+    platform::time_ns()
 }
 
 /// The pid namespace this process sees pids in, or None when that cannot be told (protocol.md 8):
 /// only a reader whose pids mean the same as the holder's may probe the holder's pid.
 pub fn pid_ns() -> Option<String> {
     static PID_NS: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    PID_NS.get_or_init(sys::pid_ns).clone()
+    PID_NS.get_or_init(platform::pid_ns).clone()
 }
 
 /// Why a process could not be proven to be the one a record names.
@@ -174,7 +174,7 @@ pub enum IdentityError {
 pub struct Pinned {
     pid: u32,
     start: String,
-    inner: sys::Pin,
+    inner: platform::Pin,
 }
 
 impl Pinned {
@@ -197,7 +197,7 @@ impl Pinned {
                 ours,
             });
         }
-        let inner = sys::Pin::open(pid).map_err(|e| match e.raw_os_error() {
+        let inner = platform::Pin::open(pid).map_err(|e| match e.raw_os_error() {
             Some(code) if code == rustix::io::Errno::SRCH.raw_os_error() => {
                 IdentityError::Gone(pid)
             }
@@ -245,7 +245,7 @@ impl Pinned {
                 self.pid
             )));
         }
-        match sys::stat(pgid) {
+        match platform::stat(pgid) {
             Some(st) if st.start == self.start => {}
             _ => return Ok(()), // the leader is reaped: the number may be someone else's now
         }
@@ -260,21 +260,20 @@ impl Pinned {
 
     /// Waits until the process has exited (became a zombie or was reaped), up to `timeout`.
     pub fn wait_exit(&self, timeout: Duration) -> bool {
-        self.inner.wait_exit(self.pid, timeout)
+        self.inner.wait_exit(timeout)
     }
 
-    /// The pidfd, for callers that poll it alongside other events (Linux only).
-    #[cfg(target_os = "linux")]
-    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        use std::os::fd::AsFd;
-        self.inner.0.as_fd()
+    /// A descriptor that becomes readable when the process exits (a pidfd), for callers that
+    /// poll it alongside other events; None where the platform has none (they poll instead).
+    pub fn poll_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.inner.poll_fd()
     }
 }
 
 /// Whether any live process is in group `pgid`. Where processes can be listed (Linux), zombies do
 /// not count; elsewhere `kill(-pgid, 0)` decides, which counts them.
 pub fn group_alive(pgid: u32) -> bool {
-    if sys::CAN_LIST {
+    if platform::CAN_LIST {
         return !group_members(pgid).is_empty();
     }
     let Some(p) = rustix::process::Pid::from_raw(pgid as i32) else {
@@ -284,13 +283,6 @@ pub fn group_alive(pgid: u32) -> bool {
         Ok(()) => true,
         Err(e) => e == rustix::io::Errno::PERM,
     }
-}
-
-struct Stat {
-    zombie: bool,
-    start: String,
-    ppid: u32,
-    pgrp: u32,
 }
 
 /// A live (not zombie) process found in a process group.
@@ -307,10 +299,10 @@ pub fn group_members(pgid: u32) -> Vec<Member> {
     if pgid < 2 || pgid > i32::MAX as u32 {
         return Vec::new();
     }
-    sys::all_pids()
+    platform::all_pids()
         .into_iter()
         .filter_map(|pid| {
-            let st = sys::stat(pid)?;
+            let st = platform::stat(pid)?;
             (st.pgrp == pgid && !st.zombie).then_some(Member {
                 pid,
                 ppid: st.ppid,
@@ -323,265 +315,13 @@ pub fn group_members(pgid: u32) -> Vec<Member> {
 /// Whether `pid`'s environment (as it was at exec) holds the entry `KEY=VALUE` exactly; None when it
 /// cannot be read (another user's process, gone, or a platform without the facility).
 pub fn environ_has(pid: u32, entry: &str) -> Option<bool> {
-    let env = sys::environ(pid)?;
+    let env = platform::environ(pid)?;
     Some(env.split(|b| *b == 0).any(|e| e == entry.as_bytes()))
-}
-
-#[cfg(target_os = "linux")]
-mod sys {
-    use super::Stat;
-    use std::io;
-    use std::os::fd::OwnedFd;
-    use std::time::Duration;
-
-    /// Parses `/proc/<pid>/stat`: fields after the last `)`, so a command name with spaces or
-    /// parentheses cannot shift them. Field 3 is the state, field 22 the start time in ticks.
-    pub(super) fn parse_stat(line: &str) -> Option<Stat> {
-        let rest = &line[line.rfind(')')? + 1..];
-        let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
-        let state = *fields.first()?;
-        let start: u64 = fields.get(19)?.parse().ok()?;
-        Some(Stat {
-            zombie: matches!(state, "Z" | "X" | "x"),
-            start: format!("linux:{start}"),
-            ppid: fields.get(1)?.parse().ok()?,
-            pgrp: fields.get(2)?.parse().ok()?,
-        })
-    }
-
-    pub(super) const CAN_LIST: bool = true;
-
-    /// Every pid in `/proc` (this pid namespace's view).
-    pub(super) fn all_pids() -> Vec<u32> {
-        let Ok(rd) = std::fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        rd.flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .collect()
-    }
-
-    pub(super) fn environ(pid: u32) -> Option<Vec<u8>> {
-        std::fs::read(format!("/proc/{pid}/environ")).ok()
-    }
-
-    pub(super) fn stat(pid: u32) -> Option<Stat> {
-        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        parse_stat(&s)
-    }
-
-    pub(super) fn stat_self() -> Option<Stat> {
-        parse_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)
-    }
-
-    /// `/proc/self/ns/pid` (`pid:[INODE]`), but only when `/proc` itself belongs to that namespace:
-    /// `unshare --pid --fork` without `--mount-proc` leaves the parent's `/proc`, where pid numbers
-    /// are the parent namespace's. `NSpid` lists this process's pid from the namespace of the `/proc`
-    /// mount down to its own: one entry, equal to `getpid()`, means they are the same namespace.
-    pub(super) fn pid_ns() -> Option<String> {
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        let nspid = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
-        let ids: Vec<&str> = nspid.split_ascii_whitespace().collect();
-        if ids != [std::process::id().to_string()] {
-            return None;
-        }
-        let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
-        let link = link.to_str()?;
-        (link.starts_with("pid:[") && link.ends_with(']')).then(|| link.to_owned())
-    }
-
-    pub(super) fn boot_id() -> Option<String> {
-        let s = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-        let t = s.trim();
-        (!t.is_empty()).then(|| t.to_owned())
-    }
-
-    pub(super) fn time_ns() -> Option<String> {
-        std::fs::read_link("/proc/self/ns/time")
-            .ok()
-            .map(|p| p.to_string_lossy().into_owned())
-    }
-
-    pub(super) struct Pin(pub(super) OwnedFd);
-
-    impl Pin {
-        pub(super) fn open(pid: u32) -> io::Result<Pin> {
-            let p = rustix::process::Pid::from_raw(pid as i32)
-                .ok_or_else(|| io::Error::other("bad pid"))?;
-            Ok(Pin(rustix::process::pidfd_open(
-                p,
-                rustix::process::PidfdFlags::empty(),
-            )?))
-        }
-
-        pub(super) fn signal(&self, sig: rustix::process::Signal) -> io::Result<()> {
-            match rustix::process::pidfd_send_signal(&self.0, sig) {
-                Ok(()) => Ok(()),
-                Err(e) if e == rustix::io::Errno::SRCH => Ok(()),
-                Err(e) => Err(e.into()),
-            }
-        }
-
-        pub(super) fn wait_exit(&self, _pid: u32, timeout: Duration) -> bool {
-            use rustix::event::{PollFd, PollFlags, poll};
-            let deadline = std::time::Instant::now() + timeout;
-            loop {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                let ts = rustix::time::Timespec {
-                    tv_sec: left.as_secs() as i64,
-                    tv_nsec: left.subsec_nanos() as i64,
-                };
-                let mut fds = [PollFd::new(&self.0, PollFlags::IN)];
-                match poll(&mut fds, Some(&ts)) {
-                    Ok(n) if n > 0 => return true,
-                    Ok(_) => return false,
-                    Err(e) if e == rustix::io::Errno::INTR => continue,
-                    Err(_) => return false,
-                }
-            }
-        }
-    }
-}
-
-#[cfg(target_os = "macos")]
-mod sys {
-    //! macOS: start time from `proc_pidinfo(PROC_PIDTBSDINFO)`, boot session from sysctl. There are no
-    //! pidfds; the pin re-checks the start time immediately before each signal, which narrows but does
-    //! not close the reuse window. Not exercised by CI (Linux only).
-    use super::Stat;
-    use std::io;
-    use std::time::Duration;
-
-    pub(super) fn stat(pid: u32) -> Option<Stat> {
-        let mut info: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
-        let size = std::mem::size_of::<libc::proc_bsdinfo>() as i32;
-        let n = unsafe {
-            libc::proc_pidinfo(
-                pid as i32,
-                libc::PROC_PIDTBSDINFO,
-                0,
-                &mut info as *mut _ as *mut libc::c_void,
-                size,
-            )
-        };
-        if n != size {
-            return None;
-        }
-        Some(Stat {
-            ppid: info.pbi_ppid,
-            pgrp: info.pbi_pgid,
-            zombie: info.pbi_status == libc::SZOMB,
-            start: format!(
-                "macos:{}.{:06}",
-                info.pbi_start_tvsec, info.pbi_start_tvusec
-            ),
-        })
-    }
-
-    pub(super) fn boot_id() -> Option<String> {
-        let mut buf = [0u8; 64];
-        let mut len = buf.len();
-        let name = c"kern.bootsessionuuid";
-        let rc = unsafe {
-            libc::sysctlbyname(
-                name.as_ptr(),
-                buf.as_mut_ptr() as *mut _,
-                &mut len,
-                std::ptr::null_mut(),
-                0,
-            )
-        };
-        if rc != 0 || len == 0 {
-            return None;
-        }
-        let s = String::from_utf8_lossy(&buf[..len])
-            .trim_end_matches('\0')
-            .trim()
-            .to_owned();
-        (!s.is_empty()).then_some(s)
-    }
-
-    pub(super) fn time_ns() -> Option<String> {
-        None
-    }
-
-    pub(super) fn stat_self() -> Option<Stat> {
-        stat(std::process::id())
-    }
-
-    /// macOS has no pid namespaces: every process of a boot sees the same pids.
-    pub(super) fn pid_ns() -> Option<String> {
-        Some("global".to_owned())
-    }
-
-    pub(super) const CAN_LIST: bool = false;
-
-    /// Not implemented on macOS yet (`proc_listpids` with `PROC_PGRP_ONLY` would list a group):
-    /// without a listing, `cancel` of a lost job finds no survivors there and says so.
-    pub(super) fn all_pids() -> Vec<u32> {
-        Vec::new()
-    }
-
-    /// Not implemented on macOS yet (`sysctl KERN_PROCARGS2` holds it): no member can be tied to a
-    /// job by its environment there.
-    pub(super) fn environ(_pid: u32) -> Option<Vec<u8>> {
-        None
-    }
-
-    pub(super) struct Pin {
-        pid: u32,
-        start: Option<String>,
-    }
-
-    impl Pin {
-        pub(super) fn open(pid: u32) -> io::Result<Pin> {
-            Ok(Pin {
-                pid,
-                start: stat(pid).map(|s| s.start),
-            })
-        }
-
-        pub(super) fn signal(&self, sig: rustix::process::Signal) -> io::Result<()> {
-            if stat(self.pid).map(|s| s.start) != self.start {
-                return Ok(()); // it exited; the pid is no longer the one we proved
-            }
-            let p = rustix::process::Pid::from_raw(self.pid as i32)
-                .ok_or_else(|| io::Error::other("bad pid"))?;
-            rustix::process::kill_process(p, sig).map_err(Into::into)
-        }
-
-        pub(super) fn wait_exit(&self, pid: u32, timeout: Duration) -> bool {
-            let deadline = std::time::Instant::now() + timeout;
-            loop {
-                if !matches!(stat(pid), Some(s) if !s.zombie && Some(&s.start) == self.start.as_ref())
-                {
-                    return true;
-                }
-                if std::time::Instant::now() >= deadline {
-                    return false;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn stat_parsing_survives_odd_names() {
-        let line =
-            "123 (a) b (c)) S 1 123 123 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 98765 1000 10";
-        let st = sys::parse_stat(line).unwrap();
-        assert_eq!(st.start, "linux:98765");
-        assert!(!st.zombie);
-        let z = "9 (x) Z 1 9 9 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 42 0 0";
-        assert!(sys::parse_stat(z).unwrap().zombie);
-        assert!(sys::parse_stat("garbage").is_none());
-    }
 
     #[test]
     fn probes_self_and_a_dead_child() {

@@ -84,7 +84,8 @@ pub fn wait<S: Store>(store: &S, id: &JobId, mut opts: Options<'_>) -> Result<Wa
     }
 }
 
-#[cfg(target_os = "linux")]
+/// One `poll(2)` on whatever can wake the waiter: the record watch and the holder's exit, where the
+/// platform gives descriptors for them; where it gives none, the sleep is cut to `POLL_FALLBACK`.
 mod sys {
     use std::time::Instant;
 
@@ -128,7 +129,7 @@ mod sys {
             // record and the lease expiry are all that can change the verdict, so that is not a
             // reason to poll.
             let remote = !pid_visible(&j.record.holder, &reader());
-            let pinned = self.pin_for(j).is_some();
+            let pinned = self.pin_for(j).is_some_and(|p| p.poll_fd().is_some());
             let degraded = self.watch.is_none() || (!remote && !pinned);
             let now = Instant::now();
             let mut until = until;
@@ -144,13 +145,13 @@ mod sys {
                 .pin
                 .as_ref()
                 .and_then(|(_, p)| p.as_ref())
-                .map(|p| p.fd());
+                .and_then(|p| p.poll_fd());
             let mut fds = Vec::with_capacity(2);
             if let Some(w) = &self.watch {
                 fds.push(PollFd::from_borrowed_fd(w.fd(), PollFlags::IN));
             }
-            if let Some(fd) = &pin_fd {
-                fds.push(PollFd::new(fd, PollFlags::IN));
+            if let Some(fd) = pin_fd {
+                fds.push(PollFd::from_borrowed_fd(fd, PollFlags::IN));
             }
             let n = match poll(&mut fds, Some(&ts)) {
                 Ok(n) => n,
@@ -183,28 +184,6 @@ mod sys {
                 fired = true;
             }
             fired
-        }
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-mod sys {
-    use std::time::Instant;
-
-    use super::POLL_FALLBACK;
-    use crate::judge::Judged;
-
-    /// Without pidfds and inotify, a short poll is the honest option.
-    pub(super) struct Waker<W>(std::marker::PhantomData<W>);
-
-    impl<W> Waker<W> {
-        pub(super) fn new(_watch: Option<W>) -> Waker<W> {
-            Waker(std::marker::PhantomData)
-        }
-        pub(super) fn sleep(&mut self, _j: &Judged, until: Instant) -> bool {
-            let left = until.saturating_duration_since(Instant::now());
-            std::thread::sleep(left.min(POLL_FALLBACK));
-            true
         }
     }
 }

@@ -45,7 +45,7 @@ impl Drop for GroupGuard {
 
 fn cancel_tree(script: &str, grace: &str) -> (String, Duration) {
     // Orphaned grandchildren become ours, so we can reap them; pid 1 here never does.
-    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).unwrap();
+    tether::platform::become_subreaper().unwrap();
     let e = env();
     let mut kids = Kids::default();
     job(&e, &mut kids, "tree", 1000, 10_000);

@@ -61,10 +61,7 @@ const MAX_CHANGES: usize = 100;
 
 /// How intermediate components are opened: only to go through them (no read permission needed
 /// where the platform allows it).
-#[cfg(target_os = "linux")]
-const THROUGH: OFlags = OFlags::PATH;
-#[cfg(not(target_os = "linux"))]
-const THROUGH: OFlags = OFlags::RDONLY;
+const THROUGH: OFlags = crate::platform::OPEN_THROUGH;
 
 /// An opened, checked directory of the store, and its path for messages.
 #[derive(Debug)]
@@ -237,11 +234,10 @@ impl Dir {
     }
 
     /// A path naming this very directory (not its name, which may have been swapped since), for
-    /// APIs that only take paths (inotify). Linux only.
-    #[cfg(target_os = "linux")]
+    /// APIs that only take paths (inotify).
     pub fn proc_path(&self) -> PathBuf {
-        use std::os::fd::AsRawFd;
-        PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
+        use std::os::fd::AsFd;
+        crate::platform::fd_path(self.fd.as_fd())
     }
 }
 

@@ -1,4 +1,4 @@
-//! The file store's `Watch`: an inotify watch on `jobs/` (Linux). Every record write ends in a
+//! The file store's `Watch`: a watch on `jobs/` (`platform::DirEvents`: inotify on Linux). Every record write ends in a
 //! rename of `<id>.json` (protocol.md 6.1), so a `MOVED_TO` of that name is every change; a removal
 //! of the name or of the directory itself wakes the waiter too.
 //!
@@ -9,82 +9,39 @@
 use super::dir::Dir;
 use crate::id::JobId;
 
-#[cfg(target_os = "linux")]
+/// A watch on `jobs/` for one record's changes; absent where the platform has no file events.
 pub struct FileWatch {
-    fd: std::os::fd::OwnedFd,
+    events: crate::platform::DirEvents,
     name: String,
 }
 
-#[cfg(target_os = "linux")]
 impl FileWatch {
     pub(super) fn new(jobs: &Dir, id: &JobId) -> Option<FileWatch> {
-        use rustix::fs::inotify;
-        let fd =
-            inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC).ok()?;
-        let w = inotify::WatchFlags::MOVED_TO
-            | inotify::WatchFlags::CLOSE_WRITE
-            | inotify::WatchFlags::DELETE
-            | inotify::WatchFlags::DELETE_SELF
-            | inotify::WatchFlags::MOVE_SELF;
         // Through the descriptor the store opened, not by name: the watch is on the directory
         // that was checked, whatever has been renamed since.
-        inotify::add_watch(&fd, jobs.proc_path(), w).ok()?;
+        let events =
+            crate::platform::DirEvents::new(&jobs.proc_path(), crate::platform::Interest::Records)
+                .ok()?;
         Some(FileWatch {
-            fd,
+            events,
             name: format!("{id}.json"),
         })
     }
 }
 
-#[cfg(target_os = "linux")]
 impl super::Watch for FileWatch {
     fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        use std::os::fd::AsFd;
-        self.fd.as_fd()
+        self.events.fd()
     }
 
     fn changed(&mut self) -> bool {
-        use rustix::fs::inotify;
-        use std::mem::MaybeUninit;
-        let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
-        let mut r = inotify::Reader::new(&self.fd, &mut buf);
         let mut relevant = false;
-        loop {
-            match r.next() {
-                Ok(ev) => {
-                    let ours = match ev.file_name() {
-                        Some(n) => n.to_bytes() == self.name.as_bytes(),
-                        None => true, // the directory itself moved or went away
-                    };
-                    if ours || ev.events().contains(inotify::ReadFlags::QUEUE_OVERFLOW) {
-                        relevant = true;
-                    }
-                }
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(_) => break,
-            }
-        }
+        let name = self.name.as_bytes();
+        self.events.read(&mut |file, _, overflowed| {
+            // No name: the directory itself moved or went away.
+            let ours = file.is_none_or(|n| n.to_bytes() == name);
+            relevant |= ours || overflowed;
+        });
         relevant
-    }
-}
-
-/// Without inotify the file store cannot notify: `watch` returns none and the waiter polls.
-#[cfg(not(target_os = "linux"))]
-pub enum FileWatch {}
-
-#[cfg(not(target_os = "linux"))]
-impl FileWatch {
-    pub(super) fn new(_jobs: &Dir, _id: &JobId) -> Option<FileWatch> {
-        None
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-impl super::Watch for FileWatch {
-    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        match *self {}
-    }
-    fn changed(&mut self) -> bool {
-        match *self {}
     }
 }

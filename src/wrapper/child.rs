@@ -3,13 +3,14 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, WaitIdStatus};
+use rustix::process::{Pid, Signal, WaitIdOptions, WaitIdStatus};
 
 use super::error::{Error, Kind};
+use crate::platform::{self, ChildHandle};
 use crate::record::{Child, Exit};
 
 /// What the child's environment gets beyond the wrapper's own.
@@ -24,13 +25,14 @@ pub struct ChildEnv {
 pub struct Spawned {
     pub pid: u32,
     pub start: String,
-    pidfd: OwnedFd,
+    handle: ChildHandle,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
     reaped: bool,
 }
 
-/// Spawns `argv` in a new process group with PR_SET_PDEATHSIG=SIGKILL. Must run on a thread that
+/// Spawns `argv` in a new process group, told to die with the wrapper where the platform can
+/// (`platform::die_with_parent`: PR_SET_PDEATHSIG=SIGKILL on Linux). Must run on a thread that
 /// lives as long as the wrapper: the kernel sends the death signal when the *spawning thread* exits.
 /// With `take_terminal` the child makes its group the foreground group of the terminal on stdin.
 pub fn spawn(
@@ -58,7 +60,7 @@ pub fn spawn(
     // async-signal-safe.
     unsafe {
         cmd.pre_exec(move || {
-            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+            platform::die_with_parent()?;
             // The wrapper may have died between fork and prctl; then no death signal will come.
             if rustix::process::getppid() != Some(parent) {
                 return Err(io::Error::from_raw_os_error(libc_errno::SRCH));
@@ -76,18 +78,16 @@ pub fn spawn(
     let stderr = child.stderr.take().map(OwnedFd::from);
     // Dropping a std Child neither kills nor reaps it; from here on we manage it by pid and pidfd.
     drop(child);
-    let p = Pid::from_raw(pid as i32).expect("spawned pid is positive");
-    let pidfd =
-        rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).map_err(|e| {
-            Error::io(format!(
-                "cannot open a pidfd for {program} (pid {pid}): {e}"
-            ))
-        })?;
+    let handle = ChildHandle::open(pid).map_err(|e| {
+        Error::io(format!(
+            "cannot hold on to {program} (pid {pid}) to wait for it: {e}"
+        ))
+    })?;
     let start = crate::process::start_token_any(pid).unwrap_or_else(|| "unknown".into());
     Ok(Spawned {
         pid,
         start,
-        pidfd,
+        handle,
         stdout,
         stderr,
         reaped: false,
@@ -141,7 +141,7 @@ impl Spawned {
 
     /// Starts a thread that waits for the child to exit without reaping it (WNOWAIT) and reports how.
     pub fn watch_exit(&self) -> io::Result<tokio::sync::oneshot::Receiver<io::Result<Exit>>> {
-        let fd = self.pidfd.try_clone()?;
+        let fd = self.handle.try_clone()?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name("tether-child-exit".into())
@@ -153,19 +153,19 @@ impl Spawned {
 
     /// Reaps the child (it must have exited). After this the group is never signalled again.
     pub fn reap(&mut self) -> io::Result<Exit> {
-        let r = wait(&self.pidfd, WaitIdOptions::EXITED);
+        let r = wait(&self.handle, WaitIdOptions::EXITED);
         self.reaped = true;
         r
     }
 }
 
-fn wait(fd: &OwnedFd, opts: WaitIdOptions) -> io::Result<Exit> {
+fn wait(child: &ChildHandle, opts: WaitIdOptions) -> io::Result<Exit> {
     loop {
-        match rustix::process::waitid(WaitId::PidFd(fd.as_fd()), opts) {
+        match child.wait(opts) {
             Ok(Some(st)) => return Ok(to_exit(&st)),
             Ok(None) => continue,
-            Err(e) if e == rustix::io::Errno::INTR => continue,
-            Err(e) => return Err(e.into()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
         }
     }
 }

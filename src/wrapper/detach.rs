@@ -110,7 +110,7 @@ pub fn detach(opts: &Options) -> Result<i32, Error> {
     super::setup::check_probe(opts)?;
     let exe = std::env::current_exe()
         .map_err(|e| Error::io(format!("cannot find the tether executable to re-run: {e}")))?;
-    let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+    let (rd, wr) = crate::platform::pipe(false)
         .map_err(|e| Error::io(format!("cannot create a pipe: {e}")))?;
     let mut cmd = std::process::Command::new(&exe);
     cmd.args(background_args(opts))

@@ -13,12 +13,9 @@
 //! uid) is how a datagram from another user is told apart and refused.
 
 use std::io;
-use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-
-use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 
 /// Longest socket path `sun_path` takes (108 bytes with the NUL).
 pub const SUN_PATH_MAX: usize = 107;
@@ -91,7 +88,7 @@ pub fn bind(path: &Path) -> io::Result<tokio::net::UnixDatagram> {
     let s = tokio::net::UnixDatagram::bind(path).map_err(|e| annotate(path, e))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| annotate(path, e))?;
-    rustix::net::sockopt::set_socket_passcred(&s, true).map_err(|e| annotate(path, e.into()))?;
+    crate::platform::enable_sender_uids(&s).map_err(|e| annotate(path, e))?;
     Ok(s)
 }
 
@@ -119,18 +116,9 @@ pub enum Received {
 /// Reads one datagram without blocking (`WouldBlock` when none is queued) and checks that its
 /// sender's uid is `uid`.
 pub fn recv(sock: impl AsFd, buf: &mut [u8], uid: u32) -> io::Result<Received> {
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmCredentials(1))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
-    let mut iov = [io::IoSliceMut::new(buf)];
-    let msg = rustix::net::recvmsg(&sock, &mut iov, &mut control, RecvFlags::DONTWAIT)?;
-    let mut sender = None;
-    for m in control.drain() {
-        if let RecvAncillaryMessage::ScmCredentials(c) = m {
-            sender = Some(c.uid.as_raw());
-        }
-    }
+    let (n, sender) = crate::platform::recv_with_uid(sock, buf)?;
     Ok(match sender {
-        Some(u) if u == uid => Received::Accepted(msg.bytes.min(buf.len())),
+        Some(u) if u == uid => Received::Accepted(n),
         other => Received::Rejected(other),
     })
 }

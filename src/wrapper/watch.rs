@@ -2,19 +2,19 @@
 //! file's private directory (so a file replaced by rename is still seen) wakes the wrapper on each
 //! write, and the events say how many writers touched it.
 //!
-//! Linux only (inotify); without it the channel falls back to comparing the file's stamp once per
-//! tick, which counts at most one beat per interval.
+//! Where the platform has no file events (`platform::DirEvents`: inotify on Linux), the channel
+//! falls back to comparing the file's stamp once per tick, which counts at most one beat per
+//! interval.
 
 use std::io;
-use std::mem::MaybeUninit;
-use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use tokio::io::unix::AsyncFd;
 
+use crate::platform::{DirEvents, FileEvent, Interest};
+
 pub struct FileWatch {
-    fd: AsyncFd<OwnedFd>,
+    fd: AsyncFd<DirEvents>,
     name: std::ffi::CString,
     tally: Tally,
 }
@@ -29,16 +29,7 @@ impl FileWatch {
             .as_encoded_bytes()
             .to_vec();
         let name = std::ffi::CString::new(name).map_err(io::Error::other)?;
-        let fd = inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC)?;
-        inotify::add_watch(
-            &fd,
-            dir,
-            WatchFlags::CLOSE_WRITE
-                | WatchFlags::ATTRIB
-                | WatchFlags::MODIFY
-                | WatchFlags::MOVED_TO
-                | WatchFlags::CREATE,
-        )?;
+        let fd = DirEvents::new(dir, Interest::Writes)?;
         // SAFETY: the AsyncFd owns `fd`, so it stays open and the same for the AsyncFd's lifetime.
         let fd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
             .map_err(|e| e.into_parts().1)?;
@@ -54,15 +45,14 @@ impl FileWatch {
     /// when it is closed). `flush_after`: a change open at least this long (ms) counts as
     /// finished (at a tick; 0 at the job's end).
     pub fn take(&mut self, flush_after: u64) -> Option<u64> {
-        let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
-        let mut reader = inotify::Reader::new(self.fd.get_ref(), &mut buf);
         let mut seen = false;
-        while let Ok(ev) = reader.next() {
-            if ev.file_name() == Some(self.name.as_c_str()) {
-                self.tally.add(ev.events(), crate::clock::mono_ms());
+        let (name, tally) = (self.name.as_c_str(), &mut self.tally);
+        self.fd.get_ref().read(&mut |file, event, _| {
+            if file == Some(name) {
+                tally.add(event, crate::clock::mono_ms());
                 seen = true;
             }
-        }
+        });
         self.tally.flush(crate::clock::mono_ms(), flush_after);
         let n = std::mem::take(&mut self.tally.done);
         (seen || n > 0).then_some(n)
@@ -97,18 +87,21 @@ struct Tally {
 pub const OPEN_MAX_MS: u64 = 20;
 
 impl Tally {
-    fn add(&mut self, e: ReadFlags, now: u64) {
-        if e.intersects(ReadFlags::CLOSE_WRITE | ReadFlags::MOVED_TO) {
-            self.done += 1;
-            self.open = None;
-        } else if e.contains(ReadFlags::ATTRIB) {
-            // A second ATTRIB without a close between: the first was a `utimes` of its own.
-            if let Some((_, true)) = self.open {
+    fn add(&mut self, e: FileEvent, now: u64) {
+        match e {
+            FileEvent::Written => {
                 self.done += 1;
+                self.open = None;
             }
-            self.open = Some((now, true));
-        } else if e.intersects(ReadFlags::MODIFY | ReadFlags::CREATE) && self.open.is_none() {
-            self.open = Some((now, false));
+            FileEvent::Attrib => {
+                // A second ATTRIB without a close between: the first was a `utimes` of its own.
+                if let Some((_, true)) = self.open {
+                    self.done += 1;
+                }
+                self.open = Some((now, true));
+            }
+            FileEvent::Modified if self.open.is_none() => self.open = Some((now, false)),
+            FileEvent::Modified | FileEvent::Other => {}
         }
     }
 
@@ -128,13 +121,13 @@ mod tests {
 
     #[test]
     fn touch_write_and_utimes_count_once_each() {
-        let t = |evs: &[ReadFlags]| {
+        let t = |evs: &[FileEvent]| {
             let mut t = Tally::default();
             evs.iter().for_each(|e| t.add(*e, 0));
             t.flush(1000, OPEN_MAX_MS);
             t.done
         };
-        let (a, w, m) = (ReadFlags::ATTRIB, ReadFlags::CLOSE_WRITE, ReadFlags::MODIFY);
+        let (a, w, m) = (FileEvent::Attrib, FileEvent::Written, FileEvent::Modified);
         assert_eq!(t(&[]), 0);
         assert_eq!(t(&[a, w]), 1); // touch
         assert_eq!(t(&[m, m, w]), 1); // echo x > file
@@ -142,7 +135,7 @@ mod tests {
         assert_eq!(t(&[a, a, a]), 3); // utimes thrice
         assert_eq!(t(&[a, w, a, w, a, w]), 3);
         assert_eq!(t(&[m]), 1); // a write still open at a tick
-        assert_eq!(t(&[ReadFlags::MOVED_TO]), 1); // an atomic replace
+        assert_eq!(t(&[FileEvent::Written]), 1); // an atomic replace (MOVED_TO)
         // An open change is not counted before it is closed or old enough.
         let mut t = Tally::default();
         t.add(a, 100);

@@ -46,8 +46,7 @@ struct Table {
 fn table() -> &'static Table {
     static T: OnceLock<Table> = OnceLock::new();
     T.get_or_init(|| {
-        rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
-            .expect("PR_SET_CHILD_SUBREAPER");
+        tether::platform::become_subreaper().expect("PR_SET_CHILD_SUBREAPER");
         std::thread::spawn(reaper);
         Table {
             ended: Mutex::new(HashMap::new()),

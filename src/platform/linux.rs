@@ -1,0 +1,343 @@
+//! Linux: identity from `/proc`, pidfds, inotify, timerfd, `PR_SET_PDEATHSIG`, `SO_PASSCRED`.
+//! Under the `portable` feature the process handle, file events, timer and pipe come from
+//! `posix.rs` instead, as on macOS.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::AsFd;
+
+use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+
+use super::Stat;
+
+#[cfg(feature = "portable")]
+pub use super::posix::{ChildHandle, DirEvents, Pin, periodic_timer, pipe};
+#[cfg(not(feature = "portable"))]
+pub use native::{ChildHandle, DirEvents, Pin, periodic_timer, pipe};
+
+/// Parses a `/proc/<pid>/stat` line, the one parser of it in tether: fields are counted after the
+/// last `)`, so a command name with spaces or parentheses cannot shift them. Field 3 is the state,
+/// 4 the parent, 5 the process group, 22 the start time in clock ticks since boot.
+pub fn parse_stat(line: &str) -> Option<Stat> {
+    let rest = &line[line.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    let state = *fields.first()?;
+    let start: u64 = fields.get(19)?.parse().ok()?;
+    Some(Stat {
+        zombie: matches!(state, "Z" | "X" | "x"),
+        start: format!("linux:{start}"),
+        ppid: fields.get(1)?.parse().ok()?,
+        pgrp: fields.get(2)?.parse().ok()?,
+    })
+}
+
+/// How a directory is opened only to go through it or to name it: `O_PATH` needs no read
+/// permission.
+pub const OPEN_THROUGH: rustix::fs::OFlags = rustix::fs::OFlags::PATH;
+
+/// A path that names the open file `fd` itself, whatever has been renamed since (for APIs that
+/// only take paths, such as inotify's).
+pub fn fd_path(fd: std::os::fd::BorrowedFd<'_>) -> std::path::PathBuf {
+    use std::os::fd::AsRawFd;
+    std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Processes can be listed (`/proc`), so a group's members can be found one by one.
+pub const CAN_LIST: bool = true;
+
+pub fn stat(pid: u32) -> Option<Stat> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// This process's own entry: `/proc/self` names it whatever pid namespace `/proc` belongs to.
+pub fn stat_self() -> Option<Stat> {
+    parse_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+/// Every pid in `/proc` (this pid namespace's view).
+pub fn all_pids() -> Vec<u32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// A process's environment as it was at exec (NUL-separated), if readable.
+pub fn environ(pid: u32) -> Option<Vec<u8>> {
+    std::fs::read(format!("/proc/{pid}/environ")).ok()
+}
+
+/// `/proc/self/ns/pid` (`pid:[INODE]`), but only when `/proc` itself belongs to that namespace:
+/// `unshare --pid --fork` without `--mount-proc` leaves the parent's `/proc`, where pid numbers
+/// are the parent namespace's. `NSpid` lists this process's pid from the namespace of the `/proc`
+/// mount down to its own: one entry, equal to `getpid()`, means they are the same namespace.
+pub fn pid_ns() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let nspid = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+    let ids: Vec<&str> = nspid.split_ascii_whitespace().collect();
+    if ids != [std::process::id().to_string()] {
+        return None;
+    }
+    let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    let link = link.to_str()?;
+    (link.starts_with("pid:[") && link.ends_with(']')).then(|| link.to_owned())
+}
+
+pub fn boot_id() -> Option<String> {
+    let s = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let t = s.trim();
+    (!t.is_empty()).then(|| t.to_owned())
+}
+
+pub fn time_ns() -> Option<String> {
+    std::fs::read_link("/proc/self/ns/time")
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+/// In a child between fork and exec: SIGKILL it when the spawning *thread* exits, so a killed
+/// wrapper takes its child along. Only raw syscalls: async-signal-safe.
+pub fn die_with_parent() -> io::Result<()> {
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+    Ok(())
+}
+
+/// Makes this process the reaper of its orphaned descendants (PR_SET_CHILD_SUBREAPER), as the
+/// test harness does so no zombie outlives a test. Returns whether the platform can.
+pub fn become_subreaper() -> io::Result<bool> {
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
+    Ok(true)
+}
+
+/// Asks the kernel to attach each datagram's sender credentials (SO_PASSCRED).
+pub fn enable_sender_uids(sock: impl AsFd) -> io::Result<()> {
+    rustix::net::sockopt::set_socket_passcred(sock, true)?;
+    Ok(())
+}
+
+/// Reads one datagram without blocking; returns its length and its sender's uid (None when the
+/// kernel attached no credentials).
+pub fn recv_with_uid(sock: impl AsFd, buf: &mut [u8]) -> io::Result<(usize, Option<u32>)> {
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmCredentials(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let msg = rustix::net::recvmsg(&sock, &mut iov, &mut control, RecvFlags::DONTWAIT)?;
+    let mut sender = None;
+    for m in control.drain() {
+        if let RecvAncillaryMessage::ScmCredentials(c) = m {
+            sender = Some(c.uid.as_raw());
+        }
+    }
+    Ok((msg.bytes.min(buf.len()), sender))
+}
+
+/// Sends a datagram to a socket in the abstract namespace (`@name` in `NOTIFY_SOCKET`).
+pub fn send_to_abstract(
+    sock: &std::os::unix::net::UnixDatagram,
+    name: &[u8],
+    msg: &[u8],
+) -> io::Result<()> {
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+    sock.send_to_addr(msg, &addr)?;
+    Ok(())
+}
+
+#[cfg(not(feature = "portable"))]
+mod native {
+    use std::ffi::CStr;
+    use std::io;
+    use std::mem::MaybeUninit;
+    use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
+    use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions, WaitIdStatus};
+
+    use crate::platform::{FileEvent, Interest};
+
+    fn pidfd(pid: u32) -> io::Result<OwnedFd> {
+        let p = i32::try_from(pid)
+            .ok()
+            .and_then(Pid::from_raw)
+            .ok_or_else(|| io::Error::other(format!("{pid} is not a process id")))?;
+        Ok(rustix::process::pidfd_open(p, PidfdFlags::empty())?)
+    }
+
+    fn timespec(d: Duration) -> rustix::time::Timespec {
+        rustix::time::Timespec {
+            tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
+            tv_nsec: d.subsec_nanos() as i64,
+        }
+    }
+
+    /// A process held by a pidfd: a signal through it can never reach a reused pid.
+    pub struct Pin(OwnedFd);
+
+    impl Pin {
+        pub fn open(pid: u32) -> io::Result<Pin> {
+            Ok(Pin(pidfd(pid)?))
+        }
+
+        pub fn signal(&self, sig: Signal) -> io::Result<()> {
+            match rustix::process::pidfd_send_signal(&self.0, sig) {
+                Ok(()) => Ok(()),
+                Err(e) if e == rustix::io::Errno::SRCH => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
+
+        /// Sleeps in `poll` on the pidfd (readable once the process exits), up to `timeout`.
+        pub fn wait_exit(&self, timeout: Duration) -> bool {
+            use rustix::event::{PollFd, PollFlags, poll};
+            let deadline = Instant::now() + timeout;
+            loop {
+                let ts = timespec(deadline.saturating_duration_since(Instant::now()));
+                let mut fds = [PollFd::new(&self.0, PollFlags::IN)];
+                match poll(&mut fds, Some(&ts)) {
+                    Ok(n) if n > 0 => return true,
+                    Ok(_) => return false,
+                    Err(e) if e == rustix::io::Errno::INTR => continue,
+                    Err(_) => return false,
+                }
+            }
+        }
+
+        /// The pidfd, for callers that poll it alongside other events.
+        pub fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
+            Some(self.0.as_fd())
+        }
+    }
+
+    /// The wrapper's own child, held by a pidfd and waited for through it.
+    pub struct ChildHandle(OwnedFd);
+
+    impl ChildHandle {
+        pub fn open(pid: u32) -> io::Result<ChildHandle> {
+            Ok(ChildHandle(pidfd(pid)?))
+        }
+
+        pub fn try_clone(&self) -> io::Result<ChildHandle> {
+            Ok(ChildHandle(self.0.try_clone()?))
+        }
+
+        /// `waitid(P_PIDFD)`: blocks until the child changes state as `opts` asks.
+        pub fn wait(&self, opts: WaitIdOptions) -> io::Result<Option<WaitIdStatus>> {
+            Ok(rustix::process::waitid(
+                WaitId::PidFd(self.0.as_fd()),
+                opts,
+            )?)
+        }
+    }
+
+    /// An inotify watch on one directory.
+    pub struct DirEvents(OwnedFd);
+
+    impl DirEvents {
+        pub fn new(dir: &Path, interest: Interest) -> io::Result<DirEvents> {
+            let fd = inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC)?;
+            let flags = match interest {
+                Interest::Records => {
+                    WatchFlags::MOVED_TO
+                        | WatchFlags::CLOSE_WRITE
+                        | WatchFlags::DELETE
+                        | WatchFlags::DELETE_SELF
+                        | WatchFlags::MOVE_SELF
+                }
+                Interest::Writes => {
+                    WatchFlags::CLOSE_WRITE
+                        | WatchFlags::ATTRIB
+                        | WatchFlags::MODIFY
+                        | WatchFlags::MOVED_TO
+                        | WatchFlags::CREATE
+                }
+            };
+            inotify::add_watch(&fd, dir, flags)?;
+            Ok(DirEvents(fd))
+        }
+
+        pub fn fd(&self) -> BorrowedFd<'_> {
+            self.0.as_fd()
+        }
+
+        pub fn as_raw_fd(&self) -> std::os::fd::RawFd {
+            std::os::fd::AsRawFd::as_raw_fd(&self.0)
+        }
+
+        /// Reads every queued event without waiting: `each(name, event, overflowed)`, where
+        /// `name` is None for the directory itself and `overflowed` says events were lost.
+        pub fn read(&self, each: &mut dyn FnMut(Option<&CStr>, FileEvent, bool)) {
+            let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
+            let mut r = inotify::Reader::new(&self.0, &mut buf);
+            loop {
+                match r.next() {
+                    Ok(ev) => {
+                        let e = ev.events();
+                        let kind = if e.intersects(ReadFlags::CLOSE_WRITE | ReadFlags::MOVED_TO) {
+                            FileEvent::Written
+                        } else if e.contains(ReadFlags::ATTRIB) {
+                            FileEvent::Attrib
+                        } else if e.intersects(ReadFlags::MODIFY | ReadFlags::CREATE) {
+                            FileEvent::Modified
+                        } else {
+                            FileEvent::Other
+                        };
+                        each(ev.file_name(), kind, e.contains(ReadFlags::QUEUE_OVERFLOW));
+                    }
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+
+    /// A periodic timerfd on the monotonic clock: one wakeup per tick, ticks missed while the
+    /// process was stopped collapse into one. Read 8 bytes from it per tick.
+    pub fn periodic_timer(every: Duration) -> io::Result<Option<OwnedFd>> {
+        use rustix::time::{
+            Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, timerfd_create,
+            timerfd_settime,
+        };
+        let fd = timerfd_create(
+            TimerfdClockId::Monotonic,
+            TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
+        )?;
+        let spec = Itimerspec {
+            it_interval: timespec(every),
+            it_value: timespec(every),
+        };
+        timerfd_settime(&fd, TimerfdTimerFlags::empty(), &spec)?;
+        Ok(Some(fd))
+    }
+
+    /// `pipe2(O_CLOEXEC)`, atomically (and `O_NONBLOCK` if asked).
+    pub fn pipe(nonblock: bool) -> io::Result<(OwnedFd, OwnedFd)> {
+        use rustix::pipe::PipeFlags;
+        let mut flags = PipeFlags::CLOEXEC;
+        if nonblock {
+            flags |= PipeFlags::NONBLOCK;
+        }
+        Ok(rustix::pipe::pipe_with(flags)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_parsing_survives_odd_names() {
+        let line =
+            "123 (a) b (c)) S 1 123 123 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 98765 1000 10";
+        let st = parse_stat(line).unwrap();
+        assert_eq!(st.start, "linux:98765");
+        assert_eq!((st.ppid, st.pgrp), (1, 123));
+        assert!(!st.zombie);
+        let z = "9 (x) Z 1 9 9 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 42 0 0";
+        assert!(parse_stat(z).unwrap().zombie);
+        assert!(parse_stat("garbage").is_none());
+    }
+}

@@ -1,0 +1,82 @@
+//! Everything that differs between operating systems, one file per OS.
+//!
+//! Why one module: process identity, waiting and signalling are where Linux and macOS differ, and
+//! `cfg` attributes sprinkled through the wrapper, the waiter and `cancel` hid which code ran where
+//! (the macOS half had stopped compiling unnoticed). Here the file is chosen by `path` (pueue's
+//! pattern), every OS file provides the same items, and no other module has a `cfg(target_os)`;
+//! `cargo clippy --target aarch64-apple-darwin` checks the macOS file on Linux machines.
+//!
+//! What each OS file provides:
+//! - process identity: [`Stat`] (start-time token, state, parent, group) of any pid and of this
+//!   process, the boot id, the time and pid namespaces, a listing of pids and a process's
+//!   environment (Linux `/proc`; macOS `proc_pidinfo(PROC_PIDTBSDINFO)`, `kern.bootsessionuuid`);
+//! - signalling by identity: [`Pin`] holds a process so a signal never reaches a reused pid
+//!   (Linux: a pidfd; elsewhere the start time is checked again right before each signal, which
+//!   narrows but does not close the window);
+//! - waiting for a process to exit: [`Pin::wait_exit`] and the pollable [`Pin::poll_fd`], and
+//!   [`ChildHandle`] for the wrapper's own child, waited for without being reaped (Linux: pidfd;
+//!   elsewhere `waitid` by pid and polling);
+//! - waiting for a file to change: [`DirEvents`] (Linux: inotify; elsewhere unavailable, and the
+//!   callers fall back to looking every interval or every 200 ms);
+//! - a periodic timer that wakes once per tick ([`periodic_timer`]; Linux: timerfd);
+//! - orphan protection: [`die_with_parent`] (Linux: `PR_SET_PDEATHSIG`). macOS cannot tell a
+//!   child that its parent died: there a SIGKILLed wrapper leaves its child running; readers judge
+//!   the job `lost` when its lease expires (the wrapper no longer renews it), and `tether cancel`
+//!   stops the recorded process group by identity (pid and start time);
+//! - sender credentials on the notify socket ([`enable_sender_uids`], [`recv_with_uid`]; Linux:
+//!   `SO_PASSCRED`; macOS has none for datagrams and relies on the socket's private directory);
+//! - pipes that close on exec ([`pipe`]).
+//!
+//! The cargo feature `portable` makes the Linux build use the POSIX fallbacks the macOS build
+//! relies on (`posix.rs`: polling waits, `kill(pid, 0)` with start-time checks, no pidfd, inotify
+//! or timerfd), so those paths run in Linux CI too.
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+compile_error!("tether supports Linux and macOS");
+
+#[cfg_attr(target_os = "linux", path = "linux.rs")]
+#[cfg_attr(target_os = "macos", path = "macos.rs")]
+mod os;
+pub mod posix;
+
+pub use os::*;
+
+/// What the system says about one process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stat {
+    /// Exited but not reaped (or dead): counts as gone (protocol.md 8).
+    pub zombie: bool,
+    /// The start-time token (protocol.md 8): `linux:<ticks>` or `macos:<sec>.<usec>`.
+    pub start: String,
+    pub ppid: u32,
+    pub pgrp: u32,
+}
+
+/// What a directory watch is for; each wants different events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interest {
+    /// Records replaced by rename, removed, or the directory itself moved (protocol.md 6.1).
+    Records,
+    /// Every kind of write to a file: contents, metadata, replacement.
+    Writes,
+}
+
+/// One change seen by a [`DirEvents`], in the words its callers count in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileEvent {
+    /// A write finished: closed after writing, or a file renamed into place.
+    Written,
+    /// Metadata changed (`touch`, `utimes`).
+    Attrib,
+    /// Contents changed or a file was created; the write may still be open.
+    Modified,
+    /// Anything else (a removal, the directory itself moved).
+    Other,
+}
+
+/// So tokio's `AsyncFd` can own a watch directly.
+impl std::os::fd::AsRawFd for DirEvents {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        DirEvents::as_raw_fd(self)
+    }
+}
