@@ -194,8 +194,9 @@ fn next_expiry(jobs: &[Judged]) -> Duration {
         })
 }
 
-/// Sleeps until the store says a record changed, an active holder dies, or `wait` passes.
-#[cfg(target_os = "linux")]
+/// Sleeps until the store says a record changed, an active holder dies, or `wait` passes. Where
+/// the platform gives no descriptor for a holder's exit or for the store's changes (macOS, the
+/// `portable` build), the sleep is cut to `FALLBACK` and a death is found by looking again.
 fn sleep<W: Watch>(jobs: &[Judged], watch: Option<&mut W>, wait: Duration) {
     use rustix::event::{PollFd, PollFlags, poll};
     let reader = process::reader();
@@ -208,6 +209,8 @@ fn sleep<W: Watch>(jobs: &[Judged], watch: Option<&mut W>, wait: Duration) {
             process::Pinned::open(h.pid, &h.start, h.pid_ns.as_deref()).ok()
         })
         .collect();
+    let blind = watch.is_none() || pins.iter().any(|p| p.poll_fd().is_none());
+    let wait = if blind { wait.min(FALLBACK) } else { wait };
     let ts = rustix::time::Timespec {
         tv_sec: wait.as_secs() as i64,
         tv_nsec: wait.subsec_nanos() as i64,
@@ -215,7 +218,8 @@ fn sleep<W: Watch>(jobs: &[Judged], watch: Option<&mut W>, wait: Duration) {
     let woke = {
         let mut fds: Vec<PollFd<'_>> = pins
             .iter()
-            .map(|p| PollFd::from_borrowed_fd(p.fd(), PollFlags::IN))
+            .filter_map(|p| p.poll_fd())
+            .map(|fd| PollFd::from_borrowed_fd(fd, PollFlags::IN))
             .collect();
         if let Some(w) = &watch {
             fds.push(PollFd::from_borrowed_fd(w.fd(), PollFlags::IN));
@@ -225,10 +229,4 @@ fn sleep<W: Watch>(jobs: &[Judged], watch: Option<&mut W>, wait: Duration) {
     if let (true, Some(w)) = (woke, watch) {
         w.changed(); // drain; every wake is worth one more look
     }
-}
-
-/// Elsewhere there is no pidfd: a holder's death is found by looking again.
-#[cfg(not(target_os = "linux"))]
-fn sleep<W: Watch>(_jobs: &[Judged], _watch: Option<&mut W>, wait: Duration) {
-    std::thread::sleep(wait.min(FALLBACK));
 }
