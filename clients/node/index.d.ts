@@ -10,6 +10,7 @@ export type Reason =
   | "signaled"
   | "start-failed"
   | "heartbeat-timeout"
+  | "probe-failed"
   | "holder-signaled"
   | "cancelled"
   | "worker-exited"
@@ -31,7 +32,14 @@ export interface LeaseRecord {
   holder: { pid: number; start: string; boot_id: string; host: string; time_ns?: string | null; pid_ns?: string | null };
   child?: { pid: number; start: string; pgid: number } | null;
   lease: { epoch: number; interval_ms: number; ttl_ms: number; renewed_at: string; renewed_mono_ms: number };
-  progress?: { message?: string | null; at?: string | null; count?: number } | null;
+  progress?: {
+    message?: string | null;
+    at?: string | null;
+    count?: number;
+    rejected?: number;
+    extended_until?: string | null;
+    probe?: Record<string, unknown> | null;
+  } | null;
   exit?: Exit | null;
   finished_at?: string | null;
   late?: Array<Record<string, unknown>> | null;
@@ -176,7 +184,10 @@ export function applyWrite(current: LeaseRecord | null, write: Write, leaseFile?
 export interface BeatOptions {
   /** The progress message: the heartbeat file's first line (one line, at most 1024 bytes). */
   message?: string;
-  /** Not supported yet: throws until file beats can carry an extension (issue 16). */
+  /**
+   * Declares a silence: the next beat is due no sooner than this many ms from now (the wrapper cuts
+   * it to one day); the lease keeps being renewed, so a crash is still seen at once.
+   */
   extendMs?: number;
   /** Where $TETHER_HEARTBEAT_FILE is looked up; default process.env. */
   env?: NodeJS.ProcessEnv;

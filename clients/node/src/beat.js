@@ -1,6 +1,6 @@
 // A beat from inside a job, without a process: `tether run --heartbeat file` counts every change of
-// $TETHER_HEARTBEAT_FILE as a beat and takes the file's first line as the progress message
-// (README, "Wrapping a job"). Node's standard library has no Unix datagram sockets, so the notify
+// $TETHER_HEARTBEAT_FILE as a beat and takes the file's first line as the progress message, or a
+// JSON object's `message` and `extend` (protocol.md 6.7). Node's standard library has no Unix datagram sockets, so the notify
 // channel is out of reach here; the file channel is the one a Node job uses.
 
 import { openSync, writeSync, ftruncateSync, closeSync, futimesSync } from "node:fs";
@@ -23,20 +23,22 @@ export function beat(options = {}) {
   const { message, extendMs, env = process.env } = options;
   const file = env.TETHER_HEARTBEAT_FILE;
   if (!file) return false;
-  if (extendMs !== undefined) {
-    // The file format for an extension is issue 16's to specify (protocol.md); until it is, an
-    // extension that silently did nothing would let the wrapper kill a job that asked for time.
-    throw new TypeError(
-      "beat({ extendMs }): this tether has no file-beat extensions yet; beat more often or raise --ttl",
-    );
+  if (extendMs !== undefined && !(Number.isSafeInteger(extendMs) && extendMs >= 0)) {
+    throw new RangeError(`beat({ extendMs }): a whole number of milliseconds >= 0, got ${extendMs}`);
   }
   const fd = openSync(file, "r+");
   try {
-    if (message === undefined) {
+    if (message === undefined && extendMs === undefined) {
       const now = new Date();
       futimesSync(fd, now, now);
     } else {
-      const line = Buffer.from(`${sanitize(message)}\n`);
+      // protocol.md 6.7: a JSON object declares a silence (`extend`, ms; the wrapper cuts it to a
+      // day); a plain first line is only a message.
+      const text =
+        extendMs === undefined
+          ? sanitize(/** @type {string} */ (message))
+          : JSON.stringify({ ...(message === undefined ? {} : { message: sanitize(message) }), extend: extendMs });
+      const line = Buffer.from(`${text}\n`);
       writeSync(fd, line, 0, line.length, 0);
       ftruncateSync(fd, line.length);
     }

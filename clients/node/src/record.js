@@ -167,6 +167,7 @@ function checkProgress(p, where) {
   check(!("count" in p) || isIntIn(p.count, 0, MAX_INT), `${where}.count is not an integer >= 0`);
   // `probe` is for people; a reader ignores one not of its form (4.1), so it is not checked here.
   check(!("rejected" in p) || isIntIn(p.rejected, 0, MAX_INT), `${where}.rejected is not an integer >= 0`);
+  check(!("extended_until" in p) || isNullableTimestamp(p.extended_until), `${where}.extended_until is not a timestamp or null`);
 }
 
 /** 4.2. @param {any} e @param {number} n */

@@ -100,7 +100,7 @@ function refuse(rec) {
 }
 
 const CHILD = ["pid", "start", "pgid"];
-const PROGRESS = ["message", "at", "count", "rejected", "probe"];
+const PROGRESS = ["message", "at", "count", "rejected", "extended_until", "probe"];
 
 /** The members of `obj` a writer does not know (4.3: kept whatever the write). @param {any} obj @param {string[]} known */
 function unknownOf(obj, known) {

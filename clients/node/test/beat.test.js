@@ -31,7 +31,12 @@ test("a message replaces the file's first line; a bare beat only moves its times
     assert.equal(readFileSync(file, "utf8"), "step 2 of 3\n", "a bare beat keeps the message");
     beat({ message: "é".repeat(2000), env });
     assert.ok(Buffer.byteLength(readFileSync(file, "utf8")) <= 1025);
-    assert.throws(() => beat({ extendMs: 60_000, env }), /extensions/);
+    assert.equal(beat({ message: "long step", extendMs: 60_000, env }), true);
+    assert.deepEqual(JSON.parse(readFileSync(file, "utf8")), { message: "long step", extend: 60_000 });
+    beat({ extendMs: 5, env });
+    assert.deepEqual(JSON.parse(readFileSync(file, "utf8")), { extend: 5 });
+    assert.throws(() => beat({ extendMs: -1, env }), RangeError);
+    assert.throws(() => beat({ extendMs: 1.5, env }), RangeError);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
@@ -56,7 +61,7 @@ test("inside a file-heartbeat job, beats keep the job alive and carry its progre
     const done = await s.t.wait("beats", { timeoutMs: 30_000 });
     assert.equal(done.status, "succeeded", JSON.stringify(done.raw));
     assert.equal(done.progress.message, "step 6 of 6");
-    assert.ok(done.progress.count >= 1);
+    assert.equal(done.progress.count, 6, "each beat() is one beat");
   } finally {
     await s.done();
   }
@@ -82,6 +87,31 @@ test("inside a file-heartbeat job that stops beating, the job is lost", async ()
     assert.equal(done.status, "lost");
     assert.equal(done.reason, "heartbeat-timeout");
     assert.equal(done.progress.message, "started");
+  } finally {
+    await s.done();
+  }
+});
+
+test("beat({ extendMs }) declares a silence longer than the ttl; the job then succeeds", async () => {
+  const s = scratch();
+  try {
+    // ttl 1 s; the job beats, declares a 4 s silence, is silent 2.5 s, beats again and ends.
+    const script = `
+      import { beat } from ${JSON.stringify(index)};
+      beat({ message: "before the silence" });
+      beat({ message: "a long step", extendMs: 4000 });
+      await new Promise((r) => setTimeout(r, 2500));
+      beat({ message: "after the silence" });`;
+    await s.t.run([process.execPath, "--input-type=module", "-e", script], {
+      id: "silent",
+      heartbeat: "file",
+      ttlMs: 1000,
+      intervalMs: 100,
+    });
+    const done = await s.t.wait("silent", { timeoutMs: 30_000 });
+    assert.equal(done.status, "succeeded", JSON.stringify(done.raw));
+    assert.equal(done.progress.message, "after the silence");
+    assert.equal(done.progress.count, 3, "each beat() is one beat");
   } finally {
     await s.done();
   }

@@ -37,7 +37,7 @@ function withUnknown(/** @type {any} */ obj, /** @type {Record<string, unknown>}
 const progress = (p) =>
   p == null
     ? null
-    : withUnknown(p, { message: p.message ?? null, at: ms(p.at), count: p.count ?? 0, rejected: p.rejected ?? 0, probe: p.probe ?? null });
+    : withUnknown(p, { message: p.message ?? null, at: ms(p.at), count: p.count ?? 0, rejected: p.rejected ?? 0, extended_until: ms(p.extended_until), probe: p.probe ?? null });
 
 /** A record as a value of section 4: defaults filled in, timestamps as ms, `late[].note` dropped. */
 function normalize(/** @type {any} */ input) {
