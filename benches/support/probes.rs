@@ -31,7 +31,8 @@ fn broker(healthy: Arc<AtomicBool>) -> u16 {
     port
 }
 
-/// CPU (user + system) of a process and of its children it has reaped, in ns (clock ticks).
+/// CPU of a process in ns: its own from `/proc/PID/schedstat` (ns precision), plus what its reaped
+/// children used (`cutime` + `cstime` of `/proc/PID/stat`, in clock ticks): an exec probe's shell.
 fn cpu_with_children_ns(pid: u32) -> f64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let rest = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
@@ -39,11 +40,11 @@ fn cpu_with_children_ns(pid: u32) -> f64 {
         .split_whitespace()
         .map(|x| x.parse().unwrap_or(0.0))
         .collect();
-    // After ")": state is [0]; utime, stime, cutime, cstime are fields 14-17 of the line: [11..15].
-    let ticks: f64 = f.get(11..15).map(|v| v.iter().sum()).unwrap_or(0.0);
+    // After ")": state is [0]; cutime and cstime are fields 16-17 of the line: [13..15].
+    let ticks: f64 = f.get(13..15).map(|v| v.iter().sum()).unwrap_or(0.0);
     // SAFETY: sysconf only reads a configuration value.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    ticks / hz * 1e9
+    super::cpu_ns(pid) as f64 + ticks / hz * 1e9
 }
 
 /// Wrapper CPU per probe (µs): a job probing every 50 ms against one without a probe, over `secs`.
