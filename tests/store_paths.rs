@@ -6,8 +6,8 @@
 //! `setpriv`, the tests run as root), once between opening the store and using it and once racing
 //! real `tether run` wrappers, and check that nothing appears where the link points.
 //!
-//! Linux: needs root and `setpriv` (util-linux). Under CI=true a missing one fails the test; elsewhere it
-//! says so and returns.
+//! Linux: needs root and `setpriv` (util-linux). Under CI=true a missing one fails the test; elsewhere
+//! it says so and returns (tests/common).
 
 #![cfg(target_os = "linux")]
 
@@ -28,9 +28,10 @@ use tether::transition::Write;
 
 const NOBODY: u32 = 65534;
 
-/// Whether the test can run here; under CI=true it must.
+/// Whether the test can run here (root, to be two users; `setpriv`, to be the other one); under
+/// CI=true it must.
 fn can_run() -> bool {
-    common::need_root("to act as uid 65534 through setpriv")
+    common::need_root("to act as uid 65534 and as root")
         && common::need_tool("setpriv", "util-linux")
 }
 
