@@ -293,6 +293,8 @@ export class Tether {
   list(options?: ListOptions): Promise<Job[]>;
   /** Resolves when the job is terminal or lost (no polling); WaitTimeoutError after timeoutMs. */
   wait(id: string, options?: { timeoutMs?: number; signal?: AbortSignal }): Promise<Job>;
+  /** Several jobs at once: all ended, or with `any` the first; WaitTimeoutError after timeoutMs. */
+  waitAll(ids: string[], options?: { any?: boolean; timeoutMs?: number; signal?: AbortSignal }): Promise<Job[]>;
   /** An ended job with its log tail; JobActiveError while it runs. */
   result(id: string): Promise<Job>;
   cancel(id: string, options?: { graceMs?: number }): Promise<{ outcome: CancelOutcome; job: Job | null; raw: unknown }>;

@@ -116,6 +116,19 @@ export class Tether {
     return toJob(jobsOf(out.stdout)[0]);
   }
 
+  /**
+   * Waits for several jobs at once (`tether status --wait A B ...`): resolves with every job once
+   * all have ended, or, with `any`, as soon as one has (the others as they are then).
+   * @param {string[]} ids @param {{ any?: boolean, timeoutMs?: number, signal?: AbortSignal }} [o]
+   */
+  async waitAll(ids, o = {}) {
+    if (!Array.isArray(ids) || ids.length === 0) throw new TypeError("waitAll(ids): ids is a non-empty array");
+    const args = ["status", "--wait", "--json", "--timeout", o.timeoutMs === undefined ? "0" : dur(o.timeoutMs)];
+    if (o.any) args.push("--any");
+    const out = await this.call([...args, ...ids], { ok: [1, 3, 4], signal: o.signal });
+    return jobsOf(out.stdout).map(toJob);
+  }
+
   /** The outcome of an ended job with the tail of its log. @param {string} id */
   async result(id) {
     const out = await this.call(["result", "--json", id], { ok: [1, 3, 4] });

@@ -266,3 +266,22 @@ test("watch yields changes as they happen (tether watch --json)", async (t) => {
     await s.done();
   }
 });
+
+test("waitAll: every job, or the first with any", async () => {
+  const s = scratch();
+  try {
+    await s.t.run(["sh", "-c", "sleep 0.3; exit 3"], { id: "quick" });
+    await s.t.run(["sleep", "1.5"], { id: "slow" });
+    await s.t.run(["sleep", "30"], { id: "long" });
+    const first = await s.t.waitAll(["quick", "long"], { any: true, timeoutMs: 20_000 });
+    const quick = first.find((j) => j.id === "quick");
+    assert.equal(quick?.status, "failed");
+    assert.deepEqual(quick?.exit, { code: 3 });
+    assert.equal(first.find((j) => j.id === "long")?.status, "running");
+    const all = await s.t.waitAll(["quick", "slow"], { timeoutMs: 20_000 });
+    assert.deepEqual(all.map((j) => [j.id, j.status]).sort(), [["quick", "failed"], ["slow", "succeeded"]]);
+    await assert.rejects(s.t.waitAll(["long"], { timeoutMs: 200 }), WaitTimeoutError);
+  } finally {
+    await s.done();
+  }
+});
