@@ -2,6 +2,7 @@
 //! schema/cli-output.schema.json by a Python script that uses nothing but `--json` and exit
 //! codes; one exit-code table in every `--help`; errors as JSON in `--json` mode; closed pipes.
 
+mod common;
 mod run_support;
 
 use std::io::Read;

@@ -10,6 +10,7 @@ mod etcd_common;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::proc::{alive, signal};
 use etcd_common::{Etcd, Host};
 use rustix::process::Signal;
 use serde_json::Value;
@@ -103,21 +104,6 @@ impl Drop for Two {
                 p.wait_exit(Duration::from_secs(5));
             }
         }
-    }
-}
-
-fn signal(pid: u32, sig: Signal) {
-    let p = rustix::process::Pid::from_raw(pid as i32).unwrap();
-    let _ = rustix::process::kill_process(p, sig);
-}
-
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => {
-            let rest = &s[s.rfind(')').unwrap() + 1..];
-            !matches!(rest.split_whitespace().next(), Some("Z" | "X"))
-        }
-        Err(_) => false,
     }
 }
 

@@ -32,11 +32,14 @@ fn open(e: &Etcd, prefix: &str) -> EtcdStore {
 /// A record whose holder is this test process, or (`host` given) a holder on another host, whose
 /// pid a reader here must not probe: only the cluster's lease then decides.
 fn record(id: &str, ttl_ms: u64, host: Option<&str>) -> Record {
-    let mut holder = tether::process::current().unwrap().holder();
+    let mut b = common::record(id)
+        .argv(&["sleep", "60"])
+        .lease(500, ttl_ms)
+        .status(Status::Starting);
     if let Some(h) = host {
-        holder.host = h.into();
+        b = b.host(h);
     }
-    Record::begin(id, vec!["sleep".into(), "60".into()], holder, 500, ttl_ms)
+    b.build()
 }
 
 /// Raw access for hostile keys, through the same client crate.

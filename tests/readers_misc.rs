@@ -97,31 +97,6 @@ fn gc_removes_only_old_finished_jobs() {
     assert_eq!(load(&e, "live").status, Status::Running);
 }
 
-/// A read-only bind mount of the state directory: permission bits would not stop root, a
-/// read-only mount does. Needs root to mount (see `common::skip`).
-struct RoMount(std::path::PathBuf);
-impl Drop for RoMount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
-fn ro_mount(src: &std::path::Path, dst: &std::path::Path) -> Option<RoMount> {
-    std::fs::create_dir(dst).ok()?;
-    let ok = |c: &mut Command| c.output().map(|o| o.status.success()).unwrap_or(false);
-    if !ok(Command::new("mount").arg("--bind").arg(src).arg(dst)) {
-        return None;
-    }
-    let m = RoMount(dst.to_path_buf());
-    if !ok(Command::new("mount")
-        .args(["-o", "remount,bind,ro"])
-        .arg(dst))
-    {
-        return None;
-    }
-    Some(m)
-}
-
 #[test]
 fn read_only_state_dir_reports_without_writing() {
     let e = env();
@@ -131,7 +106,8 @@ fn read_only_state_dir_reports_without_writing() {
     kids.0[0].kill().unwrap();
     kids.0[1].kill().unwrap();
     let ro = e.tmp.path().join("ro");
-    let Some(_m) = ro_mount(&e.root, &ro) else {
+    // Read-only by mount: permission bits would not stop root, a read-only mount does.
+    let Some(_m) = common::Mount::bind_ro(&e.root, &ro) else {
         common::skip(
             "root to make a read-only bind mount",
             "run the tests as root, as CI does",

@@ -1,6 +1,7 @@
 //! A lost job whose processes still run (issue 14 item 5): `cancel` stops what is provably the
 //! job's, `gc` keeps the record while they run, and nothing unproven is ever signalled.
 
+mod common;
 mod run_support;
 
 use std::process::Output;

@@ -1,5 +1,6 @@
 //! `tether run --detach`, and what readers see when the wrapper is killed or stopped.
 
+mod common;
 mod run_support;
 
 use std::time::{Duration, Instant};

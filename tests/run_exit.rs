@@ -1,5 +1,6 @@
 //! `tether run` in the foreground: exit codes, records, the log and the child's environment.
 
+mod common;
 mod run_support;
 
 use std::os::unix::fs::PermissionsExt;

@@ -8,9 +8,10 @@ mod run_support;
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use common::Mount;
 use run_support::*;
 
 /// One at a time: a child forked by another test holds a copy of the filler's descriptor until it
@@ -18,44 +19,6 @@ use run_support::*;
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A tmpfs, unmounted on drop (lazily if something still holds it), so a failing assertion never
-/// leaves a mount behind.
-struct Mount(PathBuf);
-
-impl Mount {
-    fn tmpfs(size: &str, at: &Path) -> Option<Mount> {
-        fs::create_dir_all(at).unwrap();
-        let opts = format!("size={size},mode=0700");
-        match Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &opts, "tmpfs"])
-            .arg(at)
-            .output()
-        {
-            Ok(o) if o.status.success() => Some(Mount(at.to_path_buf())),
-            Ok(o) => {
-                eprintln!("mount: {}", String::from_utf8_lossy(&o.stderr).trim());
-                None
-            }
-            Err(e) => {
-                eprintln!("cannot run mount: {e}");
-                None
-            }
-        }
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.0)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
 }
 
 /// Writes until the filesystem refuses with ENOSPC.

@@ -1,6 +1,7 @@
 //! `tether run --meta`: labels stored in the record before the job starts, shown by `status` and
 //! `inspect`, filtered on by `status --meta`, bounded, and refused with a clear error when bad.
 
+mod common;
 mod run_support;
 
 use std::process::Stdio;

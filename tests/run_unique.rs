@@ -2,6 +2,7 @@
 //! refuses the others (exit 12, naming it); a dead or expired holder is recorded lost and never
 //! blocks. Real wrappers, real SIGKILL and SIGSTOP.
 
+mod common;
 mod run_support;
 
 use std::process::{Child, Stdio};

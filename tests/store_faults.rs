@@ -7,19 +7,19 @@
 //!
 //! Every mount is undone by a guard, so a failing assertion never leaves one behind.
 
+mod common;
+
 use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-mod common;
-
+use common::Mount;
 use tether::clock::{Timestamp, mono_ms};
 use tether::id::JobId;
 use tether::judge::settle;
-use tether::process;
-use tether::record::{Exit, Holder, Progress, Reason, Record, Status};
+use tether::record::{Exit, Progress, Reason, Record, Status};
 use tether::store::{Change, FileStore, StateDir, Store, StoreError};
 use tether::transition::{Write, apply};
 use tether::verdict::Outcome;
@@ -33,72 +33,12 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A mounted filesystem, unmounted on drop (lazily if something still holds it).
-struct Mount(PathBuf);
-
-impl Mount {
-    /// Mounts with `mount(8)`; None (after saying why) where mounting is not permitted.
-    fn new(args: &[&str], at: &Path) -> Option<Mount> {
-        fs::create_dir_all(at).unwrap();
-        match Command::new("mount").args(args).arg(at).output() {
-            Ok(o) if o.status.success() => Some(Mount(at.to_path_buf())),
-            Ok(o) => {
-                eprintln!(
-                    "mount {args:?} {} failed: {}",
-                    at.display(),
-                    String::from_utf8_lossy(&o.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("cannot run mount: {e}");
-                None
-            }
-        }
-    }
-
-    fn tmpfs(size: &str, at: &Path) -> Option<Mount> {
-        let opts = format!("size={size},mode=0700");
-        Mount::new(&["-t", "tmpfs", "-o", &opts, "tmpfs"], at)
-    }
-
-    fn remount_ro(&self) {
-        let st = Command::new("mount")
-            .args(["-o", "remount,ro"])
-            .arg(&self.0)
-            .status()
-            .unwrap();
-        assert!(st.success(), "remount read-only failed");
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.0)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-}
-
 fn record(id: &str, pid: u32) -> Record {
-    let reader = process::reader();
-    let holder = Holder {
-        pid,
-        start: "linux:1".into(),
-        boot_id: reader.boot_id,
-        host: reader.host,
-        time_ns: reader.time_ns,
-        pid_ns: process::pid_ns(),
-        extra: Default::default(),
-    };
-    let mut r = Record::begin(id, vec!["true".into()], holder, 1000, 10_000);
-    r.name = Some("faults".into());
-    r.status = Status::Running;
-    r
+    common::record(id)
+        .pid(pid, "linux:1")
+        .lease(1000, 10_000)
+        .name("faults")
+        .build()
 }
 
 /// A pid that certainly names no process of ours now: a child that has exited and been reaped.

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tether::id::JobId;
 use tether::judge::settle;
 use tether::process::{self, IdentityError, Pinned};
-use tether::record::{Holder, Reason, Record, RecordError, Status};
+use tether::record::{Reason, Record, RecordError, Status};
 use tether::store::{Change, FileStore, StateDir, Store, StoreError};
 use tether::verdict::{Outcome, Probe};
 
@@ -36,20 +36,8 @@ fn bounded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static
 }
 
 fn record(id: &str, pid: u32) -> Record {
-    let reader = process::reader();
     let start = process::start_token(pid).unwrap_or_else(|| "linux:1".into());
-    let holder = Holder {
-        pid,
-        start,
-        boot_id: reader.boot_id,
-        host: reader.host,
-        time_ns: reader.time_ns,
-        pid_ns: process::pid_ns(),
-        extra: Default::default(),
-    };
-    let mut r = Record::begin(id, vec!["true".into()], holder, 1000, 600_000);
-    r.status = Status::Running;
-    r
+    common::record(id).pid(pid, &start).build()
 }
 
 fn dead_pid() -> u32 {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use tether::clock::{Timestamp, mono_ms};
 use tether::id::JobId;
-use tether::process;
+
 use tether::record::{Progress, Record, Status};
 use tether::store::{DirProblem, FileStore, Renew, StateDir, Store, StoreError, commit};
 use tether::transition::Write;
@@ -92,10 +92,7 @@ impl Layout {
 }
 
 fn record(id: &str) -> Record {
-    let me = process::current().unwrap();
-    let mut r = Record::begin(id, vec!["true".into()], me.holder(), 1000, 600_000);
-    r.status = Status::Running;
-    r
+    common::record(id).build()
 }
 
 /// Swaps `shared/sub` for a link to `../elsewhere`, as uid 65534.

@@ -8,6 +8,8 @@
 //! Nothing here asserts on timing: waits are bounded only to turn a hang into a failure, and every
 //! child is killed and reaped by pid, even when an assertion fails.
 
+mod common;
+
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -15,6 +17,7 @@ use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::Rng;
 use tether::clock::{Timestamp, mono_ms};
 use tether::id::JobId;
 use tether::record::{Exit, Holder, Progress, Reason, Record, Status};
@@ -42,10 +45,11 @@ fn record(id: &str, pid: u32) -> Record {
         pid_ns: Some("pid:[1]".into()),
         extra: Default::default(),
     };
-    let mut r = Record::begin(id, vec!["true".into()], holder, 1000, 10_000);
-    r.name = Some("race".into());
-    r.status = Status::Running;
-    r
+    common::record(id)
+        .holder(holder)
+        .lease(1000, 10_000)
+        .name("race")
+        .build()
 }
 
 fn open_store(root: &Path) -> FileStore {
@@ -134,28 +138,6 @@ fn wait_for_file(p: &Path, limit: Duration) {
     }
 }
 
-/// A small PRNG: the test needs variety, not quality, and no extra dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn seed() -> u64 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    (t ^ ((std::process::id() as u64) << 32)) | 1
-}
-
 // ---------------------------------------------------------------------------------------------
 // The worker side.
 
@@ -216,7 +198,7 @@ fn terminal_write(role: &str) -> Write {
 /// A holder's life on fast-forward: create, renew, finish, and poke the previous (terminal) job, in
 /// a loop, until killed. The time cap only matters if the parent died without killing us.
 fn churn(store: &FileStore, ready: &Path, seed: u64) {
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::seeded(seed);
     fs::write(ready, b"").unwrap();
     let end = Instant::now() + PATIENCE;
     let mut prev: Option<JobId> = None;
@@ -435,7 +417,7 @@ fn assert_unlocked(root: &Path, ids: Vec<String>, life: usize) {
 fn killed_writer_never_leaves_a_torn_or_rewritten_record() {
     let kills = env_count("TETHER_RACE_KILLS", 200);
     let per_dir = 20;
-    let mut rng = Rng(seed());
+    let mut rng = Rng::seeded(common::rng::clock_seed());
     let mut terminals_seen = 0usize;
     let mut records_seen = 0usize;
     let mut life = 0usize;

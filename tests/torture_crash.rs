@@ -11,6 +11,7 @@
 //!
 //! CI runs a few hundred jobs; `scripts/soak crash` runs thousands (`TETHER_TORTURE_CRASH_JOBS`).
 
+mod common;
 mod torture_support;
 
 use std::process::Stdio;

@@ -6,6 +6,7 @@
 //! `result --json` exited 101 ("a Display implementation returned an error"): one job hid all the
 //! others from JSON consumers.
 
+mod common;
 mod torture_support;
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};

@@ -7,6 +7,7 @@
 //! for 3 minutes, and `scripts/min-ttl` repeats it at shorter ttls to find the smallest ttl that
 //! still holds. Knobs: `TETHER_TORTURE_LOAD_JOBS`, `_SECS`, `_TTL_MS`, `_INTERVAL_MS`, `_CPU`.
 
+mod common;
 mod torture_support;
 
 use std::collections::BTreeMap;

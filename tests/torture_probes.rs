@@ -2,6 +2,7 @@
 //! a healthy broker keeps a silent job alive, an exec probe that hangs is killed with its group,
 //! and a probe that could never run is refused before anything starts. Real sockets, real processes.
 
+mod common;
 mod torture_support;
 
 use std::io::{Read, Write};

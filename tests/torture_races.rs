@@ -11,6 +11,7 @@
 //!
 //! CI: 20 rounds. `scripts/soak e2e-races` runs more (`TETHER_TORTURE_RACE_ROUNDS`).
 
+mod common;
 mod torture_support;
 
 use std::collections::BTreeMap;

@@ -1,6 +1,6 @@
 //! Shared helpers for the `tether run` integration tests: real processes, bounded waits, and cleanup
 //! of every process a test starts (by pid, proven by start time before it is signalled).
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -176,27 +176,7 @@ pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// The process exists and is not a zombie.
-pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => {
-            let rest = &s[s.rfind(')').unwrap() + 1..];
-            !matches!(rest.split_whitespace().next(), Some("Z" | "X"))
-        }
-        Err(_) => false,
-    }
-}
-
-/// `kill(-pgid, 0)` fails with ESRCH.
-pub fn group_gone(pgid: u32) -> bool {
-    let p = rustix::process::Pid::from_raw(pgid as i32).unwrap();
-    rustix::process::test_kill_process_group(p) == Err(rustix::io::Errno::SRCH)
-}
-
-pub fn signal(pid: u32, sig: rustix::process::Signal) {
-    let p = rustix::process::Pid::from_raw(pid as i32).unwrap();
-    let _ = rustix::process::kill_process(p, sig);
-}
+pub use crate::common::proc::{alive, group_gone, signal};
 
 pub fn child_pid(rec: &Value) -> u32 {
     rec["child"]["pid"].as_u64().unwrap() as u32

@@ -9,7 +9,7 @@
 //!
 //! Reaping happens only under the table's lock, so "not in the table" proves the pid is still ours
 //! (alive or a zombie): [`kill`] checks that under the same lock, so it can never hit a reused pid.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -333,55 +333,8 @@ pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// The process exists and is not a zombie.
-pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => {
-            let rest = &s[s.rfind(')').unwrap() + 1..];
-            !matches!(rest.split_whitespace().next(), Some("Z" | "X"))
-        }
-        Err(_) => false,
-    }
-}
-
-/// A small deterministic generator (xorshift64*), seeded from the environment or the clock; the
-/// seed is printed so a failure can be replayed with `TETHER_TORTURE_SEED`.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(what: &str) -> Rng {
-        let seed = std::env::var("TETHER_TORTURE_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-                    ^ (std::process::id() as u64) << 32
-            });
-        eprintln!("{what}: seed {seed} (replay with TETHER_TORTURE_SEED={seed})");
-        Rng(seed | 1)
-    }
-    pub fn seeded(seed: u64) -> Rng {
-        Rng(seed | 1)
-    }
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    /// Uniform in [lo, hi).
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo).max(1)
-    }
-    pub fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
+pub use crate::common::Rng;
+pub use crate::common::proc::alive;
 
 /// A number from the environment, or the default.
 pub fn knob(name: &str, default: u64) -> u64 {
