@@ -164,8 +164,18 @@ def main():
     finally:
         w.kill()
         w.wait(timeout=10)
-    removed = ok("rm_output", 0, "rm", "--json", "ok", "bad", "slow", "lost")
-    if sorted(x["id"] for x in removed) != ["bad", "lost", "ok", "slow"]:
+    # A foreground run: the job's output, then its final record as the last line of stdout; the
+    # exit code is the job's.
+    p = tether("run", "--json", "--id", "fg", "sh", "-c", "echo out; exit 4")
+    lines = p.stdout.splitlines()
+    if p.returncode != 4 or lines[0] != "out":
+        fail(f"run --json in the foreground: exit {p.returncode}, stdout {p.stdout!r}")
+    last = json.loads(lines[-1])
+    validate("job", last, "run --json (foreground), last line")
+    if (last["id"], last["status"], last["exit"]) != ("fg", "failed", {"code": 4}):
+        fail(f"run --json final record: {last}")
+    removed = ok("rm_output", 0, "rm", "--json", "ok", "bad", "slow", "lost", "fg")
+    if sorted(x["id"] for x in removed) != ["bad", "fg", "lost", "ok", "slow"]:
         fail(f"rm removed {removed}")
     ok("gc_output", 0, "gc", "--json", "--older-than", "0s")
     if ok("status_output", 0, "status", "--json") != []:

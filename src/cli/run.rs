@@ -65,7 +65,8 @@ pub struct RunArgs {
     /// Run in the background; print the id once the job is recorded as running
     #[arg(long)]
     pub detach: bool,
-    /// Print machine-readable output
+    /// Print JSON: with --detach the id and pid; in the foreground, after the job's own output, its
+    /// final record as the last line of stdout
     #[arg(long)]
     pub json: bool,
     /// Internal: this process is the background half of --detach
@@ -166,7 +167,24 @@ pub fn run(dir: Option<PathBuf>, a: RunArgs) -> CliResult {
     if a.detach {
         return wrapper::detach(&opts).map_err(failure);
     }
-    wrapper::run(opts, None).map_err(failure)
+    let (json, dir) = (opts.json, opts.dir.clone());
+    let (id, res) = wrapper::run_job(opts, None);
+    let code = res.map_err(failure)?;
+    if let (true, Some(id)) = (json, id) {
+        print_final(&dir, &id)?;
+    }
+    Ok(code)
+}
+
+/// Foreground `run --json`: the job's final record as the last line of stdout, after everything
+/// the job printed there (protocol.md 9.1), so a script learns the id and the outcome together.
+fn print_final(dir: &Option<PathBuf>, id: &crate::id::JobId) -> Result<(), CliError> {
+    let store = super::open_store(dir)?;
+    let j = crate::judge::settle(&store, id)?;
+    let reader = crate::process::reader();
+    let line = serde_json::to_string(&super::view::job_view(&j, &reader)).unwrap_or_default();
+    super::view::out(line);
+    Ok(())
 }
 
 pub fn beat(a: BeatArgs) -> CliResult {

@@ -93,22 +93,32 @@ pub(crate) use note;
 /// returns the wrapper's exit code. A failure before the job runs is reported once: to the launcher
 /// waiting on `ready`, and as the returned error.
 pub fn run(opts: Options, ready: Option<Ready>) -> Result<i32, Error> {
+    run_job(opts, ready).1
+}
+
+/// `run`, also naming the job it ran (None when setup failed before the job had an id), so the
+/// foreground `run --json` can print the job's final record (issue 15 item 6).
+pub fn run_job(
+    opts: Options,
+    ready: Option<Ready>,
+) -> (Option<crate::id::JobId>, Result<i32, Error>) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            return Err(failed(
-                ready,
-                Error::io(format!("cannot start the event loop: {e}")),
-            ));
+            let e = Error::io(format!("cannot start the event loop: {e}"));
+            return (None, Err(failed(ready, e)));
         }
     };
     rt.block_on(async {
         match setup::setup(&opts, ready.is_some()).await {
-            Ok(s) => Ok(event::supervise(s, &opts, ready).await),
-            Err(e) => Err(failed(ready, e)),
+            Ok(s) => {
+                let id = s.held.job.id.clone();
+                (Some(id), Ok(event::supervise(s, &opts, ready).await))
+            }
+            Err(e) => (None, Err(failed(ready, e))),
         }
     })
 }
