@@ -104,6 +104,11 @@ pub type Listed = Result<Record, StoreError>;
 ///   a record, except a renewal's lease fields (`Renew`).
 /// - **Durable terminal writes.** A write with `durable: true`, and every `create`, is on stable
 ///   storage before the call returns; a renewal need not be.
+/// - **Refusals are decided above the store.** Who may write what is `transition::apply`, run
+///   inside `update`'s closure (`commit`); the backend only makes the read-decide-write atomic. A
+///   refused write changes nothing but `late` (protocol.md 6.4), and that record is stored like any
+///   other write, durably. A backend's own refusal of a renewal (the etcd store: its lease is gone)
+///   is a `Refused` with `Why::Store`, and means the same to the holder: stop renewing.
 /// - **Nothing lost, nothing deleted behind the user's back.** A record that cannot be parsed is
 ///   reported (`StoreError::Record`) and left as it is; only `remove` deletes, and only what its
 ///   closure accepts.
