@@ -42,7 +42,7 @@ pub struct Etcd {
     pub client_port: u16,
     pub peer_port: u16,
     pub data_dir: PathBuf,
-    _tmp: Option<tempfile::TempDir>,
+    _tmp: Option<std::sync::Arc<tempfile::TempDir>>,
     log: PathBuf,
     extra: Vec<String>,
 }
@@ -97,7 +97,7 @@ impl Etcd {
             };
             match e.wait_ready() {
                 Ok(()) => {
-                    e._tmp = Some(tmp);
+                    e._tmp = Some(std::sync::Arc::new(tmp));
                     return Some(e);
                 }
                 Err(why) => {
@@ -251,8 +251,14 @@ fn spawn(
         .arg("--initial-advertise-peer-urls")
         .arg(&peer)
         .arg("--initial-cluster")
-        .arg(format!("{name}={peer}"))
-        .args(extra)
+        .arg(
+            extra
+                .iter()
+                .find_map(|a| a.strip_prefix("cluster:"))
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("{name}={peer}")),
+        )
+        .args(extra.iter().filter(|a| !a.starts_with("cluster:")))
         .env_remove("ETCD_NAME")
         .env_remove("ETCD_DATA_DIR")
         .stdin(Stdio::null())
@@ -423,4 +429,56 @@ impl Drop for Host {
         let _ = sh(&["ip", "netns", "del", &self.netns]);
         let _ = sh(&["ip", "link", "del", &self.veth_root]);
     }
+}
+
+/// A cluster of `n` members on 127.0.0.1, each its own process and data directory; None when
+/// skipped. Members are `Etcd` handles (stopped on drop), restartable by `restart`.
+pub fn start_cluster(n: usize) -> Option<Vec<Etcd>> {
+    let bin = etcd_binary()?;
+    let tmp = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let ports: Vec<(u16, u16)> = (0..n)
+        .map(|_| (free_port("127.0.0.1"), free_port("127.0.0.1")))
+        .collect();
+    let cluster = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut members = Vec::new();
+    for (i, &(client_port, peer_port)) in ports.iter().enumerate() {
+        let data_dir = tmp.path().join(format!("m{i}"));
+        let log = tmp.path().join(format!("m{i}.log"));
+        let extra = vec![format!("cluster:{cluster}")];
+        let ips = vec!["127.0.0.1".to_string()];
+        let child = spawn(
+            &bin,
+            &format!("m{i}"),
+            &ips,
+            client_port,
+            peer_port,
+            &data_dir,
+            &log,
+            &extra,
+        );
+        members.push(Etcd {
+            child,
+            name: format!("m{i}"),
+            ip: "127.0.0.1".into(),
+            ips,
+            client_port,
+            peer_port,
+            data_dir,
+            _tmp: Some(tmp.clone()),
+            log,
+            extra,
+        });
+    }
+    // A member serves clients only once a quorum has formed, so all start before any is awaited.
+    for m in &mut members {
+        if let Err(why) = m.wait_ready() {
+            panic!("cluster member {} did not start: {why}", m.name);
+        }
+    }
+    Some(members)
 }
