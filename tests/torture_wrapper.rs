@@ -440,3 +440,27 @@ fn tethers_diagnostics_stay_out_of_the_jobs_log() {
         "{v}"
     );
 }
+
+#[test]
+fn channel_directories_of_killed_wrappers_are_swept_and_live_ones_kept() {
+    use rustix::process::Signal;
+    let env = Env::new();
+    let (dead_id, dead_sock) = detach_with_umask(&env, 0o022, "notify", "NOTIFY_SOCKET");
+    let (_, live_sock) = detach_with_umask(&env, 0o022, "notify", "NOTIFY_SOCKET");
+    let dead_wrapper = env.record(&dead_id).unwrap()["holder"]["pid"]
+        .as_u64()
+        .unwrap() as u32;
+    let p = rustix::process::Pid::from_raw(dead_wrapper as i32).unwrap();
+    rustix::process::kill_process(p, Signal::KILL).unwrap();
+    assert!(wait_for(Duration::from_secs(20), || !alive(dead_wrapper)));
+    // SIGKILL leaves the directory behind; the next wrapper that sets up a channel removes it.
+    assert!(dead_sock.parent().unwrap().exists());
+    let (_, new_sock) = detach_with_umask(&env, 0o022, "file", "TETHER_HEARTBEAT_FILE");
+    assert!(
+        !dead_sock.parent().unwrap().exists(),
+        "{} left behind",
+        dead_sock.display()
+    );
+    assert!(live_sock.exists(), "a live job's channel was removed");
+    assert!(new_sock.exists());
+}

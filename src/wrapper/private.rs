@@ -64,6 +64,7 @@ pub fn dir(state_root: &Path) -> io::Result<tempfile::TempDir> {
                 last = e;
                 continue;
             }
+            sweep(base);
         }
         let made = tempfile::Builder::new()
             .prefix("tether-")
@@ -74,12 +75,69 @@ pub fn dir(state_root: &Path) -> io::Result<tempfile::TempDir> {
                 // The umask can only have narrowed 0700; make it exact.
                 std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o700))
                     .map_err(|e| annotate(d.path(), e))?;
+                if i == 0 {
+                    write_owner(d.path());
+                }
                 return Ok(d);
             }
             Err(e) => last = annotate(base, e),
         }
     }
     Err(last)
+}
+
+/// Who made a channel directory: `PID_NS PID START` of its wrapper, so a later wrapper can tell a
+/// directory left by a SIGKILLed one (nothing else removes it) from one in use.
+const OWNER: &str = "owner";
+
+fn write_owner(dir: &Path) {
+    let me = std::process::id();
+    if let (Some(ns), Some(start)) = (
+        crate::process::pid_ns(),
+        crate::process::start_token_any(me),
+    ) {
+        let _ = std::fs::write(dir.join(OWNER), format!("{ns} {me} {start}\n"));
+    }
+}
+
+/// Removes the channel directories in `run` whose wrapper is provably gone: same pid namespace as
+/// ours, and its pid names no process or one with another start time. Anything unsure (another pid
+/// namespace, an unreadable owner, a directory still being set up) is left alone, so a live job's
+/// channel is never taken away.
+fn sweep(run: &Path) {
+    let Ok(entries) = std::fs::read_dir(run) else {
+        return;
+    };
+    let Some(our_ns) = crate::process::pid_ns() else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let is_ours = e.file_name().to_string_lossy().starts_with("tether-")
+            && std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+        if !is_ours {
+            continue;
+        }
+        let Ok(owner) = std::fs::read_to_string(path.join(OWNER)) else {
+            continue;
+        };
+        let mut f = owner.split_whitespace();
+        let (Some(ns), Some(pid), Some(start)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        let gone = ns == our_ns
+            && match crate::process::probe(pid) {
+                crate::verdict::Probe::Gone => true,
+                crate::verdict::Probe::Alive { start: Some(s) } => s != start,
+                _ => false,
+            };
+        if gone {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
 }
 
 /// Binds the notify socket at `path` (mode 0600) with SO_PASSCRED on, so each datagram carries
