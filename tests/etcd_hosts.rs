@@ -15,7 +15,7 @@ use etcd_common::{Etcd, Host};
 use rustix::process::Signal;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tether");
+use common::BIN;
 
 struct Two {
     a: Host,

@@ -1,5 +1,6 @@
 //! `cancel`: only a process proven to be the job's is signalled, and the whole group dies.
 
+mod common;
 mod readers_support;
 
 use std::os::unix::process::CommandExt;

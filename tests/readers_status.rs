@@ -1,5 +1,6 @@
 //! `status`, `--wait`, `result`, `inspect` and the error paths, against real processes and files.
 
+mod common;
 mod readers_support;
 
 use std::time::{Duration, Instant};

@@ -1,5 +1,6 @@
 //! The library's wait machinery, as a benchmark would drive it.
 
+mod common;
 mod readers_support;
 
 use std::time::{Duration, Instant};

@@ -1,17 +1,20 @@
 //! The test kit shared by the integration-test crates (`mod common;` in a test file): skipping
-//! honestly ([`skip`]), the one record builder ([`record`]), the one random generator ([`Rng`]),
-//! mounts ([`Mount`]), and what tests read of `/proc` ([`proc`]), through the library's own parser.
+//! honestly ([`skip`]), the binary and a test's own state directory ([`env`]), the one record
+//! builder ([`record`]), the one random generator ([`Rng`]), mounts ([`Mount`]), and what tests
+//! read of `/proc` and how they kill what they started ([`proc`]), through the library's own code.
 //!
 //! Each test file is its own crate and uses a part of the kit, hence `dead_code` and
 //! `unused_imports` (of the re-exports below) allowed here.
 #![allow(dead_code, unused_imports)]
 
+pub mod env;
 pub mod mount;
 pub mod proc;
 pub mod record;
 pub mod rng;
 pub mod skip;
 
+pub use env::BIN;
 pub use mount::Mount;
 pub use record::record;
 pub use rng::Rng;

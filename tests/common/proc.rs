@@ -20,3 +20,18 @@ pub fn signal(pid: u32, sig: Signal) {
     let p = Pid::from_raw(pid as i32).unwrap();
     let _ = rustix::process::kill_process(p, sig);
 }
+
+/// Kills a process that is not (necessarily) our child, but only if its start time is still
+/// `start` (a detached wrapper, its child): continued, killed (with its group when `group`), and
+/// waited for up to 5 s. A pid reused by another process is left alone.
+pub fn kill_proven(pid: u32, start: &str, group: bool) {
+    let ns = tether::process::pid_ns();
+    if let Ok(p) = tether::process::Pinned::open(pid, start, ns.as_deref()) {
+        let _ = p.signal(Signal::CONT);
+        if group {
+            let _ = p.signal_group(pid, Signal::KILL);
+        }
+        let _ = p.signal(Signal::KILL);
+        p.wait_exit(std::time::Duration::from_secs(5));
+    }
+}

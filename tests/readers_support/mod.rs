@@ -24,8 +24,7 @@ pub struct Env {
 }
 
 pub fn env() -> Env {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("state");
+    let (tmp, root) = crate::common::env::state_dir();
     let store = FileStore::open(StateDir { root: root.clone() }, true).unwrap();
     Env { tmp, root, store }
 }
@@ -181,9 +180,8 @@ pub fn finish(e: &Env, id: &str, status: Status, code: i32) {
 }
 
 pub fn tether_cmd(root: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tether"));
-    c.arg("--dir").arg(root).args(args);
-    c.stdin(Stdio::null());
+    let mut c = crate::common::env::tether(root);
+    c.args(args).stdin(Stdio::null());
     c
 }
 

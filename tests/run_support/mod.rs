@@ -1,6 +1,6 @@
 //! Shared helpers for the `tether run` integration tests: real processes, bounded waits, and cleanup
 //! of every process a test starts (by pid, proven by start time before it is signalled).
-#![allow(dead_code, unused_imports)]
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -11,7 +11,8 @@ use tether::id::JobId;
 use tether::judge::{Judged, settle};
 use tether::store::{FileStore, StateDir, Store};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_tether");
+#[allow(unused_imports)] // re-exported for the test files that use it
+pub use crate::common::BIN;
 
 pub struct Env {
     pub tmp: tempfile::TempDir,
@@ -22,8 +23,7 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("state");
+        let (tmp, dir) = crate::common::env::state_dir();
         Env {
             tmp,
             dir,
@@ -32,12 +32,7 @@ impl Env {
     }
 
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(BIN);
-        c.arg("--dir").arg(&self.dir);
-        c.env_remove("NOTIFY_SOCKET")
-            .env_remove("TETHER_HEARTBEAT_FILE")
-            .env_remove("TETHER_DIR");
-        c
+        crate::common::env::tether(&self.dir)
     }
 
     /// Runs `tether run ARGS` in the foreground; returns (exit code, stdout, stderr).
@@ -85,9 +80,7 @@ impl Env {
             "detach failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let id = v["id"].as_str().unwrap().to_string();
-        let pid = v["pid"].as_u64().unwrap() as u32;
+        let (id, pid) = crate::common::env::detached(&out.stdout);
         let rec = self.record(&id);
         self.adopt(pid, rec["holder"]["start"].as_str().unwrap(), false);
         let c = &rec["child"];
@@ -148,16 +141,7 @@ impl Env {
 impl Drop for Env {
     fn drop(&mut self) {
         for (pid, start, leader) in self.reap.drain(..).rev() {
-            if let Ok(p) =
-                tether::process::Pinned::open(pid, &start, tether::process::pid_ns().as_deref())
-            {
-                let _ = p.signal(rustix::process::Signal::CONT);
-                if leader {
-                    let _ = p.signal_group(pid, rustix::process::Signal::KILL);
-                }
-                let _ = p.signal(rustix::process::Signal::KILL);
-                p.wait_exit(Duration::from_secs(5));
-            }
+            crate::common::proc::kill_proven(pid, &start, leader);
         }
     }
 }
@@ -176,6 +160,7 @@ pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
+#[allow(unused_imports)] // re-exported for the test files that use it
 pub use crate::common::proc::{alive, group_gone, signal};
 
 pub fn child_pid(rec: &Value) -> u32 {

@@ -9,7 +9,7 @@
 //!
 //! Reaping happens only under the table's lock, so "not in the table" proves the pid is still ours
 //! (alive or a zombie): [`kill`] checks that under the same lock, so it can never hit a reused pid.
-#![allow(dead_code, unused_imports)]
+#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal, WaitIdOptions, WaitOptions};
 use serde_json::Value;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_tether");
+#[allow(unused_imports)] // re-exported for the test files that use it
+pub use crate::common::BIN;
 
 /// How a process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,11 +144,7 @@ pub fn kill_group(pgid: u32, sig: Signal) {
 /// Kills a process that is not (necessarily) our child, but only if its start time is still the
 /// recorded one: the detached wrappers and their children.
 pub fn kill_proven(pid: u32, start: &str) {
-    if let Ok(p) = tether::process::Pinned::open(pid, start, tether::process::pid_ns().as_deref()) {
-        let _ = p.signal(Signal::CONT);
-        let _ = p.signal(Signal::KILL);
-        p.wait_exit(Duration::from_secs(5));
-    }
+    crate::common::proc::kill_proven(pid, start, false);
 }
 
 /// Output of a finished command.
@@ -189,8 +186,7 @@ pub struct Env {
 impl Env {
     pub fn new() -> Env {
         table();
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("state");
+        let (tmp, dir) = crate::common::env::state_dir();
         Env {
             tmp,
             dir,
@@ -201,12 +197,8 @@ impl Env {
 
     /// `tether --dir DIR`, with a clean environment for the job-related variables.
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(BIN);
-        c.arg("--dir").arg(&self.dir);
-        c.env_remove("NOTIFY_SOCKET")
-            .env_remove("TETHER_HEARTBEAT_FILE")
-            .env_remove("TETHER_DIR")
-            .stdin(Stdio::null());
+        let mut c = crate::common::env::tether(&self.dir);
+        c.stdin(Stdio::null());
         c
     }
 
@@ -259,9 +251,7 @@ impl Env {
         c.args(["run", "--detach", "--json"]).args(args);
         let o = self.run(c, Duration::from_secs(60));
         assert_eq!(o.code(), 0, "detach failed: {}", o.stderr);
-        let v = o.json();
-        let id = v["id"].as_str().unwrap().to_string();
-        let pid = v["pid"].as_u64().unwrap() as u32;
+        let (id, pid) = crate::common::env::detached(o.stdout.as_bytes());
         let rec = self.record(&id).expect("record of a detached job");
         self.adopt(pid, rec["holder"]["start"].as_str().unwrap());
         if let Some(c) = rec["child"].as_object() {
@@ -333,7 +323,9 @@ pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
+#[allow(unused_imports)] // re-exported for the test files that use it
 pub use crate::common::Rng;
+#[allow(unused_imports)] // re-exported for the test files that use it
 pub use crate::common::proc::alive;
 
 /// A number from the environment, or the default.
