@@ -244,6 +244,13 @@ impl Dir {
 /// Opens `path` one component at a time. A symbolic link is followed only where no one but us or
 /// root could have planted it (`link_is_trusted`), and never as the last component.
 fn walk(path: &Path, create: bool) -> Result<OwnedFd, StoreError> {
+    if path.as_os_str().is_empty() {
+        // Not "the current directory": an empty `--dir ""` names nothing.
+        return Err(StoreError::Dir {
+            path: path.to_path_buf(),
+            why: DirProblem::Missing,
+        });
+    }
     let open_dir = |at: &OwnedFd, name: &OsStr, last: bool| {
         let through = if last { OFlags::RDONLY } else { THROUGH };
         rustix::fs::openat(

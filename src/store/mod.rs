@@ -15,6 +15,8 @@ pub mod etcd_url;
 mod file;
 mod logs;
 mod renew;
+#[cfg(test)]
+mod tests;
 mod watch;
 
 use std::os::fd::BorrowedFd;
