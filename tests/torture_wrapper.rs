@@ -352,6 +352,10 @@ fn the_job_gets_its_id_and_beat_channel_and_nothing_of_tethers_own() {
 #[test]
 fn every_change_of_the_heartbeat_file_is_a_beat() {
     let env = Env::new();
+    // Counting every write needs file events (inotify); without them the count is per tick.
+    let file_events =
+        tether::platform::DirEvents::new(env.tmp.path(), tether::platform::Interest::Writes)
+            .is_ok();
     for (name, step) in [
         ("touch", "touch \"$TETHER_HEARTBEAT_FILE\""),
         ("write", "echo \"step $i\" > \"$TETHER_HEARTBEAT_FILE\""),
@@ -378,7 +382,14 @@ fn every_change_of_the_heartbeat_file_is_a_beat() {
         let o = env.run(c, Duration::from_secs(60));
         assert_eq!(o.code(), 0, "{name}: {}", o.stderr);
         let rec = env.record(name).unwrap();
-        assert_eq!(rec["progress"]["count"], 8, "{name}: {rec}");
+        if file_events {
+            assert_eq!(rec["progress"]["count"], 8, "{name}: {rec}");
+        } else {
+            // The fallback (macOS, `--features portable`) compares the file's stamp once per tick
+            // and at the end: a run under two 1 s intervals counts one or two beats.
+            let n = rec["progress"]["count"].as_u64().unwrap_or(0);
+            assert!((1..=2).contains(&n), "{name}: {rec}");
+        }
         if name != "touch" {
             assert_eq!(rec["progress"]["message"], "step 8", "{name}: {rec}");
         }
