@@ -13,24 +13,12 @@ use tether::process;
 use tether::record::{Child as RecChild, Status};
 use tether::store::Store;
 
-/// (pid, state letter) of every process in group `pgid`.
-fn members(pgid: u32) -> Vec<(u32, String)> {
-    let mut v = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
-            .split_ascii_whitespace()
-            .collect();
-        if f[2].parse::<u32>().ok() == Some(pgid) {
-            v.push((pid, f[0].to_owned()));
-        }
-    }
-    v
+/// (pid, is a zombie) of every process in group `pgid`.
+fn members(pgid: u32) -> Vec<(u32, bool)> {
+    common::proc::group(pgid)
+        .into_iter()
+        .map(|(pid, st)| (pid, st.zombie))
+        .collect()
 }
 
 /// Kills a group we started if the test fails before cancel did it.
@@ -83,7 +71,7 @@ fn cancel_tree(script: &str, grace: &str) -> (String, Duration) {
     assert_eq!(rec.status, Status::Cancelled);
     let left = members(pgid);
     assert!(
-        left.iter().all(|(_, s)| s == "Z"),
+        left.iter().all(|(_, zombie)| *zombie),
         "still running: {left:?}"
     );
     kids.0.last_mut().unwrap().wait().unwrap();

@@ -14,22 +14,11 @@ use serde_json::Value;
 /// (pid, start token) of every live (not zombie) process in group `pgid`, read from /proc here so
 /// the test does not trust the listing it tests.
 fn members(pgid: u32) -> Vec<(u32, String)> {
-    let mut v = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
-            .split_ascii_whitespace()
-            .collect();
-        if f[2].parse::<u32>().ok() == Some(pgid) && !matches!(f[0], "Z" | "X") {
-            v.push((pid, format!("linux:{}", f[19])));
-        }
-    }
-    v
+    common::proc::group(pgid)
+        .into_iter()
+        .filter(|(_, st)| !st.zombie)
+        .map(|(pid, st)| (pid, st.start))
+        .collect()
 }
 
 fn tether(e: &Env, args: &[&str]) -> Output {

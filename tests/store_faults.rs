@@ -16,10 +16,10 @@ use std::path::Path;
 use std::process::Command;
 
 use common::Mount;
-use tether::clock::{Timestamp, mono_ms};
+use tether::clock::Timestamp;
 use tether::id::JobId;
 use tether::judge::settle;
-use tether::record::{Exit, Progress, Reason, Record, Status};
+use tether::record::{Exit, Reason, Record, Status};
 use tether::store::{Change, FileStore, StateDir, Store, StoreError};
 use tether::transition::{Write, apply};
 use tether::verdict::Outcome;
@@ -50,19 +50,7 @@ fn dead_pid() -> u32 {
 }
 
 fn renew(n: u64) -> Write {
-    Write::Renew {
-        epoch: 1,
-        at: Timestamp::now(),
-        mono_ms: mono_ms(),
-        running: true,
-        child: None,
-        progress: Some(Progress {
-            message: Some(format!("beat {n}")),
-            at: Some(Timestamp::now()),
-            count: n,
-            ..Default::default()
-        }),
-    }
+    common::record::renewal(format!("beat {n}"), n)
 }
 
 fn finish() -> Write {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use common::Rng;
 use tether::clock::{Timestamp, mono_ms};
 use tether::id::JobId;
-use tether::record::{Exit, Holder, Progress, Reason, Record, Status};
+use tether::record::{Exit, Holder, Reason, Record, Status};
 use tether::store::{Change, FileStore, StateDir, Store};
 use tether::transition::Write;
 
@@ -210,19 +210,7 @@ fn churn(store: &FileStore, ready: &Path, seed: u64) {
             .create(&record(id.as_str(), std::process::id()))
             .unwrap();
         for i in 0..rng.below(6) {
-            let w = Write::Renew {
-                epoch: 1,
-                at: Timestamp::now(),
-                mono_ms: mono_ms(),
-                running: true,
-                child: None,
-                progress: Some(Progress {
-                    message: Some(format!("beat {i}")),
-                    at: Some(Timestamp::now()),
-                    count: i,
-                    ..Default::default()
-                }),
-            };
+            let w = common::record::renewal(format!("beat {i}"), i);
             write(store, &id, &w);
         }
         let role = match rng.below(4) {

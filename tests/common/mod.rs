@@ -19,3 +19,20 @@ pub use mount::Mount;
 pub use record::record;
 pub use rng::Rng;
 pub use skip::{in_ci, need_root, need_tool, on_path, skip};
+
+use std::time::{Duration, Instant};
+
+/// Calls `f` every `every` until it is true (true) or `limit` passes (false): the tests' bounded
+/// waits, generous because the machine may be loaded.
+pub fn poll(limit: Duration, every: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(every);
+    }
+}

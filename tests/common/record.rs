@@ -1,7 +1,9 @@
 //! The one record builder: a record as the wrapper writes it at start (`Record::begin`), running,
-//! held by this process on this machine, unless a test says otherwise.
+//! held by this process on this machine, unless a test says otherwise; and a holder's renewal.
 
-use tether::record::{Holder, Record, Status};
+use tether::clock::{Timestamp, mono_ms};
+use tether::record::{Holder, Progress, Record, Status};
+use tether::transition::Write;
 
 /// Starts a record for `id`: running, argv `true`, interval 1 s, ttl 10 min, held by this process.
 pub fn record(id: &str) -> RecordBuilder {
@@ -77,5 +79,22 @@ impl RecordBuilder {
         r.name = self.name;
         r.status = self.status;
         r
+    }
+}
+
+/// A holder's renewal of epoch 1, now, still running, reporting `message` as progress `count`.
+pub fn renewal(message: String, count: u64) -> Write {
+    Write::Renew {
+        epoch: 1,
+        at: Timestamp::now(),
+        mono_ms: mono_ms(),
+        running: true,
+        child: None,
+        progress: Some(Progress {
+            message: Some(message),
+            at: Some(Timestamp::now()),
+            count,
+            ..Default::default()
+        }),
     }
 }

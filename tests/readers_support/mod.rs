@@ -13,7 +13,7 @@ use serde_json::Value;
 use tether::clock::{Timestamp, mono_ms};
 use tether::id::JobId;
 use tether::process;
-use tether::record::{Child as RecChild, Progress, Record, Status};
+use tether::record::{Child as RecChild, Record, Status};
 use tether::store::{Change, FileStore, StateDir, Store};
 use tether::transition::{Write, apply};
 
@@ -128,19 +128,7 @@ impl Renewer {
             let mut n = 1u64;
             while !s2.load(Ordering::Relaxed) {
                 n += 1;
-                let w = Write::Renew {
-                    epoch: 1,
-                    at: Timestamp::now(),
-                    mono_ms: mono_ms(),
-                    running: true,
-                    child: None,
-                    progress: Some(Progress {
-                        message: Some(format!("step {n}")),
-                        at: Some(Timestamp::now()),
-                        count: n,
-                        ..Default::default()
-                    }),
-                };
+                let w = crate::common::record::renewal(format!("step {n}"), n);
                 let r = tether::store::commit(&store, &id, &w, false);
                 if r.is_err() {
                     break;

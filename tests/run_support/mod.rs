@@ -147,17 +147,8 @@ impl Drop for Env {
 }
 
 /// Polls `f` every 50 ms until it is true or `limit` passes.
-pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+pub fn wait_for(limit: Duration, f: impl FnMut() -> bool) -> bool {
+    crate::common::poll(limit, Duration::from_millis(50), f)
 }
 
 #[allow(unused_imports)] // re-exported for the test files that use it
