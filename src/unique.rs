@@ -13,7 +13,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::id::JobId;
-use crate::judge::settle;
+use crate::reader::settle::settle;
 use crate::store::{FileStore, Store, StoreError};
 
 /// The lock that makes a key's check-then-create one step; released when dropped.
@@ -93,7 +93,7 @@ pub fn claim_waiting(store: &FileStore, key: &str) -> Result<Claim, ClaimError> 
                 let Ok(id) = JobId::parse(&holder) else {
                     continue;
                 };
-                match crate::wait::wait(store, &id, Default::default()) {
+                match crate::reader::wait::wait(store, &id, Default::default()) {
                     Ok(_) | Err(StoreError::NotFound(..)) => continue,
                     Err(e) => return Err(e.into()),
                 }

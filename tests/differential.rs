@@ -12,7 +12,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 use tether::clock::{Now, Timestamp};
-use tether::lease::Stamp;
+use tether::lease_file::Stamp;
 use tether::record::{Record, RecordError};
 use tether::verdict::{Outcome, Probe, Reader, verdict};
 

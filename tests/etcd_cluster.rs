@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use etcd_common::Etcd;
 use tether::clock::Timestamp;
 use tether::id::JobId;
-use tether::judge::settle;
+use tether::reader::settle::settle;
 use tether::record::Record;
 use tether::store::etcd_url::StoreUrl;
 use tether::store::{Auth, EtcdRenewer, EtcdStore, Renew, Store};

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 use etcd_common::Etcd;
 use tether::clock::Timestamp;
 use tether::id::JobId;
-use tether::judge::settle;
+use tether::reader::settle::settle;
+use tether::reader::wait::{Options, Waited, wait};
 use tether::record::{Reason, Record, Status};
 use tether::store::etcd_url::{EtcdUrl, StoreUrl};
 use tether::store::{Auth, EtcdStore, Renew, Store, StoreError, commit};
 use tether::transition::Write;
 use tether::verdict::{Outcome, Rule};
-use tether::wait::{Options, Waited, wait};
 
 fn url(e: &Etcd, prefix: &str) -> EtcdUrl {
     match StoreUrl::parse(&e.url(prefix)).unwrap() {

@@ -6,7 +6,7 @@ mod readers_support;
 use std::time::{Duration, Instant};
 
 use readers_support::*;
-use tether::wait::{Options, Waited, wait};
+use tether::reader::wait::{Options, Waited, wait};
 
 #[test]
 fn wait_ticks_while_active_and_times_out() {
@@ -15,7 +15,7 @@ fn wait_ticks_while_active_and_times_out() {
     job(&e, &mut kids, "ticking", 200, 1000);
     let _r = Renewer::start(&e, "ticking", Duration::from_millis(100));
     let mut ticks = 0;
-    let mut tick = |j: &tether::judge::Judged| {
+    let mut tick = |j: &tether::reader::settle::Judged| {
         assert!(j.verdict.is_active());
         ticks += 1;
     };

@@ -18,7 +18,7 @@ use std::process::Command;
 use common::Mount;
 use tether::clock::Timestamp;
 use tether::id::JobId;
-use tether::judge::settle;
+use tether::reader::settle::settle;
 use tether::record::{Exit, Reason, Record, Status};
 use tether::store::{Change, FileStore, StateDir, Store, StoreError};
 use tether::transition::{Write, apply};

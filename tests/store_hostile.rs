@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tether::id::JobId;
-use tether::judge::settle;
 use tether::process::{self, IdentityError, Pinned};
+use tether::reader::settle::settle;
 use tether::record::{Reason, Record, RecordError, Status};
 use tether::store::{Change, FileStore, StateDir, Store, StoreError};
 use tether::verdict::{Outcome, Probe};

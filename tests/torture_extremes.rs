@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tether::clock::Timestamp;
-use tether::lease::Stamp;
+use tether::lease_file::Stamp;
 use torture_support::*;
 
 const FAR: &str = "9999-12-31T23:59:59.999Z";
@@ -64,10 +64,10 @@ fn write(e: &Env, id: &str, rec: &Value) {
 }
 
 fn write_lease(e: &Env, id: &str, stamps: &[Stamp]) {
-    let mut file = tether::lease::empty_file();
+    let mut file = tether::lease_file::empty_file();
     for s in stamps {
         let at = s.offset() as usize;
-        file[at..at + tether::lease::SLOT_LEN].copy_from_slice(&s.encode());
+        file[at..at + tether::lease_file::SLOT_LEN].copy_from_slice(&s.encode());
     }
     std::fs::write(e.jobs().join(format!("{id}.lease")), file).unwrap();
 }

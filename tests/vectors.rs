@@ -218,7 +218,7 @@ fn evaluate(v: &Vector) -> Result<Got, String> {
         Ok(mut r) => {
             if let Some(lf) = &v.lease_file {
                 if r.status.is_active() {
-                    tether::lease::merge(&mut r, lf.as_bytes());
+                    tether::lease_file::merge(&mut r, lf.as_bytes());
                 }
             }
             r

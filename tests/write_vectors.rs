@@ -219,7 +219,7 @@ fn refused(given: &Record, r: &Refused) -> Outcome {
 /// The current record as a write sees it under the lock: its lease file folded in (6.5).
 fn folded(v: &Vector, mut c: Record) -> Record {
     if let (Some(lf), true) = (&v.lease_file, c.status.is_active()) {
-        tether::lease::merge(&mut c, lf.as_bytes());
+        tether::lease_file::merge(&mut c, lf.as_bytes());
     }
     c
 }
@@ -285,11 +285,11 @@ fn pure_lease_file(v: &Vector) -> Result<Option<Vec<u8>>, String> {
         return Ok(given);
     }
     let mut file = given.unwrap_or_default();
-    if file.len() < tether::lease::FILE_LEN {
-        file = tether::lease::empty_file().to_vec();
+    if file.len() < tether::lease_file::FILE_LEN {
+        file = tether::lease_file::empty_file().to_vec();
     }
-    let stamp = tether::lease::Stamp {
-        seq: tether::lease::newest(&file).map_or(0, |s| s.seq) + 1,
+    let stamp = tether::lease_file::Stamp {
+        seq: tether::lease_file::newest(&file).map_or(0, |s| s.seq) + 1,
         epoch: *epoch,
         renewed_mono_ms: *mono_ms,
         renewed_at: ts(at)?,
@@ -297,7 +297,7 @@ fn pure_lease_file(v: &Vector) -> Result<Option<Vec<u8>>, String> {
         beat_at: beat_at.as_deref().map(ts).transpose()?,
     };
     let o = stamp.offset() as usize;
-    file[o..o + tether::lease::SLOT_LEN].copy_from_slice(&stamp.encode());
+    file[o..o + tether::lease_file::SLOT_LEN].copy_from_slice(&stamp.encode());
     Ok(Some(file))
 }
 

@@ -310,7 +310,7 @@ pub fn cancel_job(dir: &Option<PathBuf>, arg: &str, grace: Duration) -> Result<R
 
 /// Cancel of a job that has already ended: its outcome stands, but a lost job's surviving
 /// processes are stopped (see `survivors`).
-fn cancel_ended(j: &crate::judge::Judged, grace: Duration) -> Report {
+fn cancel_ended(j: &crate::reader::settle::Judged, grace: Duration) -> Report {
     let r = &j.record;
     // A lost job's processes may outlive its holder: stop what is provably the job's.
     let stopped = (j.status() == Status::Lost)

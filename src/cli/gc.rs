@@ -9,7 +9,7 @@ use super::survivors;
 use super::view::{self, UnsavedNote};
 use super::{CliError, CliResult, Errors, exit, open_store};
 use crate::clock::{Timestamp, short_duration};
-use crate::judge::settle;
+use crate::reader::settle::settle;
 use crate::record::{Reason, Record, Status};
 use crate::store::{Store, StoreError};
 
@@ -78,7 +78,12 @@ impl Report {
     }
 }
 
-fn job_item(action: Action, j: &crate::judge::Judged, age: Option<i64>, pids: Vec<u32>) -> Item {
+fn job_item(
+    action: Action,
+    j: &crate::reader::settle::Judged,
+    age: Option<i64>,
+    pids: Vec<u32>,
+) -> Item {
     Item {
         action,
         id: Some(j.record.id.clone()),
@@ -93,7 +98,11 @@ fn job_item(action: Action, j: &crate::judge::Judged, age: Option<i64>, pids: Ve
 /// For a lost job whose process group still has members proven to be the job's: whether gc may go
 /// on and remove it. Without `--force` it is kept (its record is the only trace of those processes);
 /// with it they are stopped first, and the job is kept if they would not die.
-fn survivors_allow_removal(j: &crate::judge::Judged, a: &GcArgs, out: &mut Report) -> bool {
+fn survivors_allow_removal(
+    j: &crate::reader::settle::Judged,
+    a: &GcArgs,
+    out: &mut Report,
+) -> bool {
     if j.status() != Status::Lost {
         return true;
     }

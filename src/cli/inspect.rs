@@ -10,8 +10,8 @@ use serde::Serialize;
 use super::view::{self, LeaseView};
 use super::{CliResult, exit, settle_arg};
 use crate::clock::{Timestamp, short_duration};
-use crate::judge::Judged;
 use crate::process;
+use crate::reader::settle::Judged;
 use crate::record::{Child, Exit, Holder, LateResult, Progress, Reason, Status};
 use crate::verdict::{ClockRule, LeaseAge, Outcome, Probe, Reader, Rule, lease_age, pid_visible};
 

@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::view::{self, UnsavedNote};
 use super::{CliError, CliResult, exit, open_store, resolve_id};
-use crate::judge::settle;
+use crate::reader::settle::settle;
 use crate::store::Store;
 
 /// How often `--follow` looks for new output and re-judges the job. Logs are for people; a fifth of

@@ -319,10 +319,10 @@ pub fn open_store(dir: &Option<PathBuf>) -> Result<AnyStore, CliError> {
 pub fn settle_arg(
     dir: &Option<PathBuf>,
     arg: &str,
-) -> Result<(AnyStore, JobId, crate::judge::Judged), CliError> {
+) -> Result<(AnyStore, JobId, crate::reader::settle::Judged), CliError> {
     let store = open_store(dir)?;
     let id = resolve_id(&store, arg)?;
-    let j = crate::judge::settle(&store, &id)?;
+    let j = crate::reader::settle::settle(&store, &id)?;
     view::UnsavedNote::default().note(&j);
     Ok((store, id, j))
 }

@@ -180,7 +180,7 @@ pub fn run(dir: Option<PathBuf>, a: RunArgs) -> CliResult {
 /// the job printed there (protocol.md 9.1), so a script learns the id and the outcome together.
 fn print_final(dir: &Option<PathBuf>, id: &crate::id::JobId) -> Result<(), CliError> {
     let store = super::open_store(dir)?;
-    let j = crate::judge::settle(&store, id)?;
+    let j = crate::reader::settle::settle(&store, id)?;
     let reader = crate::process::reader();
     let line = serde_json::to_string(&super::view::job_view(&j, &reader)).unwrap_or_default();
     super::view::out(line);

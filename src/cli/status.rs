@@ -7,8 +7,8 @@ use clap::Args;
 
 use super::view::{self, UnsavedNote};
 use super::{CliResult, Errors, exit, open_store, resolve_id};
-use crate::judge::{Judged, settle};
 use crate::process;
+use crate::reader::settle::{Judged, settle};
 use crate::record::Status;
 use crate::store::{StateDir, Store, StoreError};
 use crate::verdict::Reader;

@@ -2,7 +2,7 @@
 //! job with the same words, the same JSON shape and the same exit code.
 
 use crate::clock::short_duration;
-use crate::judge::Judged;
+use crate::reader::settle::Judged;
 use crate::record::{Reason, Record, Status};
 use crate::verdict::{Reader, Rule, expires_at, lease_age, pid_visible};
 

@@ -1,5 +1,5 @@
 //! `status --wait A [B ...]`: blocks until the jobs end (every one, or with `--any` the first),
-//! each on its holder's pidfd, its record's change and its lease's expiry (src/wait.rs).
+//! each on its holder's pidfd, its record's change and its lease's expiry (src/reader/wait.rs).
 //!
 //! One job is waited for on this thread, with a live line on a terminal. Several are waited for
 //! each on its own thread, so none of them is polled; a thread that outlives an `--any` answer is
@@ -14,9 +14,9 @@ use super::status::StatusArgs;
 use super::view::{self, UnsavedNote, WaitOutcome};
 use super::{CliError, CliResult, Errors, exit, open_store, resolve_id};
 use crate::id::JobId;
-use crate::judge::Judged;
 use crate::process;
-use crate::wait::{self, Waited};
+use crate::reader::settle::Judged;
+use crate::reader::wait::{self, Waited};
 
 pub fn wait_for(dir: Option<PathBuf>, a: StatusArgs) -> CliResult {
     if a.ids.is_empty() {
@@ -177,7 +177,7 @@ fn wait_many(
         match slot {
             Some(x) => out.push(x),
             None => {
-                let j = crate::judge::settle(&store, id)?;
+                let j = crate::reader::settle::settle(&store, id)?;
                 let w = if j.verdict.is_active() {
                     WaitOutcome::NotWaited
                 } else {

@@ -18,8 +18,8 @@ use super::status::{StatusArgs, render_table, wanted};
 use super::view::{self, UnsavedNote};
 use super::{CliResult, Errors, exit, open_store};
 use crate::id::JobId;
-use crate::judge::{Judged, settle};
 use crate::process;
+use crate::reader::settle::{Judged, settle};
 use crate::record::Status;
 use crate::store::{Store, StoreError, Watch};
 

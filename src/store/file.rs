@@ -17,7 +17,7 @@ use super::renew::FileRenewer;
 use super::watch::FileWatch;
 use super::{Change, DirProblem, Listed, LogFiles, Store, StoreError};
 use crate::id::JobId;
-use crate::lease;
+use crate::lease_file;
 use crate::record::{MAX_RECORD_BYTES, Record, RecordError};
 
 /// The file-backed store: the opened state directory and its `jobs/`.
@@ -114,7 +114,7 @@ impl FileStore {
         let mut buf = Vec::new();
         if let Ok(f) = jobs.open(&name(id, "lease"), OFlags::RDONLY | OFlags::NONBLOCK, 0) {
             if f.metadata().is_ok_and(|m| m.is_file()) {
-                let _ = f.take(lease::FILE_LEN as u64).read_to_end(&mut buf);
+                let _ = f.take(lease_file::FILE_LEN as u64).read_to_end(&mut buf);
             }
         }
         buf
@@ -254,7 +254,7 @@ impl FileStore {
     /// Folds the lease file into an active record (protocol.md 6.5).
     fn with_lease(&self, jobs: &Dir, id: &JobId, mut rec: Record) -> Record {
         if rec.status.is_active() {
-            lease::merge(&mut rec, &self.read_lease(jobs, id));
+            lease_file::merge(&mut rec, &self.read_lease(jobs, id));
         }
         rec
     }

@@ -208,7 +208,7 @@ pub trait Renew {
     ) -> Result<Result<(), Box<Refused>>, StoreError>;
 }
 
-/// A waiter's view of one job's changes (`tether status --wait`, src/wait.rs).
+/// A waiter's view of one job's changes (`tether status --wait`, src/reader/wait.rs).
 pub trait Watch {
     /// Becomes readable whenever the record may have changed: any write, replace or removal of
     /// it, and whenever the watch itself may have missed one (then it must wake, not stay quiet).

@@ -10,7 +10,7 @@ use super::file::{FileStore, name};
 use super::{Renew, StoreError};
 use crate::clock::Timestamp;
 use crate::id::JobId;
-use crate::lease::{self, Stamp};
+use crate::lease_file::{self, Stamp};
 use crate::record::Progress;
 use crate::transition::{Refused, Write};
 
@@ -28,7 +28,7 @@ impl FileRenewer {
     pub(super) fn open(store: &FileStore, id: &JobId) -> Result<FileRenewer, StoreError> {
         let lock = store.open_lock_file(id)?;
         let (lease, existing) = Self::open_lease(store, id)?;
-        let seq = lease::newest(&existing).map_or(0, |s| s.seq) + 1;
+        let seq = lease_file::newest(&existing).map_or(0, |s| s.seq) + 1;
         Ok(FileRenewer {
             store: store.clone(),
             id: id.clone(),
@@ -45,11 +45,11 @@ impl FileRenewer {
         let jobs = store.jobs(id)?;
         let lease = open_private_rw(jobs, &name(id, "lease")).map_err(io_err(&path))?;
         let existing = store.read_lease(jobs, id);
-        if existing.len() < lease::FILE_LEN {
+        if existing.len() < lease_file::FILE_LEN {
             // Claim both slots' space now, while the job starts: later renewals then only
             // overwrite, and keep working on a disk that has since filled up.
             lease
-                .write_all_at(&lease::empty_file(), 0)
+                .write_all_at(&lease_file::empty_file(), 0)
                 .map_err(io_err(&path))?;
         }
         Ok((lease, existing))

@@ -10,7 +10,7 @@ use super::error::Error;
 pub fn beat(status: Option<&str>, extend: Option<std::time::Duration>) -> Result<(), Error> {
     if let Some(sock) = std::env::var_os("NOTIFY_SOCKET").filter(|s| !s.is_empty()) {
         let sock = sock.to_string_lossy().into_owned();
-        return crate::notify::send(&sock, &crate::notify::beat_message(status, extend))
+        return super::sd_notify::send(&sock, &super::sd_notify::beat_message(status, extend))
             .map_err(|e| Error::io(format!("cannot send the beat to NOTIFY_SOCKET {sock}: {e}")));
     }
     if let Some(p) = std::env::var_os("TETHER_HEARTBEAT_FILE").filter(|s| !s.is_empty()) {

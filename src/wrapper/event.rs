@@ -170,7 +170,7 @@ impl State {
             Event::Beat(Beat::File(n)) => self.channel.file_beats(&mut self.beats, n),
             Event::Beat(Beat::Datagram(n)) => {
                 let now = mono_ms();
-                for notice in crate::notify::parse(&dgram[..n]) {
+                for notice in super::sd_notify::parse(&dgram[..n]) {
                     self.beats.apply(notice, now);
                 }
                 if self.beats.triggered && self.renewing {

@@ -10,9 +10,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::private::{self, Received};
+use super::sd_notify::{self, Notice};
 use super::watch::{self, FileWatch};
 use crate::clock::Timestamp;
-use crate::notify::{self, Notice};
 use crate::record::Progress;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -248,7 +248,7 @@ impl Channel {
             loop {
                 match private::recv(s, &mut buf, self.uid) {
                     Ok(Received::Accepted(n)) => {
-                        for notice in notify::parse(&buf[..n]) {
+                        for notice in sd_notify::parse(&buf[..n]) {
                             beats.apply(notice, now);
                         }
                     }
@@ -319,7 +319,7 @@ impl FileBeat {
             let line: String = s
                 .chars()
                 .map(|c| if c.is_control() { ' ' } else { c })
-                .take(notify::MAX_STATUS_CHARS)
+                .take(sd_notify::MAX_STATUS_CHARS)
                 .collect();
             let line = line.trim().to_string();
             (!line.is_empty()).then_some(line)

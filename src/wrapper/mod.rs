@@ -21,6 +21,7 @@ pub mod log;
 mod notes;
 mod private;
 mod probe;
+mod sd_notify;
 mod setup;
 mod signals;
 mod state;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tether::id::JobId;
-use tether::judge::{Judged, settle};
+use tether::reader::settle::{Judged, settle};
 use tether::store::{FileStore, StateDir, Store};
 
 #[allow(unused_imports)] // re-exported for the test files that use it

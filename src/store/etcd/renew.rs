@@ -132,7 +132,7 @@ impl EtcdRenewer {
     fn refused(&self, epoch: u64, what: &str) -> Box<Refused> {
         // The cluster let the lease go: record `lost` now (11.5), so the holder learns the job is
         // over and stops its child instead of running on unrenewed.
-        let current = crate::judge::settle(&self.store, &self.id)
+        let current = crate::reader::settle::settle(&self.store, &self.id)
             .map(|j| (j.status(), j.record.lease.epoch))
             .unwrap_or((Status::Lost, epoch));
         Box::new(Refused {

@@ -5,13 +5,13 @@
 //! `poll(2)` sleeps on everything that can change the verdict: a pidfd of the holder (readable the
 //! moment it exits), the store's watch (`Store::watch`: for the file store an inotify watch on
 //! `jobs/`), and a timeout at the lease's expiry (the only change that comes from time alone).
-//! Each wake re-judges through `judge::settle`, so the waiter reaches the same verdict as every
+//! Each wake re-judges through `settle::settle`, so the waiter reaches the same verdict as every
 //! other command and persists a `lost` one. Elsewhere it polls every 200 ms.
 
 use std::time::{Duration, Instant};
 
 use crate::id::JobId;
-use crate::judge::{Judged, settle};
+use crate::reader::settle::{Judged, settle};
 use crate::store::{Store, StoreError};
 
 /// Where nothing better is available (no pidfd, no inotify, unknown start time), how often to look.
@@ -92,8 +92,8 @@ mod sys {
     use rustix::event::{PollFd, PollFlags, poll};
 
     use super::POLL_FALLBACK;
-    use crate::judge::Judged;
     use crate::process::{Pinned, reader};
+    use crate::reader::settle::Judged;
     use crate::store::Watch;
     use crate::verdict::pid_visible;
 
