@@ -74,3 +74,40 @@ fn child_reads_the_terminal_and_the_shell_gets_it_back() {
     let r = env.record("t");
     assert_eq!(r["status"], "succeeded", "{r}");
 }
+
+/// Issue 15 item 6: a foreground job on a terminal is named on stderr, so it can be reached from
+/// another shell; with stderr captured by a script, the job's stderr stays untouched.
+#[test]
+fn foreground_job_is_named_on_a_terminal_only() {
+    if !script_available() {
+        common::skip("`script` on PATH", "apt-get install bsdutils");
+        return;
+    }
+    let env = Env::new();
+    let cmd = format!(
+        "{BIN} --dir '{}' run --id named -- sh -c 'echo out'",
+        env.dir.display()
+    );
+    let out = on_a_terminal(&cmd, "", Duration::from_secs(30));
+    assert!(
+        out.contains("tether: job named started; `tether status named` from another shell"),
+        "{out}"
+    );
+    assert!(out.contains("out"), "{out}");
+
+    let piped = Command::new(BIN)
+        .args([
+            "--dir",
+            env.dir.to_str().unwrap(),
+            "run",
+            "--id",
+            "quiet",
+            "--",
+        ])
+        .args(["sh", "-c", "echo err >&2"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(piped.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&piped.stderr), "err\n");
+}

@@ -117,11 +117,22 @@ pub fn run_job(
         match setup::setup(&opts, ready.is_some()).await {
             Ok(s) => {
                 let id = s.held.job.id.clone();
+                announce(&id, &opts, ready.is_some());
                 (Some(id), Ok(event::supervise(s, &opts, ready).await))
             }
             Err(e) => (None, Err(failed(ready, e))),
         }
     })
+}
+
+/// Names a foreground job on a terminal, as `systemd-run` does, so a person can reach it from
+/// another shell (issue 15 item 6). Only on a terminal: a script capturing stderr gets the job's
+/// stderr untouched and reads the id from `--json`'s final record instead.
+fn announce(id: &crate::id::JobId, opts: &Options, background: bool) {
+    use std::io::IsTerminal as _;
+    if !background && !opts.json && std::io::stderr().is_terminal() {
+        eprintln!("tether: job {id} started; `tether status {id}` from another shell");
+    }
 }
 
 fn failed(ready: Option<Ready>, e: Error) -> Error {
