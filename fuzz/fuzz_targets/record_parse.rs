@@ -18,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
             boot_id: rec.holder.boot_id.clone(),
             host: rec.holder.host.clone(),
             time_ns: rec.holder.time_ns.clone(),
+            pid_ns: rec.holder.pid_ns.clone(),
             now: Now {
                 wall: rec.lease.renewed_at.plus_ms(5_000),
                 mono_ms: rec.lease.renewed_mono_ms.saturating_add(5_000),
@@ -27,6 +28,7 @@ fuzz_target!(|data: &[u8]| {
             boot_id: "B1".into(),
             host: "h1".into(),
             time_ns: None,
+            pid_ns: Some("pid:[1]".into()),
             now: Now {
                 wall: Timestamp(1_800_000_000_000),
                 mono_ms: 1_000_000,
@@ -35,6 +37,7 @@ fuzz_target!(|data: &[u8]| {
     ];
     let probes = [
         Probe::Gone,
+        Probe::Unseen,
         Probe::Alive { start: None },
         Probe::Alive {
             start: Some(rec.holder.start.clone()),
