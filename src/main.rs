@@ -1,3 +1,3 @@
 fn main() {
-    std::process::exit(tether::cli::main());
+    std::process::exit(tether::cli_main());
 }

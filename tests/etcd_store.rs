@@ -261,7 +261,7 @@ fn hostile_keys_and_newer_records_are_named_and_left_alone() {
     )
     .unwrap_err();
     assert_eq!(
-        tether::cli::exit::Kind::of_store(&err).exit_code(),
+        tether::testing::exit::Kind::of_store(&err).exit_code(),
         7,
         "{err}"
     );
@@ -294,7 +294,7 @@ fn unreachable_etcd_is_one_clear_error_fast() {
         start.elapsed()
     );
     assert_eq!(
-        tether::cli::exit::Kind::of_store(&err).exit_code(),
+        tether::testing::exit::Kind::of_store(&err).exit_code(),
         8,
         "{err}"
     );

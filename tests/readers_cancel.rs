@@ -34,7 +34,7 @@ impl Drop for GroupGuard {
 
 fn cancel_tree(script: &str, grace: &str) -> (String, Duration) {
     // Orphaned grandchildren become ours, so we can reap them; pid 1 here never does.
-    tether::platform::become_subreaper().unwrap();
+    tether::testing::platform::become_subreaper().unwrap();
     let e = env();
     let mut kids = Kids::default();
     job(&e, &mut kids, "tree", 1000, 10_000);

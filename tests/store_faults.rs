@@ -150,7 +150,7 @@ fn assert_names_record(e: &StoreError, rec_path: &Path, what: &str) {
         "{what}: {msg}"
     );
     assert!(!msg.contains("read-only"), "{what}: {msg}");
-    assert_eq!(tether::cli::exit::Kind::of_store(e).exit_code(), 10);
+    assert_eq!(tether::testing::exit::Kind::of_store(e).exit_code(), 10);
 }
 
 #[test]
@@ -257,7 +257,7 @@ fn read_only_state_dir_is_reported_and_the_verdict_still_shown() {
     for w in [renew(1), finish()] {
         let e = write(&store, &id, &w).unwrap_err();
         assert!(matches!(e, StoreError::ReadOnly(_)), "{e:?}");
-        assert_eq!(tether::cli::exit::Kind::of_store(&e).exit_code(), 8);
+        assert_eq!(tether::testing::exit::Kind::of_store(&e).exit_code(), 8);
         assert!(e.to_string().contains("read-only"), "{e}");
     }
     assert_eq!(store.load(&id).unwrap(), good);
@@ -342,7 +342,7 @@ fn io_errors_from_a_dying_disk_are_reported_and_leave_the_last_good_record() {
             "{e:?}"
         );
         assert!(e.to_string().contains("job-1"), "{e}");
-        assert_eq!(tether::cli::exit::Kind::of_store(&e).exit_code(), 10);
+        assert_eq!(tether::testing::exit::Kind::of_store(&e).exit_code(), 10);
     }
     // Reading fails too, so the reader cannot judge: an error, never a guess.
     let e = settle(&store, &dead).unwrap_err();

@@ -147,7 +147,7 @@ fn check_bad_record(what: &str, make: impl FnOnce(&Path, &Path), want_unsupporte
             path.display()
         );
         assert_eq!(
-            tether::cli::exit::Kind::of_store(e).exit_code(),
+            tether::testing::exit::Kind::of_store(e).exit_code(),
             7,
             "{what}: {op}: {msg}"
         );
@@ -314,7 +314,7 @@ fn a_symlinked_lock_file_is_refused_and_its_target_untouched() {
         let msg = e.to_string();
         assert!(msg.contains(&l.display().to_string()), "{msg}");
         assert!(msg.contains("symbolic link"), "{msg}");
-        assert_eq!(tether::cli::exit::Kind::of_store(&e).exit_code(), 8);
+        assert_eq!(tether::testing::exit::Kind::of_store(&e).exit_code(), 8);
     }
     assert_eq!(snap(&env.store.record_path(&id)), rec_before);
     assert_eq!(snap(&victim), victim_before);
@@ -337,7 +337,7 @@ fn assert_dir_refused(root: &Path, create: bool, want: &str) {
     let msg = e.to_string();
     assert!(matches!(e, StoreError::Dir { .. }), "{e:?}");
     assert_eq!(
-        tether::cli::exit::Kind::of_store(&e).exit_code(),
+        tether::testing::exit::Kind::of_store(&e).exit_code(),
         8,
         "{msg}"
     );
@@ -427,7 +427,7 @@ fn a_missing_job_is_not_found_and_creates_nothing() {
         .update(&id, &mut |_| Change::Keep(()))
         .unwrap_err();
     assert!(matches!(e, StoreError::NotFound(..)), "{e:?}");
-    assert_eq!(tether::cli::exit::Kind::of_store(&e).exit_code(), 6);
+    assert_eq!(tether::testing::exit::Kind::of_store(&e).exit_code(), 6);
     assert!(settle(&env.store, &id).is_err());
     assert!(!env.store.remove(&id, &mut |_| true).unwrap_or(false));
     assert_eq!(

@@ -165,7 +165,7 @@ fn a_component_swapped_for_a_symlink_after_opening_redirects_nothing() {
             msg.contains("shared/sub") && msg.contains("uid 65534"),
             "{msg}"
         );
-        assert_eq!(tether::cli::exit::Kind::of_store(&e).exit_code(), 8);
+        assert_eq!(tether::testing::exit::Kind::of_store(&e).exit_code(), 8);
     }
     assert_eq!(l.elsewhere(), Vec::<String>::new());
 }

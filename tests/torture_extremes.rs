@@ -222,7 +222,7 @@ fn every_reader_survives_extreme_records() {
         assert_normal(
             &format!("cancel {id}"),
             &o,
-            &[0, tether::cli::exit::REFUSED],
+            &[0, tether::testing::exit::REFUSED],
         );
         let _ = o.json();
     }

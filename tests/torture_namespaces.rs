@@ -122,7 +122,7 @@ fn host_job_is_not_judged_dead_from_another_pid_namespace() {
     let o = e.run(in_namespace(&e.dir, false, &["result", &id]), lim);
     assert_eq!(
         o.code(),
-        tether::cli::exit::ACTIVE,
+        tether::testing::exit::ACTIVE,
         "result: {}{}",
         o.stdout,
         o.stderr
@@ -135,7 +135,7 @@ fn host_job_is_not_judged_dead_from_another_pid_namespace() {
     );
     assert_eq!(
         o.code(),
-        tether::cli::exit::REFUSED,
+        tether::testing::exit::REFUSED,
         "cancel: {}{}",
         o.stdout,
         o.stderr
@@ -217,7 +217,7 @@ fn namespaced_job_is_not_judged_dead_from_the_host() {
     let o = e.tether(&["cancel", "--grace", "1s", id]);
     assert_eq!(
         o.code(),
-        tether::cli::exit::REFUSED,
+        tether::testing::exit::REFUSED,
         "cancel: {}{}",
         o.stdout,
         o.stderr

@@ -353,9 +353,11 @@ fn the_job_gets_its_id_and_beat_channel_and_nothing_of_tethers_own() {
 fn every_change_of_the_heartbeat_file_is_a_beat() {
     let env = Env::new();
     // Counting every write needs file events (inotify); without them the count is per tick.
-    let file_events =
-        tether::platform::DirEvents::new(env.tmp.path(), tether::platform::Interest::Writes)
-            .is_ok();
+    let file_events = tether::testing::platform::DirEvents::new(
+        env.tmp.path(),
+        tether::testing::platform::Interest::Writes,
+    )
+    .is_ok();
     for (name, step) in [
         ("touch", "touch \"$TETHER_HEARTBEAT_FILE\""),
         ("write", "echo \"step $i\" > \"$TETHER_HEARTBEAT_FILE\""),

@@ -27,10 +27,6 @@ impl Error {
     pub fn io(message: impl Into<String>) -> Error {
         Error::new(Kind::Io, message)
     }
-
-    pub fn exit_code(&self) -> i32 {
-        self.kind.exit_code()
-    }
 }
 
 impl From<crate::unique::ClaimError> for Error {

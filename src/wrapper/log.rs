@@ -35,10 +35,6 @@ impl Log {
         Ok(log)
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Appends `bytes`, rotating first when they would push the segment past the cap.
     pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         if self.size > 0 && self.size + bytes.len() as u64 > self.cap {

@@ -34,8 +34,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use beat::beat;
-pub use detach::{BACKGROUND_FLAG, Ready, detach};
-pub use error::{Error, Kind};
+pub use detach::{Ready, detach};
+pub use error::Error;
 pub use heartbeat::Mode;
 
 /// The longest silence a job may declare (`tether beat --extend`, `EXTEND_TIMEOUT_USEC=`, the

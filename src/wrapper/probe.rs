@@ -293,7 +293,7 @@ mod tests {
             "",
         ] {
             let e = parse(bad).unwrap_err();
-            assert_eq!(e.kind, super::super::Kind::Usage, "{bad}");
+            assert_eq!(e.kind, super::super::error::Kind::Usage, "{bad}");
             assert!(e.message.contains("--probe"), "{}", e.message);
         }
     }

@@ -39,13 +39,13 @@ pub fn kill_proven(pid: u32, start: &str, group: bool) {
 /// Every process in group `pgid` (zombies included), each as the library's `/proc/<pid>/stat`
 /// parser reads it. Listed here from `/proc`, not through `tether::process::group_members`, so a
 /// test of the code that lists groups does not trust that listing.
-pub fn group(pgid: u32) -> Vec<(u32, tether::platform::Stat)> {
+pub fn group(pgid: u32) -> Vec<(u32, tether::testing::platform::Stat)> {
     let mut v = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
-        match tether::platform::stat(pid) {
+        match tether::testing::platform::stat(pid) {
             Some(st) if st.pgrp == pgid => v.push((pid, st)),
             _ => {}
         }

@@ -47,7 +47,7 @@ struct Table {
 fn table() -> &'static Table {
     static T: OnceLock<Table> = OnceLock::new();
     T.get_or_init(|| {
-        tether::platform::become_subreaper().expect("PR_SET_CHILD_SUBREAPER");
+        tether::testing::platform::become_subreaper().expect("PR_SET_CHILD_SUBREAPER");
         std::thread::spawn(reaper);
         Table {
             ended: Mutex::new(HashMap::new()),
