@@ -195,7 +195,7 @@ fn next_expiry(jobs: &[Judged]) -> Duration {
 }
 
 /// Sleeps until the store says a record changed, an active holder dies, or `wait` passes. Where
-/// the platform gives no descriptor for a holder's exit or for the store's changes (macOS, the
+/// the platform gives no descriptor for a holder's exit or for the store's changes (the
 /// `portable` build), the sleep is cut to `FALLBACK` and a death is found by looking again.
 fn sleep<W: Watch>(jobs: &[Judged], watch: Option<&mut W>, wait: Duration) {
     use rustix::event::{PollFd, PollFlags, poll};

@@ -15,9 +15,11 @@
 //!   narrows but does not close the window);
 //! - waiting for a process to exit: [`Pin::wait_exit`] and the pollable [`Pin::poll_fd`], and
 //!   [`ChildHandle`] for the wrapper's own child, waited for without being reaped (Linux: pidfd;
-//!   elsewhere `waitid` by pid and polling);
-//! - waiting for a file to change: [`DirEvents`] (Linux: inotify; elsewhere unavailable, and the
-//!   callers fall back to looking every interval or every 200 ms);
+//!   macOS: a kqueue with `EVFILT_PROC` `NOTE_EXIT`; the child by `waitid` by pid; `posix.rs`:
+//!   polling);
+//! - waiting for a file to change: [`DirEvents`] (Linux: inotify; macOS: kqueue `EVFILT_VNODE`;
+//!   `posix.rs`: unavailable, and the callers fall back to looking every interval or every
+//!   200 ms);
 //! - a periodic timer that wakes once per tick ([`periodic_timer`]; Linux: timerfd);
 //! - orphan protection: [`die_with_parent`] (Linux: `PR_SET_PDEATHSIG`). macOS cannot tell a
 //!   child that its parent died: there a SIGKILLed wrapper leaves its child running; readers judge
