@@ -246,13 +246,9 @@ fn swapper_process() {
     }
 }
 
-#[test]
-fn a_racing_swapper_never_gets_a_wrapper_to_write_elsewhere() {
-    if !can_run() {
-        return;
-    }
-    let l = Layout::new();
-    // Create the state directory while `sub` is real.
+/// Makes `sub.link` (uid 65534's link to `../elsewhere`) and starts the racing swapper as uid
+/// 65534, once the state directory exists while `sub` is real.
+fn start_swapper(l: &Layout) -> Reaped {
     FileStore::open(StateDir { root: l.state() }, true).unwrap();
     let link = l.shared().join("sub.link");
     symlink("../elsewhere", &link).unwrap();
@@ -268,7 +264,7 @@ fn a_racing_swapper_never_gets_a_wrapper_to_write_elsewhere() {
     let exe = l.t.path().join("swapper");
     fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
     fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
-    let mut swapper = Reaped(
+    Reaped(
         as_nobody(
             &l.shared(),
             r#"exec "$0" --exact swapper_process --nocapture --test-threads=1"#,
@@ -278,7 +274,16 @@ fn a_racing_swapper_never_gets_a_wrapper_to_write_elsewhere() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap(),
-    );
+    )
+}
+
+#[test]
+fn a_racing_swapper_never_gets_a_wrapper_to_write_elsewhere() {
+    if !can_run() {
+        return;
+    }
+    let l = Layout::new();
+    let mut swapper = start_swapper(&l);
     let deadline = Instant::now() + Duration::from_secs(60);
     let (mut ran, mut refused, mut rounds) = (0, 0, 0);
     let mut odd = Vec::new();
@@ -326,4 +331,72 @@ fn a_racing_swapper_never_gets_a_wrapper_to_write_elsewhere() {
     assert_eq!(early, None, "the swapper stopped early");
     assert_eq!(odd, Vec::<String>::new(), "wrappers failed in another way");
     assert!(ran > 0, "no wrapper ever ran ({refused} refused)");
+}
+
+/// The heartbeat channel (`run/`, `tether-XXXXXX/`, the notify socket, the heartbeat file) is made
+/// through the opened state directory too: wrappers racing the swapper never make any of it where
+/// the link points (before, `run/` was made by path: `elsewhere/state/run/tether-*` appeared).
+#[test]
+fn a_racing_swapper_never_gets_a_wrapper_to_make_its_channel_elsewhere() {
+    if !can_run() {
+        return;
+    }
+    let l = Layout::new();
+    let mut swapper = start_swapper(&l);
+    let elsewhere = l.t.path().join("elsewhere/state");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut ran, mut rounds) = (0, 0);
+    let mut odd = Vec::new();
+    while (rounds < 16 || ran < 8) && rounds < 60 && Instant::now() < deadline {
+        rounds += 1;
+        let mode = if rounds % 2 == 0 { "notify" } else { "file" };
+        let out = Command::new(env!("CARGO_BIN_EXE_tether"))
+            .arg("--dir")
+            .arg(l.state())
+            .args([
+                "run",
+                "--heartbeat",
+                mode,
+                "--interval",
+                "20ms",
+                "--ttl",
+                "5s",
+            ])
+            .args(["--", "sh", "-c", "sleep 0.1"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        match out.status.code() {
+            Some(0) => ran += 1,
+            Some(8) if String::from_utf8_lossy(&out.stderr).contains("symbolic link") => {}
+            c => odd.push(format!(
+                "{mode}: exit {c:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+        }
+    }
+    let early = swapper.0.try_wait().unwrap();
+    drop(swapper);
+    let mut made: Vec<String> = fs::read_dir(&elsewhere)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    made.sort();
+    eprintln!("{rounds} rounds: {ran} wrappers ran, odd: {odd:?}");
+    assert_eq!(
+        made,
+        ["jobs"],
+        "root made its channel where the link points"
+    );
+    assert_eq!(l.elsewhere(), Vec::<String>::new());
+    assert_eq!(early, None, "the swapper stopped early");
+    assert_eq!(odd, Vec::<String>::new(), "wrappers failed in another way");
+    assert!(ran > 0, "no wrapper ever ran");
+    // Each wrapper removed its own channel directory from the real `run/`.
+    let real = ["sub", "sub.link"]
+        .iter()
+        .map(|n| l.shared().join(n).join("state/run"))
+        .find(|p| fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()))
+        .expect("the real state directory has a run/");
+    assert_eq!(fs::read_dir(&real).unwrap().count(), 0, "left in {real:?}");
 }

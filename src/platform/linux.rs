@@ -42,6 +42,13 @@ pub fn fd_path(fd: std::os::fd::BorrowedFd<'_>) -> std::path::PathBuf {
     std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
+/// A short path to `name` in the directory `dir` that resolves through the descriptor (so not
+/// through a component swapped since `dir` was opened); None without `/proc`.
+pub fn path_at(dir: std::os::fd::BorrowedFd<'_>, name: &str) -> Option<std::path::PathBuf> {
+    let p = fd_path(dir);
+    p.is_dir().then(|| p.join(name))
+}
+
 /// Processes can be listed (`/proc`), so a group's members can be found one by one.
 pub const CAN_LIST: bool = true;
 

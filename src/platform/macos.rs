@@ -20,6 +20,11 @@ pub fn fd_path(fd: std::os::fd::BorrowedFd<'_>) -> std::path::PathBuf {
     std::path::PathBuf::from(format!("/dev/fd/{}", fd.as_raw_fd()))
 }
 
+/// None: `/dev/fd/N` of a directory cannot be walked into on macOS, so callers use the name.
+pub fn path_at(_dir: std::os::fd::BorrowedFd<'_>, _name: &str) -> Option<std::path::PathBuf> {
+    None
+}
+
 /// No process listing yet (`proc_listpids` with `PROC_PGRP_ONLY` would give one): group members
 /// are not found one by one, and `kill(-pgid, 0)` decides whether a group lives.
 pub const CAN_LIST: bool = false;

@@ -103,6 +103,15 @@ impl AnyStore {
         }
     }
 
+    /// The file store of the local state directory: this one, or for etcd the log's home.
+    pub fn local(&self) -> Result<FileStore, StoreError> {
+        match self {
+            AnyStore::File(s) => Ok(s.clone()),
+            #[cfg(feature = "etcd")]
+            AnyStore::Etcd { local, .. } => FileStore::open(local.clone(), true),
+        }
+    }
+
     /// The local state directory (`TETHER_DIR` for the job).
     pub fn root(&self) -> &Path {
         match self {

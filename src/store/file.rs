@@ -59,6 +59,12 @@ impl FileStore {
     pub fn root(&self) -> &Path {
         self.inner.root.path()
     }
+    /// The state directory as opened and checked, for what else is made in it (the heartbeat
+    /// channel's `run/`), so nothing goes there by path.
+    pub fn root_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.inner.root.as_fd()
+    }
     fn jobs_path(&self) -> PathBuf {
         self.root().join("jobs")
     }

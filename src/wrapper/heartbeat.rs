@@ -6,6 +6,7 @@
 
 use std::ffi::OsString;
 use std::io::{self, Read};
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -107,7 +108,7 @@ impl Beats {
 /// The private directory and the channel the job beats through.
 pub struct Channel {
     pub mode: Mode,
-    _dir: Option<tempfile::TempDir>,
+    _dir: Option<private::ChanDir>,
     pub socket: Option<(tokio::net::UnixDatagram, PathBuf)>,
     file: Option<(PathBuf, Option<Stamp>)>,
     /// Wakes the wrapper on each change of the heartbeat file; None where inotify is unavailable
@@ -137,9 +138,10 @@ fn stamp(path: &Path) -> Option<Stamp> {
 }
 
 impl Channel {
-    /// Sets up the channel in a private directory (see `private`), under `state_root` where the
-    /// socket path fits; needs a tokio runtime (the notify socket registers with it).
-    pub fn open(mode: Mode, state_root: &Path) -> io::Result<Channel> {
+    /// Sets up the channel in a private directory (see `private`), under the opened state
+    /// directory `state` (at `state_root`) where the socket path fits; needs a tokio runtime (the
+    /// notify socket registers with it).
+    pub fn open(mode: Mode, state: BorrowedFd<'_>, state_root: &Path) -> io::Result<Channel> {
         let mut ch = Channel {
             mode,
             _dir: None,
@@ -152,15 +154,13 @@ impl Channel {
         match mode {
             Mode::None | Mode::Output => {}
             Mode::Notify => {
-                let d = private::dir(state_root)?;
-                let p = d.path().join("notify.sock");
-                ch.socket = Some((private::bind(&p)?, p));
+                let d = private::dir(state, state_root)?;
+                ch.socket = Some(private::bind(&d, "notify.sock")?);
                 ch._dir = Some(d);
             }
             Mode::File => {
-                let d = private::dir(state_root)?;
-                let p = d.path().join("heartbeat");
-                private::create_file(&p)?;
+                let d = private::dir(state, state_root)?;
+                let p = private::create_file(&d, "heartbeat")?;
                 ch.watch = FileWatch::new(&p).ok();
                 ch.file = Some((p.clone(), stamp(&p)));
                 ch._dir = Some(d);

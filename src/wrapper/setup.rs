@@ -101,7 +101,9 @@ pub async fn setup(opts: &Options, detached: bool) -> Result<Setup, Error> {
         std::fs::canonicalize(store.root()).unwrap_or_else(|_| store.root().to_path_buf());
     // The channel, the handlers and the timer first: if they cannot be set up, nothing has been
     // recorded yet.
-    let channel = heartbeat::Channel::open(opts.heartbeat, &abs_dir)
+    // Made through the state directory opened and checked above, never by path (issue 14.6).
+    let local = store.local()?;
+    let channel = heartbeat::Channel::open(opts.heartbeat, local.root_fd(), &abs_dir)
         .map_err(|e| Error::io(format!("cannot set up the heartbeat channel: {e}")))?;
     let signals = Signals::install()
         .map_err(|e| Error::io(format!("cannot install signal handlers: {e}")))?;
