@@ -119,6 +119,9 @@ def with_extra(o, known):
 
 def progress_of(v, what):
     o = obj(v, what)
+    # 4.1: extended_until is a timestamp or null (checked, but kept in extra: readers only show it);
+    # probe is never checked: a reader ignores one not of its form.
+    opt(o, "extended_until", lambda x: None if x is None else timestamp_ms(x, f"{what}.extended_until"))
     return with_extra(o, {
         "message": opt(o, "message", lambda x: string(x, f"{what}.message", True)),
         "at": opt(o, "at", lambda x: None if x is None else timestamp_ms(x, f"{what}.at")),
