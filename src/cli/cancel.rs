@@ -156,6 +156,24 @@ pub struct Report {
 }
 
 impl Report {
+    /// The job ended (by itself or another writer) before cancel's write: that outcome stands.
+    fn already_ended(id: &crate::id::JobId, stored: &Record) -> Report {
+        Report {
+            id: id.to_string(),
+            outcome: Outcome::AlreadyEnded,
+            cancelled: false,
+            status: stored.status,
+            reason: stored.reason,
+            exit: stored.exit,
+            message: format!("job {id} already {}; left as is", describe(stored)),
+            target: None,
+            signals: Vec::new(),
+            ended: true,
+            survivors: None,
+            errors: Vec::new(),
+        }
+    }
+
     pub fn print(&self, json: bool) {
         if json {
             view::print_json(self);
@@ -249,20 +267,7 @@ pub fn cancel_job(dir: &Option<PathBuf>, arg: &str, grace: Duration) -> Result<R
     match outcome {
         Some(Ok(())) => {
             // It ended between our look and the lock: that outcome stands.
-            return Ok(Report {
-                id: id.to_string(),
-                outcome: Outcome::AlreadyEnded,
-                cancelled: false,
-                status: stored.status,
-                reason: stored.reason,
-                exit: stored.exit,
-                message: format!("job {id} already {}; left as is", describe(&stored)),
-                target: None,
-                signals: Vec::new(),
-                ended: true,
-                survivors: None,
-                errors: Vec::new(),
-            });
+            return Ok(Report::already_ended(&id, &stored));
         }
         Some(Err(())) => {
             return Err(CliError::new(
@@ -390,21 +395,7 @@ fn cancel_remote(
     })?;
     let host = &seen.holder.host;
     if !done {
-        let report = Report {
-            id: id.to_string(),
-            outcome: Outcome::AlreadyEnded,
-            cancelled: false,
-            status: stored.status,
-            reason: stored.reason,
-            exit: stored.exit,
-            message: format!("job {id} already {}; left as is", describe(&stored)),
-            target: None,
-            signals: Vec::new(),
-            ended: true,
-            survivors: None,
-            errors: Vec::new(),
-        };
-        return Ok(report);
+        return Ok(Report::already_ended(id, &stored));
     }
     let before = stored.late.len();
     let limit = grace + Duration::from_millis(stored.lease.ttl_ms.min(600_000));
