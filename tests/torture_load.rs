@@ -30,11 +30,7 @@ impl Load {
     fn start(e: &Env, cpu: u64, secs: u64) -> Load {
         let scratch = e.tmp.path().join("load");
         std::fs::create_dir_all(&scratch).unwrap();
-        let have_stress = {
-            let mut c = Command::new("sh");
-            c.args(["-c", "command -v stress-ng"]);
-            e.run(c, Duration::from_secs(10)).code() == 0
-        };
+        let have_stress = common::on_path("stress-ng").is_some();
         let mut pgids = Vec::new();
         let what = if have_stress {
             let mut c = Command::new("stress-ng");
