@@ -302,46 +302,17 @@ fn walk(path: &Path, create: bool) -> Result<OwnedFd, StoreError> {
                     });
                 }
                 Err(Errno::LOOP | Errno::NOTDIR) => {
-                    let link =
-                        rustix::fs::statat(&cur, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW)
-                            .map_err(|e| io_err(&at)(e.into()))?;
-                    let kind = FileType::from_raw_mode(link.st_mode);
-                    if kind == FileType::Directory && changed < MAX_CHANGES {
-                        // Replaced between the open and the stat: look again.
+                    let Some(target) =
+                        not_a_dir(&cur, &name, &here, path, last, changed < MAX_CHANGES)?
+                    else {
+                        // Replaced by a directory between the open and the stat: look again.
                         changed += 1;
                         continue;
-                    }
-                    if kind != FileType::Symlink {
-                        let at = if last { path.to_path_buf() } else { at };
-                        return Err(StoreError::Dir {
-                            path: at,
-                            why: DirProblem::NotDir,
-                        });
-                    }
-                    if last {
-                        return Err(StoreError::Dir {
-                            path: path.to_path_buf(),
-                            why: DirProblem::Symlink,
-                        });
-                    }
-                    let parent = rustix::fs::fstat(&cur).map_err(|e| io_err(&here)(e.into()))?;
-                    if !link_is_trusted(&parent, &link) {
-                        return Err(StoreError::Dir {
-                            path: path.to_path_buf(),
-                            why: DirProblem::UntrustedLink {
-                                link: at,
-                                uid: parent.st_uid,
-                                mode: parent.st_mode as u32 & 0o7777,
-                            },
-                        });
-                    }
+                    };
                     links += 1;
                     if links > MAX_LINKS {
                         return Err(io_err(&at)(Errno::LOOP.into()));
                     }
-                    let target = rustix::fs::readlinkat(&cur, name.as_os_str(), Vec::new())
-                        .map_err(|e| io_err(&at)(e.into()))?;
-                    let target = PathBuf::from(OsStr::from_bytes(target.as_bytes()));
                     if target.is_absolute() {
                         cur = start(true)?;
                     }
@@ -367,6 +338,54 @@ fn walk(path: &Path, create: bool) -> Result<OwnedFd, StoreError> {
         Mode::empty(),
     )
     .map_err(|e| io_err(path)(e.into()))
+}
+
+/// `name` in `cur` did not open as a directory (LOOP or NOTDIR). `Ok(None)`: it is a directory
+/// now, swapped in since the open, so the caller may look again (`may_retry`). `Ok(Some(target))`:
+/// a symbolic link that only we or root could have planted, not the last component, so it may be
+/// followed. Anything else is the error a user sees.
+fn not_a_dir(
+    cur: &OwnedFd,
+    name: &OsStr,
+    here: &Path,
+    path: &Path,
+    last: bool,
+    may_retry: bool,
+) -> Result<Option<PathBuf>, StoreError> {
+    let at = here.join(name);
+    let link = rustix::fs::statat(cur, name, AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| io_err(&at)(e.into()))?;
+    let kind = FileType::from_raw_mode(link.st_mode);
+    if kind == FileType::Directory && may_retry {
+        return Ok(None);
+    }
+    let whole_or_here = if last { path.to_path_buf() } else { at.clone() };
+    if kind != FileType::Symlink {
+        return Err(StoreError::Dir {
+            path: whole_or_here,
+            why: DirProblem::NotDir,
+        });
+    }
+    if last {
+        return Err(StoreError::Dir {
+            path: path.to_path_buf(),
+            why: DirProblem::Symlink,
+        });
+    }
+    let parent = rustix::fs::fstat(cur).map_err(|e| io_err(here)(e.into()))?;
+    if !link_is_trusted(&parent, &link) {
+        return Err(StoreError::Dir {
+            path: path.to_path_buf(),
+            why: DirProblem::UntrustedLink {
+                link: at,
+                uid: parent.st_uid,
+                mode: parent.st_mode as u32 & 0o7777,
+            },
+        });
+    }
+    let target =
+        rustix::fs::readlinkat(cur, name, Vec::new()).map_err(|e| io_err(&at)(e.into()))?;
+    Ok(Some(PathBuf::from(OsStr::from_bytes(target.as_bytes()))))
 }
 
 /// Pushes `p`'s components onto `todo` in reverse; `/` and `.` need no step of their own.
