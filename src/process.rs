@@ -270,11 +270,11 @@ impl Pinned {
     }
 }
 
-/// Whether any live process is in group `pgid`. Where processes can be listed (Linux), zombies do
-/// not count; elsewhere `kill(-pgid, 0)` decides, which counts them.
+/// Whether any live process is in group `pgid`. Where the group can be listed, zombies do not
+/// count; where the listing fails (no `/proc`), `kill(-pgid, 0)` decides, which counts them.
 pub fn group_alive(pgid: u32) -> bool {
-    if platform::CAN_LIST {
-        return !group_members(pgid).is_empty();
+    if let Some(members) = list_group(pgid) {
+        return !members.is_empty();
     }
     let Some(p) = rustix::process::Pid::from_raw(pgid as i32) else {
         return false;
@@ -296,10 +296,15 @@ pub struct Member {
 /// Every live member of process group `pgid`. Zombies are left out: they are dead, and whether they
 /// are reaped is up to their parent (in a container, pid 1 may never reap them).
 pub fn group_members(pgid: u32) -> Vec<Member> {
+    list_group(pgid).unwrap_or_default()
+}
+
+/// The live members of group `pgid`; None when the platform's listing failed.
+fn list_group(pgid: u32) -> Option<Vec<Member>> {
     if pgid < 2 || pgid > i32::MAX as u32 {
-        return Vec::new();
+        return Some(Vec::new());
     }
-    platform::all_pids()
+    let members = platform::group_candidates(pgid)?
         .into_iter()
         .filter_map(|pid| {
             let st = platform::stat(pid)?;
@@ -309,7 +314,8 @@ pub fn group_members(pgid: u32) -> Vec<Member> {
                 start: st.start,
             })
         })
-        .collect()
+        .collect();
+    Some(members)
 }
 
 /// Whether `pid`'s environment (as it was at exec) holds the entry `KEY=VALUE` exactly; None when it

@@ -49,9 +49,6 @@ pub fn path_at(dir: std::os::fd::BorrowedFd<'_>, name: &str) -> Option<std::path
     p.is_dir().then(|| p.join(name))
 }
 
-/// Processes can be listed (`/proc`), so a group's members can be found one by one.
-pub const CAN_LIST: bool = true;
-
 pub fn stat(pid: u32) -> Option<Stat> {
     parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
@@ -61,14 +58,16 @@ pub fn stat_self() -> Option<Stat> {
     parse_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)
 }
 
-/// Every pid in `/proc` (this pid namespace's view).
-pub fn all_pids() -> Vec<u32> {
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    rd.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect()
+/// The pids that may be in process group `pgid`, for the caller to check one by one with
+/// [`stat`]: here every pid in `/proc` (this pid namespace's view), as `/proc` has no index by
+/// group. None when `/proc` cannot be listed.
+pub fn group_candidates(_pgid: u32) -> Option<Vec<u32>> {
+    let rd = std::fs::read_dir("/proc").ok()?;
+    Some(
+        rd.flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect(),
+    )
 }
 
 /// A process's environment as it was at exec (NUL-separated), if readable.

@@ -1,4 +1,6 @@
-//! macOS: identity from `proc_pidinfo(PROC_PIDTBSDINFO)` and `kern.bootsessionuuid`; waiting for
+//! macOS: identity from `proc_pidinfo(PROC_PIDTBSDINFO)` and `kern.bootsessionuuid`; a group's
+//! pids from `proc_listpids(PROC_PGRP_ONLY)` and a process's environment from `sysctl
+//! KERN_PROCARGS2` (parsed in `procargs.rs`, which is unit-tested everywhere); waiting for
 //! a process to exit (`EVFILT_PROC` `NOTE_EXIT`) and for files to change (`EVFILT_VNODE`) with
 //! kqueue; the wrapper's child, pipes and timers from `posix.rs`. Compiled and linted in CI for
 //! both darwin targets; the calls below are not run there (see README, Platforms).
@@ -24,10 +26,6 @@ pub fn fd_path(fd: std::os::fd::BorrowedFd<'_>) -> std::path::PathBuf {
 pub fn path_at(_dir: std::os::fd::BorrowedFd<'_>, _name: &str) -> Option<std::path::PathBuf> {
     None
 }
-
-/// No process listing yet (`proc_listpids` with `PROC_PGRP_ONLY` would give one): group members
-/// are not found one by one, and `kill(-pgid, 0)` decides whether a group lives.
-pub const CAN_LIST: bool = false;
 
 pub fn stat(pid: u32) -> Option<Stat> {
     let pid = i32::try_from(pid).ok()?;
@@ -63,15 +61,104 @@ pub fn stat_self() -> Option<Stat> {
     stat(std::process::id())
 }
 
-/// Not listed on macOS yet (see `CAN_LIST`).
-pub fn all_pids() -> Vec<u32> {
-    Vec::new()
+/// `PROC_PGRP_ONLY` from `<sys/proc_info.h>` (not in the `libc` crate): list one group's pids.
+const PROC_PGRP_ONLY: u32 = 2;
+
+/// The pids the kernel lists in process group `pgid` (`proc_listpids(PROC_PGRP_ONLY)`); the
+/// caller still checks each with [`stat`], as a pid can leave the group or exit meanwhile. None
+/// when the call fails.
+pub fn group_candidates(pgid: u32) -> Option<Vec<u32>> {
+    i32::try_from(pgid).ok()?; // a pid_t, passed as the call's u32 `typeinfo`
+    let int = std::mem::size_of::<libc::c_int>();
+    // The group can grow between the sizing and the listing: a listing that fills the buffer
+    // may have been cut short, so it is taken again with four times the room.
+    let mut room = 256usize;
+    while room <= 1 << 20 {
+        let mut pids: Vec<libc::c_int> = vec![0; room];
+        let bytes = libc::c_int::try_from(room * int).ok()?;
+        // `proc_listpids` returns 0 both for an empty group and on failure (errno set): errno is
+        // cleared first to tell them apart.
+        // SAFETY: `__error` returns this thread's errno location, valid for the thread's life.
+        unsafe { *libc::__error() = 0 };
+        // SAFETY: `pids` is a live, writable buffer of exactly `bytes` bytes, and the kernel
+        // writes at most `bytes` bytes of pids into it.
+        let n = unsafe {
+            libc::proc_listpids(
+                PROC_PGRP_ONLY,
+                pgid,
+                pids.as_mut_ptr().cast::<libc::c_void>(),
+                bytes,
+            )
+        };
+        let n = usize::try_from(n).ok()?;
+        if n == 0 && io::Error::last_os_error().raw_os_error() != Some(0) {
+            return None;
+        }
+        if n < room * int {
+            pids.truncate(n / int);
+            return Some(
+                pids.into_iter()
+                    .filter_map(|p| u32::try_from(p).ok().filter(|p| *p > 0))
+                    .collect(),
+            );
+        }
+        room *= 4;
+    }
+    None
 }
 
-/// Not read on macOS yet (`sysctl KERN_PROCARGS2` holds it): no process is tied to a job by its
-/// environment there.
-pub fn environ(_pid: u32) -> Option<Vec<u8>> {
-    None
+/// A process's environment (NUL-separated) as its `KERN_PROCARGS2` holds it: the strings the
+/// process was exec'd with, as still laid out in its memory. macOS returns it only for processes
+/// of the caller's own uid (root: any): for another user's process this is None, and that process
+/// cannot be tied to a job by its environment.
+pub fn environ(pid: u32) -> Option<Vec<u8>> {
+    let buf = procargs2(pid)?;
+    let args = super::procargs::parse(&buf)?;
+    Some(args.env.join(&0u8))
+}
+
+/// The raw `sysctl {CTL_KERN, KERN_PROCARGS2, pid}` buffer, sized by `KERN_ARGMAX` (the most a
+/// process's arguments and environment can take).
+fn procargs2(pid: u32) -> Option<Vec<u8>> {
+    let pid = libc::c_int::try_from(pid).ok()?;
+    let mut argmax: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>();
+    let mut mib = [libc::CTL_KERN, libc::KERN_ARGMAX];
+    // SAFETY: `mib` holds the 2 names passed; `argmax` is a writable c_int and `len` its exact
+    // size, which the kernel does not exceed; nothing is set (null, 0).
+    let rc = unsafe {
+        libc::sysctl(
+            mib.as_mut_ptr(),
+            2,
+            (&mut argmax as *mut libc::c_int).cast::<libc::c_void>(),
+            &mut len,
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if rc != 0 || argmax <= 0 {
+        return None;
+    }
+    let mut buf = vec![0u8; usize::try_from(argmax).ok()?];
+    let mut len = buf.len();
+    let mut mib = [libc::CTL_KERN, libc::KERN_PROCARGS2, pid];
+    // SAFETY: `mib` holds the 3 names passed; `buf` is writable for `len` bytes, and the kernel
+    // writes at most that many and stores the count in `len`; nothing is set (null, 0).
+    let rc = unsafe {
+        libc::sysctl(
+            mib.as_mut_ptr(),
+            3,
+            buf.as_mut_ptr().cast::<libc::c_void>(),
+            &mut len,
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    buf.truncate(len);
+    Some(buf)
 }
 
 /// macOS has no pid namespaces: every process of a boot sees the same pids.

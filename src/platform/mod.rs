@@ -8,8 +8,10 @@
 //!
 //! What each OS file provides:
 //! - process identity: [`Stat`] (start-time token, state, parent, group) of any pid and of this
-//!   process, the boot id, the time and pid namespaces, a listing of pids and a process's
-//!   environment (Linux `/proc`; macOS `proc_pidinfo(PROC_PIDTBSDINFO)`, `kern.bootsessionuuid`);
+//!   process, the boot id, the time and pid namespaces, the pids of a process group and a
+//!   process's environment (Linux `/proc`; macOS `proc_pidinfo(PROC_PIDTBSDINFO)`,
+//!   `kern.bootsessionuuid`, `proc_listpids(PROC_PGRP_ONLY)` and `sysctl KERN_PROCARGS2`, whose
+//!   buffer `procargs.rs` parses);
 //! - signalling by identity: [`Pin`] holds a process so a signal never reaches a reused pid
 //!   (Linux: a pidfd; elsewhere the start time is checked again right before each signal, which
 //!   narrows but does not close the window);
@@ -49,6 +51,9 @@ mod os;
     allow(dead_code)
 )]
 pub mod posix;
+// Parsed on macOS only, but built and unit-tested everywhere: it is a pure function of a buffer.
+#[cfg_attr(not(target_os = "macos"), allow(dead_code))]
+mod procargs;
 
 pub use os::*;
 
