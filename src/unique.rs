@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::id::JobId;
 use crate::reader::settle::settle;
-use crate::store::{FileStore, Store, StoreError};
+use crate::store::{AnyStore, FileStore, Store, StoreError};
 
 /// The lock that makes a key's check-then-create one step; released when dropped.
 pub struct Claim {
@@ -101,6 +101,32 @@ pub fn claim_waiting(store: &FileStore, key: &str) -> Result<Claim, ClaimError> 
             other => return other,
         }
     }
+}
+
+/// What `run --unique KEY` takes before its record is begun, on whichever store: on the file
+/// store the key's lock (protocol.md 6.6); on a cluster store nothing to hold, because the create
+/// transaction claims the key itself (11.8), but `--unique-wait` first waits out an active holder
+/// there too (and starts again if another starter wins the key meanwhile: `StoreError::UniqueHeld`).
+pub fn claim_on(store: &AnyStore, key: &str, wait: bool) -> Result<Option<Claim>, ClaimError> {
+    check_key(key)?;
+    if let Some(local) = store.as_file() {
+        return if wait {
+            claim_waiting(local, key)
+        } else {
+            claim(local, key)
+        }
+        .map(Some);
+    }
+    #[cfg(feature = "etcd")]
+    if let (Some(etcd), true) = (store.as_etcd(), wait) {
+        while let Some(holder) = etcd.unique_holder(key)? {
+            match crate::reader::wait::wait(store, &holder, Default::default()) {
+                Ok(_) | Err(StoreError::NotFound(..)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// `Some((id, status))` when job `id` holds `key` and the verdict says it is active. A record that

@@ -121,6 +121,7 @@ impl Kind {
             StoreError::Record { .. } => Kind::Corrupt,
             StoreError::Dir { .. } | StoreError::ReadOnly(..) => Kind::StateDir,
             StoreError::Io { .. } | StoreError::NoSpace(..) => Kind::Io,
+            StoreError::UniqueHeld { .. } => Kind::UniqueHeld,
         }
     }
 

@@ -75,6 +75,15 @@ impl AnyStore {
         }
     }
 
+    /// The etcd store, when that is what this is.
+    #[cfg(feature = "etcd")]
+    pub fn as_etcd(&self) -> Option<&super::EtcdStore> {
+        match self {
+            AnyStore::Etcd { store, .. } => Some(store),
+            AnyStore::File(_) => None,
+        }
+    }
+
     /// Where the wrapper's own diagnostics go: beside the job's log.
     pub fn notes_path(&self, id: &JobId) -> PathBuf {
         match self {

@@ -28,6 +28,16 @@ pub enum StoreError {
     NoSpace(PathBuf),
     #[error("{path}: {err}")]
     Io { path: PathBuf, err: std::io::Error },
+    /// `run --unique KEY` on a cluster store, whose create transaction claims the key itself
+    /// (protocol.md 11.8); worded as `unique::ClaimError::Held`.
+    #[error(
+        "--unique {key}: job {holder} holds this key and is still {status}; wait for it (`tether status --wait {holder}`), cancel it, or use another key"
+    )]
+    UniqueHeld {
+        key: String,
+        holder: String,
+        status: String,
+    },
 }
 
 /// The first ten of an ambiguous prefix's matches, and how many more.

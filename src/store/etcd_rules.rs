@@ -49,6 +49,11 @@ impl Keys {
     pub fn cancel(&self, id: &str) -> String {
         format!("{}/cancel/{id}", self.prefix)
     }
+    /// `PREFIX/unique/KEY`: the id of the job holding a `--unique` key, attached to that job's
+    /// etcd lease, so a holder whose lease ends gives the key up with it.
+    pub fn unique(&self, key: &str) -> String {
+        format!("{}/unique/{key}", self.prefix)
+    }
     /// The id in a key under `jobs()`, as written (it may not be a valid id: 11.2 says what then).
     pub fn id_of<'a>(&self, key: &'a str) -> Option<&'a str> {
         key.strip_prefix(self.jobs().as_str())

@@ -16,6 +16,7 @@ use crate::id::JobId;
 use crate::record::{self, Exit, Reason, Record, Status};
 use crate::store::{AnyStore, Store, StoreError};
 use crate::transition::{Refused, Write};
+use crate::unique::ClaimError;
 
 /// The job's record in its store.
 pub struct Job {
@@ -208,22 +209,44 @@ fn create_record(
 ) -> Result<Job, Error> {
     let me = crate::process::current()
         .map_err(|e| Error::io(format!("cannot identify the wrapper process: {e}")))?;
+    // A cluster store claims the key in its create transaction; with --unique-wait, a starter that
+    // lost the key to another waiter begins again.
+    loop {
+        match create_once(&store, opts, interval_ms, ttl_ms, &id, &me) {
+            Err(ClaimError::Store(StoreError::UniqueHeld { .. })) if opts.unique_wait => continue,
+            Err(e) => return Err(e.into()),
+            Ok(Some(id)) => return Ok(Job { store, id }),
+            Ok(None) => {
+                return Err(Error::io(
+                    "could not generate an unused job id after 64 tries; pass --id",
+                ));
+            }
+        }
+    }
+}
+
+/// One claim of the unique key (if any) and creation of the record. `Ok(None)`: no free id found.
+fn create_once(
+    store: &AnyStore,
+    opts: &Options,
+    interval_ms: u64,
+    ttl_ms: u64,
+    id: &Option<JobId>,
+    me: &crate::process::Identity,
+) -> Result<Option<JobId>, ClaimError> {
     // Held until the record exists: checking the key and creating the record are one step. Taken
     // before the record is begun, so a --unique-wait that queued starts with fresh times and lease.
     let _claim = match &opts.unique {
-        Some(key) => {
-            let local = store.as_file().ok_or_else(|| {
-                Error::usage("--unique works on the file store only, not yet on etcd")
-            })?;
-            if opts.unique_wait {
-                Some(crate::unique::claim_waiting(local, key)?)
-            } else {
-                Some(crate::unique::claim(local, key)?)
-            }
-        }
+        Some(key) => crate::unique::claim_on(store, key, opts.unique_wait)?,
         None => None,
     };
-    let mut rec = Record::begin("", opts.command.clone(), me.holder(), interval_ms, ttl_ms);
+    let mut rec = Record::begin(
+        "",
+        opts.command.clone(),
+        me.clone().holder(),
+        interval_ms,
+        ttl_ms,
+    );
     rec.name = opts.name.clone();
     rec.meta = opts.meta.clone();
     rec.unique = opts.unique.clone();
@@ -235,16 +258,14 @@ fn create_record(
         let id = id.clone().unwrap_or_else(|| JobId::generate(salt));
         rec.id = id.to_string();
         match store.create(&rec) {
-            Ok(()) => return Ok(Job { store, id }),
+            Ok(()) => return Ok(Some(id)),
             // Exit 9 (id taken), with the way out (`tether rm`): cli::exit says both.
             Err(e @ StoreError::Exists(..)) if given => return Err(e.into()),
             Err(StoreError::Exists(..)) => continue,
             Err(e) => return Err(e.into()),
         }
     }
-    Err(Error::io(
-        "could not generate an unused job id after 64 tries; pass --id",
-    ))
+    Ok(None)
 }
 
 fn clone_err(e: &std::io::Error) -> std::io::Error {

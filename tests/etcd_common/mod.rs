@@ -5,6 +5,8 @@
 //! machine without etcd.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

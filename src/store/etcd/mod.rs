@@ -7,6 +7,7 @@
 //! each request, which works the same from plain threads and from inside the wrapper's runtime
 //! (where `block_on` would panic).
 
+mod create;
 mod renew;
 mod watch;
 
@@ -17,8 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, PutOptions, TxnOp,
-    TxnOpResponse,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, TxnOp, TxnOpResponse,
 };
 
 pub use renew::EtcdRenewer;
@@ -244,49 +244,6 @@ impl EtcdStore {
 
     fn must_id(&self, rec: &Record) -> Result<JobId, StoreError> {
         Ok(JobId::parse(&rec.id)?)
-    }
-
-    /// Creates a job's record together with its etcd lease and liveness key (11.3), in one
-    /// transaction that fails if the id is taken. Returns the lease id and the ttl etcd granted,
-    /// which replaces `lease.ttl_ms` in the stored record.
-    pub fn create_leased(&self, rec: &Record) -> Result<(i64, i64), StoreError> {
-        let id = self.must_id(rec)?;
-        let want = etcd_rules::lease_ttl_s(rec.lease.ttl_ms);
-        let granted = self
-            .call(move |mut c| async move { c.lease_grant(want, None).await })
-            .map_err(|e| self.io(id.as_str(), e))?;
-        let (lease, ttl_s) = (granted.id(), granted.ttl());
-        let mut stored = rec.clone();
-        stored.lease.ttl_ms = (ttl_s.max(0) as u64).saturating_mul(1000);
-        stored.extra.insert(
-            "etcd".into(),
-            serde_json::json!({ "lease": format!("{lease:x}"), "ttl_s": ttl_s }),
-        );
-        let live = serde_json::to_vec(&LiveValue {
-            epoch: rec.lease.epoch,
-            beats: rec.progress.count,
-            beat_at: rec.progress.at,
-        })
-        .expect("a live value serializes");
-        let (jk, lk) = (self.keys.job(id.as_str()), self.keys.live(id.as_str()));
-        let txn = etcd_client::Txn::new()
-            .when(vec![Compare::create_revision(
-                jk.clone(),
-                CompareOp::Equal,
-                0,
-            )])
-            .and_then(vec![
-                TxnOp::put(jk, stored.to_json(), None),
-                TxnOp::put(lk, live, Some(PutOptions::new().with_lease(lease))),
-            ]);
-        let resp = self
-            .call(move |mut c| async move { c.txn(txn).await })
-            .map_err(|e| self.io(id.as_str(), e))?;
-        if !resp.succeeded() {
-            let _ = self.call(move |mut c| async move { c.lease_revoke(lease).await });
-            return Err(StoreError::Exists(id, PathBuf::from(self.url.to_string())));
-        }
-        Ok((lease, ttl_s))
     }
 
     /// Gives up a job's lease (after its final write): its liveness key goes with it.
