@@ -3,13 +3,12 @@
 //! codes; one exit-code table in every `--help`; errors as JSON in `--json` mode; closed pipes.
 
 mod common;
-mod run_support;
 
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use run_support::*;
+use common::launch::*;
 
 /// The Python driver (tests/cli_contract.py). python3 and its `jsonschema` package are required
 /// (.ci/run installs python3-jsonschema): a missing tool fails the test, it never skips it.

@@ -1,13 +1,12 @@
 //! `cancel`: only a process proven to be the job's is signalled, and the whole group dies.
 
 mod common;
-mod readers_support;
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use readers_support::*;
+use common::holders::*;
 use rustix::process::{Pid, Signal, WaitOptions};
 use tether::process;
 use tether::record::{Child as RecChild, Status};

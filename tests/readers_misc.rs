@@ -1,12 +1,11 @@
 //! `logs`, `gc`, and a read-only state directory.
 
 mod common;
-mod readers_support;
 
 use std::process::Command;
 use std::time::Duration;
 
-use readers_support::*;
+use common::holders::*;
 use tether::clock::Timestamp;
 use tether::record::{Record, Status};
 use tether::store::{Change, Store};

@@ -1,11 +1,10 @@
 //! `status`, `--wait`, `result`, `inspect` and the error paths, against real processes and files.
 
 mod common;
-mod readers_support;
 
 use std::time::{Duration, Instant};
 
-use readers_support::*;
+use common::holders::*;
 use tether::record::Status;
 
 #[test]

@@ -2,12 +2,11 @@
 //! job's, `gc` keeps the record while they run, and nothing unproven is ever signalled.
 
 mod common;
-mod run_support;
 
 use std::process::Output;
 use std::time::Duration;
 
-use run_support::*;
+use common::launch::*;
 use rustix::process::Signal;
 use serde_json::Value;
 

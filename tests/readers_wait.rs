@@ -1,11 +1,10 @@
 //! The library's wait machinery, as a benchmark would drive it.
 
 mod common;
-mod readers_support;
 
 use std::time::{Duration, Instant};
 
-use readers_support::*;
+use common::holders::*;
 use tether::reader::wait::{Options, Waited, wait};
 
 #[test]

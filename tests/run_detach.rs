@@ -1,11 +1,10 @@
 //! `tether run --detach`, and what readers see when the wrapper is killed or stopped.
 
 mod common;
-mod run_support;
 
 use std::time::{Duration, Instant};
 
-use run_support::*;
+use common::launch::*;
 use rustix::process::Signal;
 use tether::verdict::Outcome;
 

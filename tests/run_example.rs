@@ -6,12 +6,11 @@
 //! cannot drift from what is tested. Only the broker's socket path is made private to the test.
 
 mod common;
-mod run_support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use run_support::*;
+use common::launch::*;
 
 const MARK: &str = "<!-- example: hung-worker -->";
 

@@ -1,12 +1,11 @@
 //! `tether run` in the foreground: exit codes, records, the log and the child's environment.
 
 mod common;
-mod run_support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use run_support::*;
+use common::launch::*;
 
 const LIMIT: Duration = Duration::from_secs(30);
 

@@ -3,7 +3,6 @@
 //! where it is refused the test fails under CI=true and says what it needs elsewhere.
 
 mod common;
-mod run_support;
 
 use std::fs;
 use std::io::Write as _;
@@ -12,7 +11,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Mount;
-use run_support::*;
+use common::launch::*;
 
 /// One at a time: a child forked by another test holds a copy of the filler's descriptor until it
 /// execs, which frees the space a moment later than this test expects (see tests/store_faults.rs).

@@ -2,11 +2,10 @@
 //! `lost`/`heartbeat-timeout` and its process group is stopped.
 
 mod common;
-mod run_support;
 
 use std::time::{Duration, Instant};
 
-use run_support::*;
+use common::launch::*;
 use rustix::process::Signal;
 use tether::verdict::Outcome;
 

@@ -2,12 +2,11 @@
 //! `inspect`, filtered on by `status --meta`, bounded, and refused with a clear error when bad.
 
 mod common;
-mod run_support;
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use run_support::*;
+use common::launch::*;
 use serde_json::Value;
 
 fn status_json(env: &Env, args: &[&str]) -> Value {

@@ -4,13 +4,12 @@
 //! that started it cannot read afterwards.
 
 mod common;
-mod run_support;
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use run_support::*;
+use common::launch::*;
 
 fn script_available() -> bool {
     Command::new("script")

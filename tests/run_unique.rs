@@ -3,12 +3,11 @@
 //! blocks. Real wrappers, real SIGKILL and SIGSTOP.
 
 mod common;
-mod run_support;
 
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use run_support::*;
+use common::launch::*;
 use rustix::process::Signal;
 use serde_json::Value;
 

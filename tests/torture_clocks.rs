@@ -9,17 +9,16 @@
 //! jump tests fail under CI=true and elsewhere print what to install and return.
 
 mod common;
-mod torture_support;
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use common::torture::*;
 use tether::clock::Timestamp;
 use tether::id::JobId;
 use tether::record::Record;
 use tether::store::{Change, Store};
-use torture_support::*;
 
 const HOUR_MS: i64 = 3_600_000;
 

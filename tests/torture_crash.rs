@@ -12,15 +12,14 @@
 //! CI runs a few hundred jobs; `scripts/soak crash` runs thousands (`TETHER_TORTURE_CRASH_JOBS`).
 
 mod common;
-mod torture_support;
 
 use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::torture::*;
 use rustix::process::Signal;
 use serde_json::{Value, json};
-use torture_support::*;
 
 #[derive(Default, Debug)]
 struct Tally {

@@ -7,16 +7,15 @@
 //! others from JSON consumers.
 
 mod common;
-mod torture_support;
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::process::Command;
 use std::time::Duration;
 
+use common::torture::*;
 use serde_json::{Value, json};
 use tether::clock::Timestamp;
 use tether::lease_file::Stamp;
-use torture_support::*;
 
 const FAR: &str = "9999-12-31T23:59:59.999Z";
 const EPOCH: &str = "1970-01-01T00:00:00Z";

@@ -15,7 +15,6 @@
 //! the group has been signalled, so its pid cannot be reused meanwhile.
 
 mod common;
-mod torture_support;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -23,11 +22,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::torture::*;
 use serde_json::{Value, json};
 use tether::clock::{Timestamp, mono_ms};
 use tether::process;
 use tether::store::Store;
-use torture_support::*;
 
 /// Path -> (mode, uid, size, mtime ns, content) of everything under `root`.
 fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u32, u32, u64, i128, Vec<u8>)> {

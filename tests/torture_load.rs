@@ -8,7 +8,6 @@
 //! still holds. Knobs: `TETHER_TORTURE_LOAD_JOBS`, `_SECS`, `_TTL_MS`, `_INTERVAL_MS`, `_CPU`.
 
 mod common;
-mod torture_support;
 
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
@@ -16,9 +15,9 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::torture::*;
 use rustix::process::Signal;
 use tether::clock::Timestamp;
-use torture_support::*;
 
 /// The load generator, in its own process group, stopped when dropped.
 struct Load {

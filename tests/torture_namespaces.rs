@@ -8,15 +8,14 @@
 //! namespace fails these tests instead of skipping them.
 
 mod common;
-mod torture_support;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::torture::*;
 use rustix::process::Signal;
 use serde_json::Value;
-use torture_support::*;
 
 /// Whether `unshare --pid --fork --mount-proc` works here; under CI its absence is a failure.
 fn namespaces_available() -> bool {

@@ -3,33 +3,11 @@
 //! and a probe that could never run is refused before anything starts. Real sockets, real processes.
 
 mod common;
-mod torture_support;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::time::Duration;
 
-use torture_support::*;
-
-/// A broker on 127.0.0.1: it accepts every connection and, if `answer`, replies `200 OK`; otherwise
-/// it holds the connection open and never says a word. The thread ends with the test process.
-fn broker(answer: bool) -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for mut c in l.incoming().flatten() {
-            if answer {
-                let mut buf = [0u8; 1024];
-                let _ = c.read(&mut buf);
-                let _ = c.write_all(b"HTTP/1.0 200 OK\r\n\r\nok\n");
-            } else {
-                held.push(c);
-            }
-        }
-    });
-    port
-}
+use common::broker::fixed as broker;
+use common::torture::*;
 
 fn child_pid(env: &Env, id: &str) -> u32 {
     env.record(id).unwrap()["child"]["pid"].as_u64().unwrap() as u32

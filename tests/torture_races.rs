@@ -12,7 +12,6 @@
 //! CI: 20 rounds. `scripts/soak e2e-races` runs more (`TETHER_TORTURE_RACE_ROUNDS`).
 
 mod common;
-mod torture_support;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -21,9 +20,9 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::torture::*;
 use rustix::process::Signal;
 use serde_json::json;
-use torture_support::*;
 
 const REAPERS: usize = 16;
 

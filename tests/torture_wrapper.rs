@@ -3,7 +3,6 @@
 //! lost under a wrapper that was stopped. Real processes, real sockets, real users (uid 65534).
 
 mod common;
-mod torture_support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
@@ -11,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use torture_support::*;
+use common::torture::*;
 
 /// The environment variable `key` of a running process.
 fn environ(pid: u32, key: &str) -> Option<String> {

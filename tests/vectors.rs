@@ -13,7 +13,7 @@ use tether::clock::{Now, Timestamp};
 use tether::record::{Record, RecordError};
 use tether::verdict::{Outcome, Probe, Reader, verdict};
 
-mod vectors_support;
+mod common;
 
 /// Below this the suite has lost vectors (a bad glob, a deleted directory), not gained confidence.
 const MIN_VECTORS: usize = 40;
@@ -397,7 +397,7 @@ fn schema_agrees_with_this_runner() {
         "expect.lease",
         "expect.progress",
     ];
-    vectors_support::schema_agrees(&vectors_dir(), &objects, accepts);
+    common::schema::schema_agrees(&vectors_dir(), &objects, accepts);
 }
 
 #[test]

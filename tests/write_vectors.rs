@@ -15,7 +15,7 @@ use tether::record::{Child, Exit, Progress, Reason, Record, Status};
 use tether::store::{self, FileStore, Renew, StateDir, Store, StoreError};
 use tether::transition::{Refused, Write, apply};
 
-mod vectors_support;
+mod common;
 
 /// Section 10.2 asks for at least 40; fewer means vectors went missing.
 const MIN_VECTORS: usize = 40;
@@ -124,7 +124,7 @@ fn accepts(text: &str) -> Result<(), String> {
 #[test]
 fn schema_agrees_with_this_runner() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/write");
-    vectors_support::schema_agrees(&dir, &["", "write", "expect"], accepts);
+    common::schema::schema_agrees(&dir, &["", "write", "expect"], accepts);
 }
 
 /// What happened to a write, in the vocabulary of section 10.2.
@@ -444,7 +444,7 @@ fn check(v: &Vector) -> Result<(), String> {
 #[test]
 fn write_vectors() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/write");
-    let files = vectors_support::vector_files(&dir);
+    let files = common::schema::vector_files(&dir);
     let mut failures = Vec::new();
     let mut names = std::collections::HashSet::new();
     for path in &files {

@@ -6,13 +6,15 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use super::cleanup::Scratch;
+
 /// The `tether` binary cargo built for this test run.
 pub const BIN: &str = env!("CARGO_BIN_EXE_tether");
 
-/// A temporary directory (removed on drop) and the state directory `state` inside it, which
-/// tether creates on first use.
-pub fn state_dir() -> (tempfile::TempDir, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
+/// A temporary directory (removed on drop, or when the test process is interrupted) and the state
+/// directory `state` inside it, which tether creates on first use.
+pub fn state_dir() -> (Scratch, PathBuf) {
+    let tmp = Scratch::new();
     let dir = tmp.path().join("state");
     (tmp, dir)
 }

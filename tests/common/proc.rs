@@ -1,6 +1,9 @@
 //! What the tests read about processes. `/proc/<pid>/stat` is parsed in one place, the library's
 //! (`tether::process`), so a test and the code it tests cannot disagree on what "alive" means.
 
+use std::process::{Child, Output};
+use std::time::{Duration, Instant};
+
 use rustix::process::{Pid, Signal};
 use tether::verdict::Probe;
 
@@ -25,6 +28,11 @@ pub fn signal(pid: u32, sig: Signal) {
 /// `start` (a detached wrapper, its child): continued, killed (with its group when `group`), and
 /// waited for up to 5 s. A pid reused by another process is left alone.
 pub fn kill_proven(pid: u32, start: &str, group: bool) {
+    kill_proven_within(pid, start, group, Duration::from_secs(5));
+}
+
+/// [`kill_proven`], waiting up to `limit` for the process to go.
+pub fn kill_proven_within(pid: u32, start: &str, group: bool, limit: Duration) {
     let ns = tether::process::pid_ns();
     if let Ok(p) = tether::process::Pinned::open(pid, start, ns.as_deref()) {
         let _ = p.signal(Signal::CONT);
@@ -32,7 +40,49 @@ pub fn kill_proven(pid: u32, start: &str, group: bool) {
             let _ = p.signal_group(pid, Signal::KILL);
         }
         let _ = p.signal(Signal::KILL);
-        p.wait_exit(std::time::Duration::from_secs(5));
+        p.wait_exit(limit);
+    }
+}
+
+/// Stops our own child: SIGTERM, then SIGKILL if it has not exited within `grace`; always reaped.
+/// Not yet reaped, the child's pid cannot have been reused, so signalling it is safe.
+pub fn stop_child(child: &mut Child, grace: Duration) {
+    if child.try_wait().ok().flatten().is_some() {
+        return;
+    }
+    signal(child.id(), Signal::TERM);
+    let gone = crate::common::poll(grace, Duration::from_millis(20), || {
+        child.try_wait().ok().flatten().is_some()
+    });
+    if !gone {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// Waits up to `limit` for our own child, its stdout and stderr piped, to end; returns its output
+/// and when it ended. Past the bound it is killed (by identity) and the test fails, naming `what`
+/// and showing what it wrote to stderr. A thread reads the pipes, so a chatty child cannot block.
+pub fn finish_within(child: Child, limit: Duration, what: &str) -> (Output, Instant) {
+    let pid = child.id();
+    let start = tether::process::start_token(pid);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let o = child.wait_with_output();
+        let _ = tx.send((o, Instant::now()));
+    });
+    match rx.recv_timeout(limit) {
+        Ok((o, at)) => (o.unwrap(), at),
+        Err(_) => {
+            if let Some(start) = start {
+                kill_proven(pid, &start, false);
+            }
+            let (o, _) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            panic!(
+                "{what} did not finish within {limit:?}: {}",
+                String::from_utf8_lossy(&o.unwrap().stderr)
+            );
+        }
     }
 }
 

@@ -15,6 +15,7 @@ pub fn record(id: &str) -> RecordBuilder {
         ttl_ms: 600_000,
         name: None,
         status: Status::Running,
+        progress: Progress::default(),
     }
 }
 
@@ -26,6 +27,7 @@ pub struct RecordBuilder {
     ttl_ms: u64,
     name: Option<String>,
     status: Status,
+    progress: Progress,
 }
 
 impl RecordBuilder {
@@ -68,6 +70,17 @@ impl RecordBuilder {
         self
     }
 
+    /// Progress `message`, reported now as beat `count`.
+    pub fn progress(mut self, message: &str, count: u64) -> Self {
+        self.progress = Progress {
+            message: Some(message.to_owned()),
+            at: Some(Timestamp::now()),
+            count,
+            ..Default::default()
+        };
+        self
+    }
+
     pub fn build(self) -> Record {
         let mut r = Record::begin(
             &self.id,
@@ -78,6 +91,7 @@ impl RecordBuilder {
         );
         r.name = self.name;
         r.status = self.status;
+        r.progress = self.progress;
         r
     }
 }

@@ -1,145 +1,21 @@
-//! Shared helpers for the end-to-end torture tests (`tests/torture_*.rs`): real `tether` processes,
-//! each test in its own temporary state directory, bounded waits, and no process left behind.
-//!
-//! Every test binary that uses this module becomes a child subreaper, and one thread reaps every
-//! child that ends (including orphans: the children of SIGKILLed wrappers and the detached
-//! wrappers whose launcher exited). PID 1 on this machine never reaps orphans, so without this a
-//! soak run would leave thousands of zombies behind. Because that thread owns `wait`, processes
-//! are started with [`spawn`] and waited for with [`wait`], never with `std`'s `Child::wait`.
-//!
-//! Reaping happens only under the table's lock, so "not in the table" proves the pid is still ours
-//! (alive or a zombie): [`kill`] checks that under the same lock, so it can never hit a reused pid.
-#![allow(dead_code)]
+//! The end-to-end torture tests' fixture (`tests/torture_*.rs`): real `tether` processes, each test
+//! in its own temporary state directory, bounded waits, and no process left behind. Every process
+//! is started and waited for through the subreaper ([`super::reaper`]), which an [`Env`] starts:
+//! every test binary that uses this module becomes a child subreaper.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Condvar, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rustix::process::{Pid, Signal, WaitIdOptions, WaitOptions};
+use rustix::process::Signal;
 use serde_json::Value;
 
+use super::cleanup::Adopted;
+#[allow(unused_imports)] // re-exported for the test files that use it
+pub use super::reaper::{Ended, ended, kill, kill_group, spawn, wait};
 #[allow(unused_imports)] // re-exported for the test files that use it
 pub use crate::common::BIN;
-
-/// How a process ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ended {
-    Code(i32),
-    Signal(i32),
-}
-
-impl Ended {
-    pub fn code(self) -> Option<i32> {
-        match self {
-            Ended::Code(c) => Some(c),
-            Ended::Signal(_) => None,
-        }
-    }
-}
-
-struct Table {
-    ended: Mutex<HashMap<u32, Ended>>,
-    cv: Condvar,
-}
-
-fn table() -> &'static Table {
-    static T: OnceLock<Table> = OnceLock::new();
-    T.get_or_init(|| {
-        tether::testing::platform::become_subreaper().expect("PR_SET_CHILD_SUBREAPER");
-        std::thread::spawn(reaper);
-        Table {
-            ended: Mutex::new(HashMap::new()),
-            cv: Condvar::new(),
-        }
-    })
-}
-
-fn reaper() {
-    let t = table();
-    loop {
-        // Block until some child has ended, without reaping it...
-        match rustix::process::waitid(
-            rustix::process::WaitId::All,
-            WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
-        ) {
-            Ok(_) => {}
-            Err(_) => {
-                std::thread::sleep(Duration::from_millis(5));
-                continue;
-            }
-        }
-        // ...then reap under the lock, so `kill` never races a reap.
-        let mut m = t.ended.lock().unwrap();
-        while let Ok(Some((pid, st))) = rustix::process::wait(WaitOptions::NOHANG) {
-            let e = match (st.exit_status(), st.terminating_signal()) {
-                (Some(c), _) => Ended::Code(c),
-                (None, Some(s)) => Ended::Signal(s),
-                _ => continue,
-            };
-            m.insert(pid.as_raw_nonzero().get() as u32, e);
-        }
-        drop(m);
-        t.cv.notify_all();
-    }
-}
-
-/// Starts `cmd` and returns its pid. Its end is collected by the reaper thread.
-pub fn spawn(cmd: &mut Command) -> u32 {
-    let t = table();
-    let mut m = t.ended.lock().unwrap();
-    let child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-    let pid = child.id();
-    // A stale entry from an earlier process with the same pid: it ended before this one existed.
-    m.remove(&pid);
-    drop(m);
-    drop(child); // std does not wait on drop; the reaper thread does
-    pid
-}
-
-/// Waits up to `limit` for a process started by [`spawn`] to end.
-pub fn wait(pid: u32, limit: Duration) -> Option<Ended> {
-    let t = table();
-    let deadline = Instant::now() + limit;
-    let mut m = t.ended.lock().unwrap();
-    loop {
-        if let Some(e) = m.get(&pid) {
-            return Some(*e);
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return None;
-        }
-        m = t.cv.wait_timeout(m, deadline - now).unwrap().0;
-    }
-}
-
-/// Has a process started by [`spawn`] ended (and been reaped)?
-pub fn ended(pid: u32) -> Option<Ended> {
-    table().ended.lock().unwrap().get(&pid).copied()
-}
-
-/// Signals a process started by [`spawn`] if it has not been reaped yet (so the pid is still it).
-pub fn kill(pid: u32, sig: Signal) -> bool {
-    let m = table().ended.lock().unwrap();
-    if m.contains_key(&pid) {
-        return false;
-    }
-    rustix::process::kill_process(Pid::from_raw(pid as i32).unwrap(), sig).is_ok()
-}
-
-/// Signals the process group led by a process started by [`spawn`] (in its own group), while the
-/// leader is unreaped.
-pub fn kill_group(pgid: u32, sig: Signal) {
-    let m = table().ended.lock().unwrap();
-    if m.contains_key(&pgid) {
-        return;
-    }
-    let _ = rustix::process::kill_process_group(Pid::from_raw(pgid as i32).unwrap(), sig);
-}
 
 /// Kills a process that is not (necessarily) our child, but only if its start time is still the
 /// recorded one: the detached wrappers and their children.
@@ -176,22 +52,23 @@ impl Out {
 
 /// A temporary state directory and a scratch area for command output.
 pub struct Env {
-    pub tmp: tempfile::TempDir,
+    /// Processes that are not our children, killed when the test ends: first, so before the
+    /// state directory goes (fields drop in order).
+    adopted: Adopted,
+    pub tmp: super::cleanup::Scratch,
     pub dir: PathBuf,
     seq: std::sync::atomic::AtomicU64,
-    /// (pid, start token) of processes that are not our children, killed when the test ends.
-    adopted: Mutex<Vec<(u32, String)>>,
 }
 
 impl Env {
     pub fn new() -> Env {
-        table();
+        super::reaper::start();
         let (tmp, dir) = crate::common::env::state_dir();
         Env {
+            adopted: Adopted::default(),
             tmp,
             dir,
             seq: Default::default(),
-            adopted: Mutex::new(vec![]),
         }
     }
 
@@ -253,18 +130,13 @@ impl Env {
         assert_eq!(o.code(), 0, "detach failed: {}", o.stderr);
         let (id, pid) = crate::common::env::detached(o.stdout.as_bytes());
         let rec = self.record(&id).expect("record of a detached job");
-        self.adopt(pid, rec["holder"]["start"].as_str().unwrap());
-        if let Some(c) = rec["child"].as_object() {
-            self.adopt(
-                c["pid"].as_u64().unwrap() as u32,
-                c["start"].as_str().unwrap(),
-            );
-        }
+        self.adopted.job(&rec);
         (id, pid)
     }
 
+    /// Kills `pid` (not its group) when the test ends, if its start time is still `start`.
     pub fn adopt(&self, pid: u32, start: &str) {
-        self.adopted.lock().unwrap().push((pid, start.to_owned()));
+        self.adopted.adopt(pid, start, false);
     }
 
     pub fn jobs(&self) -> PathBuf {
@@ -298,14 +170,6 @@ impl Env {
             true,
         )
         .unwrap()
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        for (pid, start) in self.adopted.lock().unwrap().drain(..).rev() {
-            kill_proven(pid, &start);
-        }
     }
 }
 

@@ -1,6 +1,6 @@
-//! Fixture for the reader tests: real records whose holder is a real process the test spawned,
-//! because the wrapper (`tether run`) is built elsewhere and the readers must not depend on it.
-#![allow(dead_code)]
+//! The reader tests' fixture (`tests/readers_*.rs`): real records whose holder is a real process
+//! the test spawned, because the wrapper (`tether run`) is built elsewhere and the readers must not
+//! depend on it; and the reading commands' outputs.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -10,15 +10,17 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tether::clock::{Timestamp, mono_ms};
+use tether::clock::Timestamp;
 use tether::id::JobId;
 use tether::process;
 use tether::record::{Child as RecChild, Record, Status};
 use tether::store::{Change, FileStore, StateDir, Store};
 use tether::transition::{Write, apply};
 
+use super::cleanup::Registered;
+
 pub struct Env {
-    pub tmp: tempfile::TempDir,
+    pub tmp: super::cleanup::Scratch,
     pub root: PathBuf,
     pub store: FileStore,
 }
@@ -29,9 +31,10 @@ pub fn env() -> Env {
     Env { tmp, root, store }
 }
 
-/// Spawned processes, killed and reaped when the test ends, however it ends.
+/// Spawned processes, killed and reaped when the test ends, however it ends (also when the test
+/// process is interrupted: each is registered with `cleanup`).
 #[derive(Default)]
-pub struct Kids(pub Vec<Child>);
+pub struct Kids(pub Vec<Child>, Vec<Option<Registered>>);
 
 impl Kids {
     pub fn sleep(&mut self, secs: u32) -> u32 {
@@ -42,13 +45,12 @@ impl Kids {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let pid = c.id();
-        self.0.push(c);
-        pid
+        self.push(c)
     }
     pub fn push(&mut self, c: Child) -> u32 {
         let pid = c.id();
         self.0.push(c);
+        self.1.push(Registered::child(pid));
         pid
     }
 }
@@ -64,24 +66,17 @@ impl Drop for Kids {
     }
 }
 
-/// A fresh running record naming `pid` as holder, renewed now, on this machine.
+/// A fresh running record naming `pid` as holder, renewed now, on this machine, with progress.
 pub fn record(id: &str, pid: u32, start: &str, interval_ms: u64, ttl_ms: u64) -> Record {
-    let me = process::current().unwrap();
-    let v = serde_json::json!({
-        "protocol": 1,
-        "id": id,
-        "name": "test job",
-        "argv": ["sleep", "60"],
-        "cwd": "/",
-        "created_at": Timestamp::now(),
-        "status": "running",
-        "reason": null,
-        "holder": {"pid": pid, "start": start, "boot_id": me.boot_id, "host": me.host, "time_ns": me.time_ns, "pid_ns": me.pid_ns},
-        "lease": {"epoch": 1, "interval_ms": interval_ms, "ttl_ms": ttl_ms,
-                  "renewed_at": Timestamp::now(), "renewed_mono_ms": mono_ms()},
-        "progress": {"message": "warming up", "at": Timestamp::now(), "count": 1},
-    });
-    Record::parse(&serde_json::to_vec(&v).unwrap(), Some(id)).unwrap()
+    let mut r = crate::common::record(id)
+        .pid(pid, start)
+        .lease(interval_ms, ttl_ms)
+        .name("test job")
+        .argv(&["sleep", "60"])
+        .progress("warming up", 1)
+        .build();
+    r.cwd = Some("/".into());
+    r
 }
 
 /// Creates a running job whose holder is a new `sleep` process.
@@ -210,22 +205,8 @@ pub fn run_bounded(mut c: Command, bound: Duration) -> (Output, Duration) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(bound) {
-        Ok(o) => (o.unwrap(), t0.elapsed()),
-        Err(_) => {
-            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-            let o = rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
-            panic!(
-                "tether did not finish within {bound:?}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-        }
-    }
+    let (o, _) = crate::common::proc::finish_within(child, bound, "tether");
+    (o, t0.elapsed())
 }
 
 pub fn load(e: &Env, id: &str) -> Record {

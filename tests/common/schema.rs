@@ -1,4 +1,5 @@
-//! Shared by the two vector runners: the check that `tests/vectors/schema/vectors.schema.json`
+//! The vectors' schema check, shared by the two vector runners (`tests/vectors.rs`,
+//! `tests/write_vectors.rs`): the check that `tests/vectors/schema/vectors.schema.json`
 //! (what other languages validate vectors with) and the runner's own typed reading of a vector
 //! accept exactly the same files.
 //!

@@ -1,6 +1,6 @@
-//! Shared helpers for the `tether run` integration tests: real processes, bounded waits, and cleanup
-//! of every process a test starts (by pid, proven by start time before it is signalled).
-#![allow(dead_code)]
+//! The `tether run` tests' fixture (`tests/run_*.rs` and a few readers' tests): the wrapper run in
+//! plain child processes (no subreaper), foreground and detached, bounded waits, and cleanup of
+//! every process a test starts (by pid, proven by start time before it is signalled).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tether::id::JobId;
+
+use super::cleanup::{Adopted, Registered};
 use tether::reader::settle::{Judged, settle};
 use tether::store::{FileStore, StateDir, Store};
 
@@ -15,19 +17,19 @@ use tether::store::{FileStore, StateDir, Store};
 pub use crate::common::BIN;
 
 pub struct Env {
-    pub tmp: tempfile::TempDir,
+    /// Processes to kill when the test ends: first, so before the state directory goes.
+    adopted: Adopted,
+    pub tmp: super::cleanup::Scratch,
     pub dir: PathBuf,
-    /// (pid, start token, is a group leader) of processes to kill when the test ends.
-    reap: Vec<(u32, String, bool)>,
 }
 
 impl Env {
     pub fn new() -> Env {
         let (tmp, dir) = crate::common::env::state_dir();
         Env {
+            adopted: Adopted::default(),
             tmp,
             dir,
-            reap: vec![],
         }
     }
 
@@ -46,6 +48,7 @@ impl Env {
             .stdout(std::fs::File::create(&out).unwrap())
             .stderr(std::fs::File::create(&err).unwrap());
         let mut child = c.spawn().unwrap();
+        let _registered = Registered::child(child.id());
         let deadline = Instant::now() + limit;
         let status = loop {
             if let Some(s) = child.try_wait().unwrap() {
@@ -82,18 +85,13 @@ impl Env {
         );
         let (id, pid) = crate::common::env::detached(&out.stdout);
         let rec = self.record(&id);
-        self.adopt(pid, rec["holder"]["start"].as_str().unwrap(), false);
-        let c = &rec["child"];
-        self.adopt(
-            c["pid"].as_u64().unwrap() as u32,
-            c["start"].as_str().unwrap(),
-            true,
-        );
+        assert!(rec["child"].is_object(), "a detached job's child: {rec}");
+        self.adopted.job(&rec);
         (id, pid)
     }
 
     pub fn adopt(&mut self, pid: u32, start: &str, leader: bool) {
-        self.reap.push((pid, start.to_string(), leader));
+        self.adopted.adopt(pid, start, leader);
     }
 
     /// The record as every reader sees it: the file, with the lease file folded in
@@ -135,14 +133,6 @@ impl Env {
             .collect();
         assert_eq!(ids.len(), 1, "{ids:?}");
         ids.pop().unwrap()
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        for (pid, start, leader) in self.reap.drain(..).rev() {
-            crate::common::proc::kill_proven(pid, &start, leader);
-        }
     }
 }
 
