@@ -45,10 +45,17 @@ pub fn crc32(bytes: &[u8]) -> u32 {
 
 impl Stamp {
     /// The slot's 128 bytes: `MAGIC seq epoch mono wall_ms beats beat_at_ms crc`, space-padded,
-    /// newline-terminated. `beat_at_ms` is -1 when there was no beat.
+    /// newline-terminated. `beat_at_ms` is -1 when there was no beat. Written in place, without
+    /// allocating: this runs on every renewal.
     pub fn encode(&self) -> [u8; SLOT_LEN] {
+        use std::io::Write as _;
+        let mut out = [b' '; SLOT_LEN];
         let beat_at = self.beat_at.map_or(-1, |t| t.ms());
-        let body = format!(
+        let mut w = &mut out[..SLOT_LEN - 1];
+        // Seven numbers of at most 20 characters and the magic fit in 127 bytes, so these writes
+        // cannot fail (a failure would only cut the line, which the CRC then rejects).
+        let _ = write!(
+            w,
             "{MAGIC} {} {} {} {} {} {}",
             self.seq,
             self.epoch,
@@ -57,10 +64,10 @@ impl Stamp {
             self.beats,
             beat_at
         );
-        let line = format!("{body} {:08x}", crc32(body.as_bytes()));
-        let mut out = [b' '; SLOT_LEN];
-        let n = line.len().min(SLOT_LEN - 1);
-        out[..n].copy_from_slice(&line.as_bytes()[..n]);
+        let body_len = SLOT_LEN - 1 - w.len();
+        let crc = crc32(&out[..body_len]);
+        w = &mut out[body_len..SLOT_LEN - 1];
+        let _ = write!(w, " {crc:08x}");
         out[SLOT_LEN - 1] = b'\n';
         out
     }

@@ -3,7 +3,7 @@
 //! `dd` loop when stress-ng is missing) and the disk is busy. `tether status --json` is run over
 //! and over for the whole duration: no job may ever be judged anything but running.
 //!
-//! CI: 30 jobs for 15 s at the default interval/ttl (1s/10s). The soak part `load` runs 200 jobs
+//! CI: 30 jobs for 15 s at the default interval/ttl (3.333s/10s). The soak part `load` runs 200 jobs
 //! for 3 minutes, and `scripts/min-ttl` repeats it at shorter ttls to find the smallest ttl that
 //! still holds. Knobs: `TETHER_TORTURE_LOAD_JOBS`, `_SECS`, `_TTL_MS`, `_INTERVAL_MS`, `_CPU`.
 
@@ -92,7 +92,8 @@ fn no_job_is_judged_lost_while_cpus_and_disk_are_overloaded() {
     let jobs = knob("TETHER_TORTURE_LOAD_JOBS", 30);
     let secs = knob("TETHER_TORTURE_LOAD_SECS", 15);
     let ttl_ms = knob("TETHER_TORTURE_LOAD_TTL_MS", 10_000);
-    let interval_ms = knob("TETHER_TORTURE_LOAD_INTERVAL_MS", 1000);
+    // The default interval: a third of the ttl (`tether run` without --interval).
+    let interval_ms = knob("TETHER_TORTURE_LOAD_INTERVAL_MS", ttl_ms / 3);
     let cpu = knob("TETHER_TORTURE_LOAD_CPU", 8);
     let e = Env::new();
     // Generous: starting 200 jobs under load takes a while, and the load must outlast the checks.

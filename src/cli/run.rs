@@ -30,9 +30,9 @@ pub struct RunArgs {
     /// With --unique: while another job holds the key, wait for it to end, then start (queued)
     #[arg(long, requires = "unique")]
     pub unique_wait: bool,
-    /// How often the lease is renewed
-    #[arg(long, default_value = "1s", value_parser = crate::clock::parse_interval)]
-    pub interval: Duration,
+    /// How often the lease is renewed [default: a third of --ttl]
+    #[arg(long, value_parser = crate::clock::parse_interval)]
+    pub interval: Option<Duration>,
     /// How long a renewal stays valid (at least twice the interval)
     #[arg(long, default_value = "10s", value_parser = crate::clock::parse_ttl)]
     pub ttl: Duration,
@@ -143,7 +143,7 @@ pub fn run(dir: Option<PathBuf>, a: RunArgs) -> CliResult {
         dir,
         id: a.id,
         name: a.name,
-        interval: a.interval,
+        interval: a.interval.unwrap_or(wrapper::default_interval(a.ttl)),
         ttl: a.ttl,
         heartbeat: a.heartbeat.into(),
         on_stall: match a.on_stall {

@@ -230,6 +230,11 @@ mod native {
             Ok(ChildHandle(self.0.try_clone()?))
         }
 
+        /// The pidfd, readable once the child has exited, for an event loop to wait on.
+        pub fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
+            Some(self.0.as_fd())
+        }
+
         /// `waitid(P_PIDFD)`: blocks until the child changes state as `opts` asks.
         pub fn wait(&self, opts: WaitIdOptions) -> io::Result<Option<WaitIdStatus>> {
             Ok(rustix::process::waitid(

@@ -89,6 +89,11 @@ impl ChildHandle {
         Ok(ChildHandle(self.0))
     }
 
+    /// No descriptor to wait on here: the caller blocks in `wait` on a thread of its own.
+    pub fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+
     /// `waitid` on the child: blocks until it changes state as `opts` asks.
     pub fn wait(&self, opts: WaitIdOptions) -> io::Result<Option<WaitIdStatus>> {
         Ok(rustix::process::waitid(WaitId::Pid(pid_of(self.0)?), opts)?)

@@ -139,10 +139,33 @@ impl Spawned {
         }
     }
 
-    /// Starts a thread that waits for the child to exit without reaping it (WNOWAIT) and reports how.
+    /// Watches for the child's exit without reaping it (WNOWAIT) and reports how. Where the child
+    /// is held by a pidfd, the event loop itself waits on it (readable once the child has exited):
+    /// an idle wrapper is then one thread, and the exit is still seen the moment it happens. Else
+    /// a thread blocks in `waitid`. Needs a tokio runtime.
     pub fn watch_exit(&self) -> io::Result<tokio::sync::oneshot::Receiver<io::Result<Exit>>> {
         let fd = self.handle.try_clone()?;
         let (tx, rx) = tokio::sync::oneshot::channel();
+        if let Some(poll) = fd.poll_fd() {
+            let poll = poll.try_clone_to_owned()?;
+            // SAFETY: the AsyncFd owns `poll`, so it stays open and the same for its lifetime.
+            let afd = unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(
+                    poll,
+                    tokio::io::Interest::READABLE,
+                )
+            }
+            .map_err(|e| e.into_parts().1)?;
+            tokio::spawn(async move {
+                let r = match afd.readable().await {
+                    // Readable: the child has exited, so this waitid does not block.
+                    Ok(_) => wait(&fd, WaitIdOptions::EXITED | WaitIdOptions::NOWAIT),
+                    Err(e) => Err(e),
+                };
+                let _ = tx.send(r);
+            });
+            return Ok(rx);
+        }
         std::thread::Builder::new()
             .name("tether-child-exit".into())
             .spawn(move || {

@@ -30,6 +30,8 @@ pub enum Event {
     KillDue,
     /// A liveness probe finished.
     Probe(crate::record::ProbeOutcome),
+    /// The beat deadline passes before the next tick (see `State::stall_check_at`).
+    StallDue,
 }
 
 /// What the loop waits on besides `State`'s own channel and streams.
@@ -40,6 +42,8 @@ struct Sources {
     dgram: [u8; 4096],
     /// Outcomes from the prober task, and how many failures in a row make the job unhealthy.
     probes: Option<(tokio::sync::mpsc::Receiver<ProbeOutcome>, u32)>,
+    /// Told of each tick when the prober paces itself by the renewal tick (see `probe::run`).
+    probe_ticks: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 /// Runs the job to its end and returns the wrapper's exit code.
@@ -58,6 +62,7 @@ pub async fn supervise(setup: Setup, opts: &Options, ready: Option<Ready>) -> i3
         signals,
         dgram: [0u8; 4096],
         probes: None,
+        probe_ticks: None,
     };
     let mut st = State::new(held, opts, ready);
     // The first renewal records the job running; the ticker's first tick comes one interval later.
@@ -67,7 +72,10 @@ pub async fn supervise(setup: Setup, opts: &Options, ready: Option<Ready>) -> i3
     if let Some((cfg, env)) = probe {
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         let threshold = cfg.failures;
-        tokio::spawn(super::probe::run(cfg, env, tx));
+        if cfg.every == opts.interval {
+            src.probe_ticks = Some(Default::default());
+        }
+        tokio::spawn(super::probe::run(cfg, env, tx, src.probe_ticks.clone()));
         src.probes = Some((rx, threshold));
     }
     let exit = loop {
@@ -76,6 +84,12 @@ pub async fn supervise(setup: Setup, opts: &Options, ready: Option<Ready>) -> i3
             Event::Probe(o) => {
                 let threshold = src.probes.as_ref().map_or(1, |p| p.1);
                 st.probed(o, threshold);
+            }
+            Event::Tick => {
+                if let Some(n) = &src.probe_ticks {
+                    n.notify_one();
+                }
+                st.handle(Event::Tick, &src.dgram);
             }
             ev => st.handle(ev, &src.dgram),
         }
@@ -128,6 +142,7 @@ async fn drain(src: &mut Sources, st: &mut State) {
 async fn next(src: &mut Sources, st: &mut State) -> Event {
     let kill_at = st.kill_at;
     let renewing = st.renewing;
+    let stall_at = st.stall_check_at();
     tokio::select! {
         r = &mut src.exit_rx => Event::Exited(match r {
             Ok(Ok(e)) => Ok(e),
@@ -139,6 +154,7 @@ async fn next(src: &mut Sources, st: &mut State) -> Event {
         (w, r) = st.streams.read() => Event::Output(w, r),
         s = src.signals.recv() => Event::Signal(s),
         _ = sleep_until_opt(kill_at) => Event::KillDue,
+        _ = sleep_until_opt(stall_at) => Event::StallDue,
         Some(o) = recv_opt(&mut src.probes) => Event::Probe(o),
     }
 }
@@ -158,14 +174,12 @@ impl State {
         match ev {
             Event::Exited(_) | Event::Probe(_) => {}
             Event::Tick => {
-                if output_beats {
-                    // After a stop the output written meanwhile is beats already given: take it in
-                    // before the stall is judged, as `Channel::poll` does for queued datagrams.
-                    if let Some(lines) = self.streams.take_buffered() {
-                        self.beats.beat(mono_ms(), lines);
-                    }
-                }
+                self.take_buffered_beats();
                 self.renew(true);
+            }
+            Event::StallDue => {
+                self.take_buffered_beats();
+                self.check_stall();
             }
             Event::Beat(Beat::File(n)) => self.channel.file_beats(&mut self.beats, n),
             Event::Beat(Beat::Datagram(n)) => {
@@ -189,6 +203,18 @@ impl State {
             Event::KillDue => {
                 self.spawned.signal_group(Signal::KILL);
                 self.kill_at = None;
+            }
+        }
+    }
+}
+
+impl State {
+    /// In output mode, after a stop the output written meanwhile is beats already given: take it
+    /// in before the stall is judged, as `Channel::poll` does for queued datagrams.
+    fn take_buffered_beats(&mut self) {
+        if self.channel.mode == Mode::Output {
+            if let Some(lines) = self.streams.take_buffered() {
+                self.beats.beat(mono_ms(), lines);
             }
         }
     }

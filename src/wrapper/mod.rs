@@ -44,6 +44,15 @@ pub const MAX_EXTEND: &str = "1d";
 /// `MAX_EXTEND` in milliseconds.
 pub const MAX_EXTEND_MS: u64 = 86_400_000;
 
+/// The renewal interval when `--interval` is not given: a third of the ttl, as etcd's clients
+/// keep a lease alive (Kubernetes' kubelet renews at a quarter, systemd's watchdog asks for a
+/// half). A crash is seen at once through the pidfd, whatever the interval; the interval only says
+/// how many renewals may be missed before a wedged or stopped wrapper's lease expires (two here),
+/// and each renewal is an idle job's only wake-up. protocol.md 4.1 and README "Defaults" say more.
+pub fn default_interval(ttl: Duration) -> Duration {
+    Duration::from_millis((ttl.as_millis() / 3).clamp(1, u64::MAX as u128) as u64)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OnStall {
     Kill,

@@ -242,17 +242,41 @@ impl Drop for GroupKill {
     }
 }
 
-/// Probes forever on its own task: `grace` first, then one probe every `every`, each outcome sent
-/// to the event loop.
-pub async fn run(cfg: Config, env: ChildEnv, tx: tokio::sync::mpsc::Sender<ProbeOutcome>) {
-    tokio::time::sleep(cfg.grace).await;
-    let mut tick = tokio::time::interval(cfg.every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Probes forever on its own task: `grace` first, then one probe at once and one per period, each
+/// outcome sent to the event loop. The period is the renewal tick's when `ticks` is given (the
+/// event loop notifies it on each tick: `--probe-every` left at the interval), so an idle wrapper
+/// still wakes once per interval; else the probe keeps a timer of its own.
+pub async fn run(
+    cfg: Config,
+    env: ChildEnv,
+    tx: tokio::sync::mpsc::Sender<ProbeOutcome>,
+    ticks: Option<std::sync::Arc<tokio::sync::Notify>>,
+) {
+    if !cfg.grace.is_zero() {
+        tokio::time::sleep(cfg.grace).await;
+    }
+    let mut own = match ticks {
+        Some(_) => None,
+        None => {
+            let mut t = tokio::time::interval(cfg.every);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t.tick().await; // the first tick is now
+            Some(t)
+        }
+    };
     loop {
-        tick.tick().await;
         let o = check(&cfg.spec, cfg.timeout, &env).await;
         if tx.send(o).await.is_err() {
             return;
+        }
+        match (&mut own, &ticks) {
+            (Some(t), _) => {
+                t.tick().await;
+            }
+            // A tick during a probe leaves a permit: the next probe follows at once, as the
+            // interval's Delay behaviour did.
+            (None, Some(n)) => n.notified().await,
+            (None, None) => return,
         }
     }
 }

@@ -99,7 +99,7 @@ impl State {
             return self.self_fence();
         }
         let reacquire = self.running_durable && now.saturating_sub(self.last_ok_mono) > self.ttl_ms;
-        let unwritten = Written::of(&self.beats.progress) != self.written;
+        let unwritten = !self.written.matches(&self.beats.progress);
         if self.running_durable && !reacquire && !unwritten {
             match self.fast_renew(at, now) {
                 Some(Ok(())) => {
@@ -157,6 +157,25 @@ impl State {
                     }
                 }
             }
+        }
+    }
+
+    /// When the beat deadline passes before the next tick, the moment just after it, so a stall
+    /// is judged when it happens, not up to an interval later. None otherwise: a job that beats in
+    /// time, or needs no beats, costs no wake-up besides the tick.
+    pub fn stall_check_at(&self) -> Option<tokio::time::Instant> {
+        if !self.renewing || !self.running_durable || self.channel.mode == Mode::None {
+            return None;
+        }
+        let left = (self.beats.deadline_ms + 1).saturating_sub(mono_ms());
+        (left < self.interval_ms).then(|| tokio::time::Instant::now() + Duration::from_millis(left))
+    }
+
+    /// The beat deadline has passed (`stall_check_at`): take in waiting beats, then judge.
+    pub fn check_stall(&mut self) {
+        self.channel.poll(&mut self.beats, false);
+        if self.stall_check_at().is_some() && self.beats.stalled(mono_ms()) {
+            self.stall();
         }
     }
 
@@ -363,6 +382,20 @@ struct Written {
 }
 
 impl Written {
+    /// `*self == Written::of(p)`, without copying the strings (asked on every renewal).
+    fn matches(&self, p: &Progress) -> bool {
+        self.message == p.message
+            && self.rejected == p.rejected
+            && self.extended_until == p.extended_until
+            && match (&self.probe, &p.probe) {
+                (None, None) => true,
+                (Some((ok, failures, detail)), Some(o)) => {
+                    (*ok, *failures, detail.as_str()) == (o.ok, o.failures, o.detail.as_str())
+                }
+                _ => false,
+            }
+    }
+
     fn of(p: &Progress) -> Written {
         Written {
             message: p.message.clone(),

@@ -45,7 +45,13 @@ impl Ticker {
             };
             let mut expirations = [0u8; 8];
             match rustix::io::read(fd.get_ref(), &mut expirations) {
-                Ok(_) => return,
+                // One read takes every expiration, so the timer is drained: say so now, or the
+                // next tick would first read again only to get EAGAIN (a syscall per tick).
+                // tokio keeps an edge that arrived since `readable` returned.
+                Ok(_) => {
+                    ready.clear_ready();
+                    return;
+                }
                 Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => ready.clear_ready(),
                 Err(_) => return std::future::pending().await,
             }
