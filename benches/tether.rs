@@ -4,6 +4,7 @@
 //! Run: `cargo bench --bench tether` (about 8 minutes on 2 cores). `-- --quick` runs a few
 //! iterations of each figure, for a smoke test. `-- --store` runs only the store's figures (renewal
 //! cost, record write, status and listing), to compare a change to the store before and after.
+//! `-- --probes` runs only the probe rows, `-- --fleet` only the idle fleets (tether beside pueued).
 //!
 //! Every figure is measured on real processes: detached `tether run` wrappers, real `status --wait`
 //! waiters, SIGKILL and SIGSTOP. Medians with the 10th-90th percentile spread. One file per idea
@@ -15,14 +16,22 @@ use rustix::process::Signal;
 
 #[path = "support/detection.rs"]
 mod detection;
+#[path = "support/fleet.rs"]
+mod fleet;
 #[path = "support/footprint.rs"]
 mod footprint;
+#[path = "support/idle.rs"]
+mod idle;
 #[path = "support/jobs.rs"]
 mod jobs;
 #[path = "support/probes.rs"]
 mod probes;
 #[path = "support/procfs.rs"]
 mod procfs;
+#[path = "support/profile.rs"]
+mod profile;
+#[path = "support/pueue.rs"]
+mod pueue;
 #[path = "support/store_cost.rs"]
 mod store_cost;
 #[path = "support/table.rs"]
@@ -47,25 +56,59 @@ fn main() {
         .tempdir()
         .expect("tempdir");
     let mut rows: Vec<Row> = Vec::new();
-    if args.iter().any(|a| a == "--probes") {
+    let only = |flag: &str| args.iter().any(|a| a == flag);
+    if only("--probes") {
         probes::rows(tmp.path(), quick, &mut rows);
-        print_table(&rows);
+        finish(&rows, &[], &args);
         return;
     }
-    let store_only = args.iter().any(|a| a == "--store");
     eprintln!(
         "tether bench: {} mode, state under {}",
         if quick { "quick" } else { "full" },
         tmp.path().display()
     );
-
+    if only("--fleet") {
+        let notes = idle::rows(tmp.path(), quick, &mut rows);
+        finish(&rows, &notes, &args);
+        return;
+    }
+    let store_only = only("--store");
     let idle = (!store_only).then(|| detection::rows(tmp.path(), quick, &mut rows));
     store_cost::rows(tmp.path(), quick, &mut rows);
+    let mut notes = Vec::new();
     if !store_only {
         probes::rows(tmp.path(), quick, &mut rows);
     }
     if let Some(idle) = idle {
-        footprint::rows(tmp.path(), quick, idle, &mut rows);
+        footprint::rows(quick, idle, &mut rows);
+        notes = idle::rows(tmp.path(), quick, &mut rows);
     }
-    print_table(&rows);
+    finish(&rows, &notes, &args);
+}
+
+/// The table, the notes under it, and the command that reproduces it (cargo adds `--bench` to a
+/// bench's arguments; it is not ours).
+fn finish(rows: &[Row], notes: &[String], args: &[String]) {
+    print_table(rows);
+    println!();
+    for n in notes {
+        println!("{n}");
+    }
+    let ours: Vec<&str> = args[1..]
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != "--bench")
+        .collect();
+    let sep = if ours.is_empty() { "" } else { " -- " };
+    println!(
+        "reproduce: cargo bench --bench tether{sep}{} (machine: {} cores, load average {})",
+        ours.join(" "),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
 }
