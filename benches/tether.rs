@@ -14,6 +14,9 @@ use std::path::Path;
 
 use rustix::process::Signal;
 
+/// The tests' kit: the binary, `detach`'s output, signalling and killing by identity, the broker.
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[path = "support/detection.rs"]
 mod detection;
 #[path = "support/fleet.rs"]

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::cleanup::Adopted;
 use common::proc::{alive, signal};
 use etcd_common::Etcd;
 use rustix::process::Signal;
@@ -18,18 +19,18 @@ use serde_json::Value;
 use common::BIN;
 
 struct Env {
+    /// What the test started, killed when it ends: first, so before the directory goes.
+    adopted: Adopted,
     url: String,
     tmp: tempfile::TempDir,
-    /// (pid, start token, group leader) to kill when the test ends.
-    reap: Vec<(u32, String, bool)>,
 }
 
 impl Env {
     fn new(e: &Etcd, prefix: &str) -> Env {
         Env {
+            adopted: Adopted::default(),
             url: e.url(prefix),
             tmp: tempfile::tempdir().unwrap(),
-            reap: vec![],
         }
     }
 
@@ -80,32 +81,14 @@ impl Env {
         let id = v["id"].as_str().unwrap().to_string();
         let st = self.json(&["status", &id, "--json"])[0].clone();
         let pid = st["holder"]["pid"].as_u64().unwrap() as u32;
-        self.reap
-            .push((pid, st["holder"]["start"].as_str().unwrap().into(), false));
         let child = st["child"]["pid"].as_u64().unwrap() as u32;
-        self.reap
-            .push((child, st["child"]["start"].as_str().unwrap().into(), true));
+        self.adopted.job(&st);
         (id, pid, child)
     }
 
     /// The one job of `status --json ID` (always an array, protocol.md 9.1).
     fn status(&self, id: &str) -> Value {
         self.json(&["status", id, "--json"])[0].clone()
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        for (pid, start, leader) in self.reap.drain(..).rev() {
-            if let Ok(p) = tether::process::Pinned::open(pid, &start, None) {
-                let _ = p.signal(Signal::CONT);
-                if leader {
-                    let _ = p.signal_group(pid, Signal::KILL);
-                }
-                let _ = p.signal(Signal::KILL);
-                p.wait_exit(Duration::from_secs(5));
-            }
-        }
     }
 }
 

@@ -10,6 +10,7 @@ mod etcd_common;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::cleanup::Adopted;
 use common::proc::{alive, signal};
 use etcd_common::{Etcd, Host};
 use rustix::process::Signal;
@@ -18,10 +19,11 @@ use serde_json::Value;
 use common::BIN;
 
 struct Two {
+    /// What the test started, killed when it ends: first, so before etcd and host A go.
+    adopted: Adopted,
     a: Host,
     etcd: Etcd,
     tmp: tempfile::TempDir,
-    reap: Vec<(u32, String, bool)>,
 }
 
 impl Two {
@@ -29,10 +31,10 @@ impl Two {
         let a = Host::create(test)?;
         let etcd = Etcd::start_on(test, &["127.0.0.1", &a.root_ip], &[])?;
         Some(Two {
+            adopted: Adopted::default(),
             a,
             etcd,
             tmp: tempfile::tempdir().unwrap(),
-            reap: vec![],
         })
     }
 
@@ -84,44 +86,14 @@ impl Two {
         assert_eq!(st["holder"]["host"], "host-a", "{st}");
         let pid = st["holder"]["pid"].as_u64().unwrap() as u32;
         let child = st["child"]["pid"].as_u64().unwrap() as u32;
-        self.reap
-            .push((pid, st["holder"]["start"].as_str().unwrap().into(), false));
-        self.reap
-            .push((child, st["child"]["start"].as_str().unwrap().into(), true));
+        self.adopted.job(&st);
         (id, pid, child)
     }
 }
 
-impl Drop for Two {
-    fn drop(&mut self) {
-        for (pid, start, leader) in self.reap.drain(..).rev() {
-            if let Ok(p) = tether::process::Pinned::open(pid, &start, None) {
-                let _ = p.signal(Signal::CONT);
-                if leader {
-                    let _ = p.signal_group(pid, Signal::KILL);
-                }
-                let _ = p.signal(Signal::KILL);
-                p.wait_exit(Duration::from_secs(5));
-            }
-        }
-    }
-}
-
 /// Waits for a `status --wait` started earlier; returns its output and when it ended.
-fn finish(mut c: Child, limit: Duration) -> (Output, Instant) {
-    let start = Instant::now();
-    loop {
-        if c.try_wait().unwrap().is_some() {
-            let at = Instant::now();
-            return (c.wait_with_output().unwrap(), at);
-        }
-        if start.elapsed() > limit {
-            let _ = c.kill();
-            let _ = c.wait();
-            panic!("status --wait did not return within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+fn finish(c: Child, limit: Duration) -> (Output, Instant) {
+    common::proc::finish_within(c, limit, "status --wait")
 }
 
 /// Starts `status --wait ID` on B and gives it time to open its watch.

@@ -5,21 +5,21 @@ use std::fs;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use rustix::process::{Pid, Signal, kill_process};
 use tether::id::JobId;
 use tether::record::{Record, Status};
 use tether::store::{FileStore, StateDir, Store};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_tether");
+pub use crate::common::BIN;
+/// Sends a signal to a pid, ignoring one that is already gone.
+pub use crate::common::proc::signal as kill;
 
-/// Starts `tether run --detach --json`; returns (id, wrapper pid) once the record says running.
+/// Starts `tether run --detach --json`; returns (id, wrapper pid).
 pub fn detach(dir: &Path, opts: &[&str], cmd: &[&str]) -> (String, u32) {
-    let mut args = vec!["--dir", dir.to_str().unwrap(), "run", "--detach", "--json"];
-    args.extend_from_slice(opts);
-    args.push("--");
-    args.extend_from_slice(cmd);
-    let out = Command::new(BIN)
-        .args(&args)
+    let out = crate::common::env::tether(dir)
+        .args(["run", "--detach", "--json"])
+        .args(opts)
+        .arg("--")
+        .args(cmd)
         .stderr(Stdio::inherit())
         .output()
         .expect("tether run --detach");
@@ -28,11 +28,7 @@ pub fn detach(dir: &Path, opts: &[&str], cmd: &[&str]) -> (String, u32) {
         "tether run --detach failed: {}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json output");
-    (
-        v["id"].as_str().expect("id").to_owned(),
-        v["pid"].as_u64().expect("pid") as u32,
-    )
+    crate::common::env::detached(&out.stdout)
 }
 
 pub fn wait_cmd(dir: &Path, id: &str) -> Child {
@@ -65,16 +61,13 @@ pub fn load(dir: &Path, id: &str) -> Record {
         .expect("record parses")
 }
 
-/// Kills what a finished measurement left: the child's group, if the record names one.
+/// Kills what a finished measurement left: the job's child and its group, if the record names a
+/// child that is still the same process (pid and start time), with a bounded wait.
 pub fn cleanup_job(dir: &Path, id: &str) {
     if let Ok(bytes) = fs::read(dir.join("jobs").join(format!("{id}.json"))) {
         if let Ok(rec) = Record::parse(&bytes, Some(id)) {
             if let Some(c) = rec.child {
-                if tether::process::start_token(c.pid).as_deref() == Some(c.start.as_str()) {
-                    if let Some(p) = Pid::from_raw(c.pgid as i32) {
-                        let _ = rustix::process::kill_process_group(p, Signal::KILL);
-                    }
-                }
+                crate::common::proc::kill_proven(c.pid, &c.start, true);
             }
         }
     }
@@ -109,10 +102,5 @@ pub fn fabricate(dir: &Path, n: usize) {
             fake_record(&id, Status::Succeeded).to_json(),
         )
         .expect("write");
-    }
-}
-pub fn kill(pid: u32, sig: Signal) {
-    if let Some(p) = Pid::from_raw(pid as i32) {
-        let _ = kill_process(p, sig);
     }
 }

@@ -2,34 +2,13 @@
 //! stops answering is caught against the bound `--probe-failures x (--probe-every + --probe-timeout)`.
 //! `cargo bench --bench tether -- --probes` runs these rows alone.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use super::common::broker::broker;
 use super::{Row, Signal, cleanup_job, detach, kill, load, mono_ms_f64};
-
-/// A broker on 127.0.0.1 that answers `200 OK` while `healthy` is set, and otherwise accepts and
-/// never answers.
-fn broker(healthy: Arc<AtomicBool>) -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for mut c in l.incoming().flatten() {
-            if healthy.load(Ordering::SeqCst) {
-                let mut buf = [0u8; 512];
-                let _ = c.read(&mut buf);
-                let _ = c.write_all(b"HTTP/1.0 200 OK\r\n\r\n");
-            } else {
-                held.push(c);
-            }
-        }
-    });
-    port
-}
 
 /// CPU of a process in ns: its own from `/proc/PID/schedstat` (ns precision), plus what its reaped
 /// children used (`cutime` + `cstime` of `/proc/PID/stat`, in clock ticks): an exec probe's shell.

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::cleanup::{Registered, Scratch};
+
 /// How long a fresh etcd may take to answer on its client port (it takes under 1 s idle; the
 /// bound is for a loaded 2-core machine).
 const READY_WITHIN: Duration = Duration::from_secs(30);
@@ -38,13 +40,15 @@ pub fn free_port(ip: &str) -> u16 {
 
 pub struct Etcd {
     child: Child,
+    /// etcd registered for the interrupt handler (`common::cleanup`).
+    registered: Option<Registered>,
     pub name: String,
     pub ip: String,
     pub ips: Vec<String>,
     pub client_port: u16,
     pub peer_port: u16,
     pub data_dir: PathBuf,
-    _tmp: Option<std::sync::Arc<tempfile::TempDir>>,
+    _tmp: Option<std::sync::Arc<Scratch>>,
     log: PathBuf,
     extra: Vec<String>,
 }
@@ -66,7 +70,7 @@ impl Etcd {
     pub fn start_on(test: &str, ips: &[&str], extra: &[&str]) -> Option<Etcd> {
         let bin = etcd_binary()?;
         let ip = ips[0];
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = Scratch::new();
         let mut last = String::new();
         for _attempt in 0..5 {
             let client_port = free_port("0.0.0.0");
@@ -86,6 +90,7 @@ impl Etcd {
                 &extra,
             );
             let mut e = Etcd {
+                registered: Registered::child(child.id()),
                 child,
                 name: "t0".into(),
                 ip: ip.into(),
@@ -181,28 +186,15 @@ impl Etcd {
             &self.log,
             &self.extra,
         );
+        self.registered = Registered::child(self.child.id());
         self.wait_ready()
             .expect("etcd restarts on its data directory");
     }
 
     /// SIGTERM, then SIGKILL if it has not exited within `STOP_WITHIN`; always reaped.
     pub fn stop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        // Our own child, not yet reaped: its pid cannot have been reused.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + STOP_WITHIN;
-        while Instant::now() < deadline {
-            if self.child.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::common::proc::stop_child(&mut self.child, STOP_WITHIN);
+        self.registered = None;
     }
 }
 
@@ -437,7 +429,7 @@ impl Drop for Host {
 /// skipped. Members are `Etcd` handles (stopped on drop), restartable by `restart`.
 pub fn start_cluster(n: usize) -> Option<Vec<Etcd>> {
     let bin = etcd_binary()?;
-    let tmp = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let tmp = std::sync::Arc::new(Scratch::new());
     let ports: Vec<(u16, u16)> = (0..n)
         .map(|_| (free_port("127.0.0.1"), free_port("127.0.0.1")))
         .collect();
@@ -464,6 +456,7 @@ pub fn start_cluster(n: usize) -> Option<Vec<Etcd>> {
             &extra,
         );
         members.push(Etcd {
+            registered: Registered::child(child.id()),
             child,
             name: format!("m{i}"),
             ip: "127.0.0.1".into(),
