@@ -5,6 +5,8 @@
 //! iterations of each figure, for a smoke test. `-- --store` runs only the store's figures (renewal
 //! cost, record write, status and listing), to compare a change to the store before and after.
 //! `-- --probes` runs only the probe rows, `-- --fleet` only the idle fleets (tether beside pueued).
+//! Built with `--features etcd` and with `etcd` on PATH, the full run and `--store` also run the
+//! etcd store's rows (`support/etcd.rs`); `-- --etcd` runs those alone.
 //!
 //! Every figure is measured on real processes: detached `tether run` wrappers, real `status --wait`
 //! waiters, SIGKILL and SIGSTOP. Medians with the 10th-90th percentile spread. One file per idea
@@ -19,6 +21,9 @@ use rustix::process::Signal;
 mod common;
 #[path = "support/detection.rs"]
 mod detection;
+#[cfg(feature = "etcd")]
+#[path = "support/etcd.rs"]
+mod etcd;
 #[path = "support/fleet.rs"]
 mod fleet;
 #[path = "support/footprint.rs"]
@@ -75,9 +80,19 @@ fn main() {
         finish(&rows, &notes, &args);
         return;
     }
+    if only("--etcd") {
+        #[cfg(feature = "etcd")]
+        etcd::rows(tmp.path(), quick, &mut rows);
+        #[cfg(not(feature = "etcd"))]
+        eprintln!("tether bench: --etcd needs a build with `--features etcd`");
+        finish(&rows, &[], &args);
+        return;
+    }
     let store_only = only("--store");
     let idle = (!store_only).then(|| detection::rows(tmp.path(), quick, &mut rows));
     store_cost::rows(tmp.path(), quick, &mut rows);
+    #[cfg(feature = "etcd")]
+    etcd::rows(tmp.path(), quick, &mut rows);
     let mut notes = Vec::new();
     if !store_only {
         probes::rows(tmp.path(), quick, &mut rows);
@@ -104,7 +119,12 @@ fn finish(rows: &[Row], notes: &[String], args: &[String]) {
         .collect();
     let sep = if ours.is_empty() { "" } else { " -- " };
     println!(
-        "reproduce: cargo bench --bench tether{sep}{} (machine: {} cores, load average {})",
+        "reproduce: cargo bench{} --bench tether{sep}{} (machine: {} cores, load average {})",
+        if cfg!(feature = "etcd") {
+            " --features etcd"
+        } else {
+            ""
+        },
         ours.join(" "),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         std::fs::read_to_string("/proc/loadavg")
