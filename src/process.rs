@@ -59,6 +59,17 @@ pub fn current() -> io::Result<Identity> {
 /// The machine identity is read once per process: the boot id cannot change under a running
 /// process, and re-reading three files per record made listing 10,000 jobs measurably slower.
 pub fn reader() -> Reader {
+    Reader {
+        pid_ns: pid_ns(),
+        ..reader_without_pid_ns()
+    }
+}
+
+/// `reader()` with the pid namespace left unread (None, which the verdict treats as unknown).
+/// Telling it costs a read of `/proc/self/status` and a readlink, and only a record the reader
+/// may probe needs it (`reader::settle` fills it in there); output that shows only ages and
+/// expiries never looks at it.
+pub fn reader_without_pid_ns() -> Reader {
     static MACHINE: std::sync::OnceLock<(String, String, Option<String>)> =
         std::sync::OnceLock::new();
     let (boot_id, host, time_ns) = MACHINE
@@ -68,7 +79,7 @@ pub fn reader() -> Reader {
         boot_id,
         host,
         time_ns,
-        pid_ns: pid_ns(),
+        pid_ns: None,
         now: crate::clock::Now::read(),
     }
 }

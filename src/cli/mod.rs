@@ -321,10 +321,27 @@ pub fn settle_arg(
     arg: &str,
 ) -> Result<(AnyStore, JobId, crate::reader::settle::Judged), CliError> {
     let store = open_store(dir)?;
-    let id = resolve_id(&store, arg)?;
-    let j = crate::reader::settle::settle(&store, &id)?;
+    let (id, j) = settle_named(&store, arg)?;
     view::UnsavedNote::default().note(&j);
     Ok((store, id, j))
+}
+
+/// The job a user's argument names, judged (`settle`). An exact id is read at once: one open of
+/// its record, where resolving first (`resolve_id`) looked it up before reading it. Only an
+/// argument that names no record is resolved as a prefix.
+pub fn settle_named<S: Store>(
+    store: &S,
+    arg: &str,
+) -> Result<(JobId, crate::reader::settle::Judged), CliError> {
+    if let Ok(id) = JobId::parse(arg) {
+        match crate::reader::settle::settle(store, &id) {
+            Err(StoreError::NotFound(..)) => {}
+            res => return Ok((id, res?)),
+        }
+    }
+    let id = resolve_id(store, arg)?;
+    let j = crate::reader::settle::settle(store, &id)?;
+    Ok((id, j))
 }
 
 /// Resolves a user's id argument: an exact id, or a unique prefix of one (`Store::resolve`).

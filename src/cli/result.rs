@@ -42,7 +42,8 @@ struct ResultView<'a> {
 pub fn result(dir: Option<PathBuf>, a: ResultArgs) -> CliResult {
     // Through settle, like `status`: the two commands can never disagree about this job.
     let (store, id, j) = settle_arg(&dir, &a.id)?;
-    let reader = process::reader();
+    // Only ages and expiries are shown: the pid namespace is read where a verdict needs it.
+    let reader = process::reader_without_pid_ns();
     let r = &j.record;
     let status = j.status();
     let local = log_tail(&store.log_path(&id), TAIL_LINES);

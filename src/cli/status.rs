@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::view::{self, UnsavedNote};
-use super::{CliResult, Errors, exit, open_store, resolve_id};
+use super::{CliResult, Errors, exit, open_store, settle_named};
 use crate::process;
 use crate::reader::settle::{Judged, settle};
 use crate::record::Status;
@@ -80,7 +80,8 @@ pub fn status(dir: Option<PathBuf>, a: StatusArgs) -> CliResult {
         return super::waiting::wait_for(dir, a);
     }
     let mut errors = Errors::new(a.json);
-    let reader = process::reader();
+    // Only ages and expiries are shown: the pid namespace is read where a verdict needs it.
+    let reader = process::reader_without_pid_ns();
     // A listing on a fresh machine lists nothing; a job asked for by id there still gets the
     // error naming the missing directory (a mistyped --dir looks just like a fresh machine).
     if a.ids.is_empty() && no_state_dir(&dir) {
@@ -108,8 +109,8 @@ pub fn status(dir: Option<PathBuf>, a: StatusArgs) -> CliResult {
         });
     } else {
         for arg in &a.ids {
-            match resolve_id(&store, arg).and_then(|id| Ok(settle(&store, &id)?)) {
-                Ok(j) => jobs.push(j),
+            match settle_named(&store, arg) {
+                Ok((_, j)) => jobs.push(j),
                 Err(e) => errors.report(e),
             }
         }

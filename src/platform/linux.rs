@@ -35,6 +35,48 @@ pub fn parse_stat(line: &str) -> Option<Stat> {
 /// permission.
 pub const OPEN_THROUGH: rustix::fs::OFlags = rustix::fs::OFlags::PATH;
 
+/// Opens the directory `path` readable in one call, or None when any component of it is a
+/// symbolic link (or anything else goes wrong): `openat2` with `RESOLVE_NO_SYMLINKS` (Linux
+/// 5.6). What it opens is exactly what a walk one component at a time without following links
+/// would reach, so a caller that walks only on None decides the same as the walk alone, without
+/// its two calls per component.
+pub fn open_dir_without_links(path: &std::path::Path) -> Option<std::os::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    rustix::fs::openat2(
+        rustix::fs::CWD,
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::NO_SYMLINKS,
+    )
+    .ok()
+}
+
+/// Every name in the directory `dir` but `.` and `..`, read through a descriptor of its own (the
+/// caller's offset is untouched) into a 64 KiB buffer: a 1,000-job `jobs/` in one `getdents64`
+/// and the one that ends it, where `rustix::fs::Dir`'s growing buffer took seven calls.
+pub fn dir_names(dir: std::os::fd::BorrowedFd<'_>) -> io::Result<Vec<std::ffi::OsString>> {
+    use rustix::fs::{Mode, OFlags, RawDir};
+    use std::os::unix::ffi::OsStrExt;
+    let fd = rustix::fs::openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut buf = Vec::<u8>::with_capacity(64 * 1024);
+    let mut entries = RawDir::new(&fd, buf.spare_capacity_mut());
+    let mut out = Vec::new();
+    while let Some(entry) = entries.next() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            out.push(std::ffi::OsStr::from_bytes(name).to_os_string());
+        }
+    }
+    Ok(out)
+}
+
 /// A path that names the open file `fd` itself, whatever has been renamed since (for APIs that
 /// only take paths, such as inotify's).
 pub fn fd_path(fd: std::os::fd::BorrowedFd<'_>) -> std::path::PathBuf {
@@ -50,12 +92,28 @@ pub fn path_at(dir: std::os::fd::BorrowedFd<'_>, name: &str) -> Option<std::path
 }
 
 pub fn stat(pid: u32) -> Option<Stat> {
-    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    parse_stat(&read_proc(&format!("/proc/{pid}/stat"), 1024)?)
 }
 
 /// This process's own entry: `/proc/self` names it whatever pid namespace `/proc` belongs to.
 pub fn stat_self() -> Option<Stat> {
-    parse_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)
+    parse_stat(&read_proc("/proc/self/stat", 1024)?)
+}
+
+/// Reads a small `/proc` text file whole: open, one `read`, close. `std::fs::read_to_string`
+/// sees a size of 0 there and reads in growing steps (a `statx` and six `read`s for one `stat`
+/// line, on every probe of a holder). These files are produced whole by the first read and end in
+/// a newline; a read that fills `cap` bytes or does not end in one goes on to the end.
+fn read_proc(path: &str, cap: usize) -> Option<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut buf = vec![0u8; cap];
+    let n = f.read(&mut buf).ok()?;
+    buf.truncate(n);
+    if n == cap || !buf.ends_with(b"\n") {
+        f.read_to_end(&mut buf).ok()?;
+    }
+    String::from_utf8(buf).ok()
 }
 
 /// The pids that may be in process group `pgid`, for the caller to check one by one with
@@ -80,7 +138,7 @@ pub fn environ(pid: u32) -> Option<Vec<u8>> {
 /// are the parent namespace's. `NSpid` lists this process's pid from the namespace of the `/proc`
 /// mount down to its own: one entry, equal to `getpid()`, means they are the same namespace.
 pub fn pid_ns() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let status = read_proc("/proc/self/status", 4096)?;
     let nspid = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
     let ids: Vec<&str> = nspid.split_ascii_whitespace().collect();
     if ids != [std::process::id().to_string()] {
@@ -92,7 +150,7 @@ pub fn pid_ns() -> Option<String> {
 }
 
 pub fn boot_id() -> Option<String> {
-    let s = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let s = read_proc("/proc/sys/kernel/random/boot_id", 64)?;
     let t = s.trim();
     (!t.is_empty()).then(|| t.to_owned())
 }
@@ -338,6 +396,56 @@ mod native {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proc_files_read_whole_in_one_read_or_in_several() {
+        let std = std::fs::read_to_string("/proc/self/status").unwrap();
+        let ours = read_proc("/proc/self/status", 4096).unwrap();
+        // Same lines up to the values that change as we run (memory, switches).
+        assert_eq!(std.lines().next(), ours.lines().next());
+        assert_eq!(std.lines().count(), ours.lines().count());
+        // A buffer too small for the file goes on to its end.
+        let small = read_proc("/proc/self/status", 16).unwrap();
+        assert_eq!(small.lines().count(), std.lines().count());
+        assert!(small.ends_with('\n'));
+        assert!(read_proc("/proc/self/no-such-file", 64).is_none());
+        assert_eq!(
+            stat_self().unwrap().start,
+            stat(std::process::id()).unwrap().start
+        );
+    }
+
+    #[test]
+    fn dir_names_lists_more_than_one_buffer_holds() {
+        let tmp = tempfile::tempdir().unwrap();
+        // Long names: more than the 64 KiB buffer, so more than one getdents64 with entries.
+        let want: std::collections::BTreeSet<String> =
+            (0..1500).map(|i| format!("{i:0>60}.json")).collect();
+        for n in &want {
+            std::fs::write(tmp.path().join(n), b"").unwrap();
+        }
+        let dir = std::fs::File::open(tmp.path()).unwrap();
+        let got: std::collections::BTreeSet<String> = dir_names(dir.as_fd())
+            .unwrap()
+            .into_iter()
+            .map(|n| n.into_string().unwrap())
+            .collect();
+        assert_eq!(got, want);
+        // Read through a descriptor of its own: a second listing sees the same.
+        assert_eq!(dir_names(dir.as_fd()).unwrap().len(), want.len());
+    }
+
+    #[test]
+    fn opens_a_path_in_one_call_only_without_links() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("real");
+        std::fs::create_dir_all(real.join("sub")).unwrap();
+        std::os::unix::fs::symlink(&real, tmp.path().join("link")).unwrap();
+        assert!(open_dir_without_links(&real.join("sub")).is_some());
+        assert!(open_dir_without_links(&tmp.path().join("link/sub")).is_none());
+        assert!(open_dir_without_links(&tmp.path().join("link")).is_none());
+        assert!(open_dir_without_links(&tmp.path().join("missing")).is_none());
+    }
 
     #[test]
     fn stat_parsing_survives_odd_names() {

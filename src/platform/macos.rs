@@ -16,6 +16,26 @@ pub use kq::{DirEvents, Pin};
 /// No `O_PATH` on macOS: directories are opened for reading to go through them.
 pub const OPEN_THROUGH: rustix::fs::OFlags = rustix::fs::OFlags::RDONLY;
 
+/// Every name in the directory `dir` but `.` and `..`.
+pub fn dir_names(dir: std::os::fd::BorrowedFd<'_>) -> io::Result<Vec<std::ffi::OsString>> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = Vec::new();
+    for entry in rustix::fs::Dir::read_from(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            out.push(std::ffi::OsStr::from_bytes(name).to_os_string());
+        }
+    }
+    Ok(out)
+}
+
+/// No single call opens a path without following any link here: always None, and the caller
+/// walks it one component at a time.
+pub fn open_dir_without_links(_path: &std::path::Path) -> Option<std::os::fd::OwnedFd> {
+    None
+}
+
 /// A path that names the open file `fd` itself (fdescfs).
 pub fn fd_path(fd: std::os::fd::BorrowedFd<'_>) -> std::path::PathBuf {
     use std::os::fd::AsRawFd;

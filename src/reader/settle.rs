@@ -33,9 +33,26 @@ pub fn probe_holder(rec: &Record, reader: &Reader) -> Probe {
     process::probe(rec.holder.pid)
 }
 
+/// The reader, with its pid namespace read where the verdict can look at it: an active record of
+/// this host and boot that names its own namespace (`pid_visible`). R1 to R3 decide every other
+/// record first, and R3a holds for a record without a namespace whatever the reader's is, so
+/// elsewhere the namespace (a read of `/proc/self/status` and a readlink) is left unread.
+fn for_record(mut reader: Reader, rec: &Record) -> Reader {
+    let h = &rec.holder;
+    if reader.pid_ns.is_none()
+        && !rec.status.is_terminal()
+        && h.pid_ns.is_some()
+        && h.host == reader.host
+        && h.boot_id == reader.boot_id
+    {
+        reader.pid_ns = process::pid_ns();
+    }
+    reader
+}
+
 /// Judges a record already in hand, without persisting anything.
 pub fn judge_record(rec: Record) -> Judged {
-    let reader = process::reader();
+    let reader = for_record(process::reader_without_pid_ns(), &rec);
     let probe = probe_holder(&rec, &reader);
     let verdict = verdict(&rec, &probe, &reader);
     Judged {
@@ -53,6 +70,7 @@ pub fn judge_record(rec: Record) -> Judged {
 /// and reap a healthy job. Read first, the clock can only make the lease look younger, never older.
 /// The store judges (`Store::verdict`): etcd's lease evidence is not in the record.
 fn judge_at<S: Store>(store: &S, rec: Record, reader: Reader) -> Judged {
+    let reader = for_record(reader, &rec);
     let probe = probe_holder(&rec, &reader);
     let verdict = store.verdict(&rec, &probe, &reader);
     Judged {
@@ -67,14 +85,14 @@ fn judge_at<S: Store>(store: &S, rec: Record, reader: Reader) -> Judged {
 /// Loads, judges, and if the job is lost, records it under the lock, re-judging there so a job that
 /// finished or renewed meanwhile is never overwritten.
 pub fn settle<S: Store>(store: &S, id: &JobId) -> Result<Judged, StoreError> {
-    let reader = process::reader();
+    let reader = process::reader_without_pid_ns();
     let first = judge_at(store, store.load(id)?, reader);
     if !matches!(first.verdict.outcome, Outcome::Lost { .. }) {
         return Ok(first);
     }
     // Read before the lock is taken: neither the wait for the lock nor a stall while holding it
     // (when the holder cannot renew) is charged to the lease.
-    let reader = process::reader();
+    let reader = process::reader_without_pid_ns();
     let res = store.update(id, &mut |cur: &Record| {
         let again = judge_at(store, cur.clone(), reader.clone());
         match again.verdict.outcome {
@@ -114,5 +132,61 @@ impl Judged {
     /// The status every command reports for this job.
     pub fn status(&self) -> crate::record::Status {
         self.verdict.status(&self.record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Status;
+    use crate::verdict::Rule;
+
+    fn held_by_me() -> Record {
+        let me = process::current().unwrap();
+        Record::begin(
+            "20260101-000000-abcdef",
+            vec!["true".into()],
+            me.holder(),
+            1000,
+            10_000,
+        )
+    }
+
+    /// The namespace is left unread only where the verdict cannot look at it: a record this
+    /// process holds is still probed (R7), not judged by its lease alone (R3a).
+    #[test]
+    fn pid_namespace_is_read_exactly_where_the_holder_can_be_probed() {
+        let ours = process::pid_ns();
+        let rec = held_by_me();
+        let reader = for_record(process::reader_without_pid_ns(), &rec);
+        assert_eq!(reader.pid_ns, ours);
+        let j = judge_record(rec.clone());
+        if ours.is_some() {
+            assert_eq!(j.verdict.rule, Rule::R7, "{j:?}");
+            assert!(matches!(j.probe, Probe::Alive { start: Some(_) }), "{j:?}");
+        } else {
+            assert_eq!(j.verdict.rule, Rule::R3a, "{j:?}");
+        }
+
+        let mut done = rec.clone();
+        done.status = Status::Succeeded;
+        assert_eq!(
+            for_record(process::reader_without_pid_ns(), &done).pid_ns,
+            None
+        );
+        let mut elsewhere = rec.clone();
+        elsewhere.holder.host = format!("{}-other", elsewhere.holder.host);
+        assert_eq!(
+            for_record(process::reader_without_pid_ns(), &elsewhere).pid_ns,
+            None
+        );
+        assert_eq!(judge_record(elsewhere).verdict.rule, Rule::R2);
+        let mut old_writer = rec;
+        old_writer.holder.pid_ns = None;
+        assert_eq!(
+            for_record(process::reader_without_pid_ns(), &old_writer).pid_ns,
+            None
+        );
+        assert_eq!(judge_record(old_writer).verdict.rule, Rule::R3a);
     }
 }

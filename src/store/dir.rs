@@ -82,8 +82,10 @@ pub fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     }
 }
 
+/// Our effective uid, asked once: tether never changes it, and each directory check needs it.
 fn me() -> u32 {
-    rustix::process::geteuid().as_raw()
+    static EUID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *EUID.get_or_init(|| rustix::process::geteuid().as_raw())
 }
 
 /// Whether only we (or root) could have put a symbolic link named in `parent` there, and only we
@@ -218,15 +220,7 @@ impl Dir {
 
     /// Every name in the directory but `.` and `..`.
     pub fn names(&self) -> io::Result<Vec<OsString>> {
-        let mut out = Vec::new();
-        for entry in rustix::fs::Dir::read_from(&self.fd)? {
-            let entry = entry?;
-            let name = entry.file_name().to_bytes();
-            if name != b"." && name != b".." {
-                out.push(OsStr::from_bytes(name).to_os_string());
-            }
-        }
-        Ok(out)
+        crate::platform::dir_names(self.fd.as_fd())
     }
 
     pub fn sync(&self) -> io::Result<()> {
@@ -250,6 +244,11 @@ fn walk(path: &Path, create: bool) -> Result<OwnedFd, StoreError> {
             path: path.to_path_buf(),
             why: DirProblem::Missing,
         });
+    }
+    // The common case, a path without links, in one call; the walk below decides every other
+    // case (a link to check, a component to create, an error to name).
+    if let Some(fd) = crate::platform::open_dir_without_links(path) {
+        return Ok(fd);
     }
     let open_dir = |at: &OwnedFd, name: &OsStr, last: bool| {
         let through = if last { OFlags::RDONLY } else { THROUGH };

@@ -202,9 +202,10 @@ impl FileStore {
     /// Reads a record file: no symlinks, no FIFOs (opened non-blocking), at most 1 MiB.
     pub(super) fn read_record(&self, id: &JobId) -> Result<Record, StoreError> {
         let jobs = self.jobs(id)?;
-        let path = self.record_path(id);
+        // The path is only for messages: made when one is needed, not for every record listed.
+        let path = || self.record_path(id);
         let corrupt = |why: &str| StoreError::Record {
-            path: path.clone(),
+            path: path(),
             err: RecordError::Corrupt(format!("{why} (left in place)")),
         };
         let mut f = match jobs.open(&name(id, "json"), OFlags::RDONLY | OFlags::NONBLOCK, 0) {
@@ -218,7 +219,7 @@ impl FileStore {
                     // A Unix socket cannot be opened at all; it is as much "not a record" as a
                     // FIFO is.
                     Some(Errno::NXIO) => corrupt("record is not a regular file"),
-                    _ => io_err(&path)(e),
+                    _ => io_err(&path())(e),
                 });
             }
         };
@@ -234,7 +235,8 @@ impl FileStore {
                 }
             }
         }
-        let md = f.metadata().map_err(io_err(&path))?;
+        let at = path();
+        let md = f.metadata().map_err(io_err(&at))?;
         if !md.is_file() {
             return Err(corrupt("record is not a regular file"));
         }
@@ -245,15 +247,13 @@ impl FileStore {
             )));
         }
         let mut buf = Vec::with_capacity(md.len() as usize + 1);
-        std::io::Seek::rewind(&mut f).map_err(io_err(&path))?;
+        std::io::Seek::rewind(&mut f).map_err(io_err(&at))?;
         (&mut f)
             .take(MAX_RECORD_BYTES + 1)
             .read_to_end(&mut buf)
-            .map_err(io_err(&path))?;
-        let rec = Record::parse(&buf, Some(id.as_str())).map_err(|err| StoreError::Record {
-            path: path.clone(),
-            err,
-        })?;
+            .map_err(io_err(&at))?;
+        let rec = Record::parse(&buf, Some(id.as_str()))
+            .map_err(|err| StoreError::Record { path: at, err })?;
         Ok(self.with_lease(jobs, id, rec))
     }
 
