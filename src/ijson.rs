@@ -63,54 +63,86 @@ pub fn text_problem(b: &[u8]) -> Option<String> {
         let h = b.get(i..i + 4)?;
         u16::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()
     };
-    let (mut i, mut in_string, mut depth) = (0, false, 0);
-    while let Some(&c) = b.get(i) {
-        match (in_string, c) {
-            (false, b'[' | b'{') => {
+    // Runs of bytes that cannot matter are skipped in one step: inside strings all but quotes
+    // and escapes (memchr), outside them whitespace, punctuation and letters (a table). Every
+    // record of a listing goes through here, and a byte-by-byte state machine was a fifth of
+    // `status --json`.
+    const fn table() -> [bool; 256] {
+        let mut t = [false; 256];
+        let mut c = 0;
+        while c < 256 {
+            t[c] = matches!(
+                c as u8,
+                b'[' | b'{' | b']' | b'}' | b'"' | b'-' | b'0'..=b'9'
+            );
+            c += 1;
+        }
+        t
+    }
+    static MATTERS: [bool; 256] = table();
+    let mut depth = 0;
+    let mut i = 0;
+    loop {
+        i += b.get(i..)?.iter().position(|&c| MATTERS[c as usize])?;
+        match b[i] {
+            b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_DEPTH {
                     return Some(format!("arrays and objects nested deeper than {MAX_DEPTH}"));
                 }
                 i += 1;
             }
-            (false, b']' | b'}') => {
+            b']' | b'}' => {
                 depth -= 1;
                 i += 1;
             }
-            (true, b'"') | (false, b'"') => {
-                in_string = !in_string;
+            b'"' => {
                 i += 1;
-            }
-            (true, b'\\') if b.get(i + 1) == Some(&b'u') => {
-                let u = hex(i + 2)?;
-                i += 6;
-                let paired = (0xD800..=0xDBFF).contains(&u)
-                    && b.get(i) == Some(&b'\\')
-                    && b.get(i + 1) == Some(&b'u')
-                    && hex(i + 2).is_some_and(|l| (0xDC00..=0xDFFF).contains(&l));
-                if paired {
+                loop {
+                    i += memchr::memchr2(b'"', b'\\', b.get(i..)?)?;
+                    if b[i] == b'"' {
+                        i += 1;
+                        break;
+                    }
+                    if b.get(i + 1) != Some(&b'u') {
+                        i += 2;
+                        continue;
+                    }
+                    let u = hex(i + 2)?;
                     i += 6;
-                } else if (0xD800..=0xDFFF).contains(&u) {
-                    return Some(format!("a lone surrogate escape (\\u{u:04x})"));
+                    let paired = (0xD800..=0xDBFF).contains(&u)
+                        && b.get(i) == Some(&b'\\')
+                        && b.get(i + 1) == Some(&b'u')
+                        && hex(i + 2).is_some_and(|l| (0xDC00..=0xDFFF).contains(&l));
+                    if paired {
+                        i += 6;
+                    } else if (0xD800..=0xDFFF).contains(&u) {
+                        return Some(format!("a lone surrogate escape (\\u{u:04x})"));
+                    }
                 }
             }
-            (true, b'\\') => i += 2,
-            (false, b'-' | b'0'..=b'9') => {
+            _ => {
                 let start = i;
-                while b.get(i).is_some_and(|c| b"+-.eE0123456789".contains(c)) {
+                while matches!(
+                    b.get(i),
+                    Some(b'+' | b'-' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                ) {
                     i += 1;
                 }
-                let n = std::str::from_utf8(&b[start..i]).ok()?;
-                if n.parse::<f64>().is_ok_and(|f| f.is_infinite()) {
-                    return Some(format!(
-                        "the number {n:.20} is beyond the range of a double"
-                    ));
+                // Without an exponent, 308 characters cannot reach 1e308 < f64::MAX: only a
+                // number that could overflow pays for a float parse.
+                let n = &b[start..i];
+                if n.len() > 308 || n.iter().any(|c| matches!(c, b'e' | b'E')) {
+                    let n = std::str::from_utf8(n).ok()?;
+                    if n.parse::<f64>().is_ok_and(|f| f.is_infinite()) {
+                        return Some(format!(
+                            "the number {n:.20} is beyond the range of a double"
+                        ));
+                    }
                 }
             }
-            _ => i += 1,
         }
     }
-    None
 }
 
 #[cfg(test)]
@@ -152,6 +184,94 @@ mod tests {
         assert_eq!(
             super::text_problem(b"[1e308, 1e-400, 18446744073709551616]"),
             None
+        );
+    }
+
+    /// The byte-by-byte scan `text_problem` replaced, kept as the reference it must agree with.
+    fn reference(b: &[u8]) -> Option<String> {
+        use super::MAX_DEPTH;
+        let hex = |i: usize| -> Option<u16> {
+            let h = b.get(i..i + 4)?;
+            u16::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()
+        };
+        let (mut i, mut in_string, mut depth) = (0, false, 0);
+        while let Some(&c) = b.get(i) {
+            match (in_string, c) {
+                (false, b'[' | b'{') => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Some(format!("arrays and objects nested deeper than {MAX_DEPTH}"));
+                    }
+                    i += 1;
+                }
+                (false, b']' | b'}') => {
+                    depth -= 1;
+                    i += 1;
+                }
+                (true, b'"') | (false, b'"') => {
+                    in_string = !in_string;
+                    i += 1;
+                }
+                (true, b'\\') if b.get(i + 1) == Some(&b'u') => {
+                    let u = hex(i + 2)?;
+                    i += 6;
+                    let paired = (0xD800..=0xDBFF).contains(&u)
+                        && b.get(i) == Some(&b'\\')
+                        && b.get(i + 1) == Some(&b'u')
+                        && hex(i + 2).is_some_and(|l| (0xDC00..=0xDFFF).contains(&l));
+                    if paired {
+                        i += 6;
+                    } else if (0xD800..=0xDFFF).contains(&u) {
+                        return Some(format!("a lone surrogate escape (\\u{u:04x})"));
+                    }
+                }
+                (true, b'\\') => i += 2,
+                (false, b'-' | b'0'..=b'9') => {
+                    let start = i;
+                    while b.get(i).is_some_and(|c| b"+-.eE0123456789".contains(c)) {
+                        i += 1;
+                    }
+                    let n = std::str::from_utf8(&b[start..i]).ok()?;
+                    if n.parse::<f64>().is_ok_and(|f| f.is_infinite()) {
+                        return Some(format!(
+                            "the number {n:.20} is beyond the range of a double"
+                        ));
+                    }
+                }
+                _ => i += 1,
+            }
+        }
+        None
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn skipping_scan_agrees_with_the_byte_by_byte_one(
+            parts in proptest::collection::vec(proptest::sample::select(vec![
+                "[", "]", "{", "}", "\"", "\\", "\\u", "\\\"", "d800", "dc00", "D83D", "0041",
+                "1", "9", "-", "+", ".", "e", "E", "1e400", "-1e309", "1e308", " ", ",", ":",
+                "x", "null", "\n",
+            ]), 0..80),
+            long in 0usize..3,
+        ) {
+            let mut text = parts.concat();
+            // Numbers around the 308-digit bound, with and without an exponent.
+            if long > 0 {
+                text.push_str(&"9".repeat(307 + long));
+            }
+            let b = text.as_bytes();
+            proptest::prop_assert_eq!(super::text_problem(b), reference(b), "{:?}", text);
+        }
+    }
+
+    #[test]
+    fn long_plain_numbers_are_still_checked() {
+        let n = |d: usize| format!("[{}]", "9".repeat(d));
+        assert_eq!(super::text_problem(n(308).as_bytes()), None);
+        assert!(super::text_problem(n(309).as_bytes()).is_some());
+        assert_eq!(
+            super::text_problem(n(309).as_bytes()),
+            reference(n(309).as_bytes())
         );
     }
 

@@ -142,7 +142,11 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `defer`: each subcommand's arguments are built only when it is the one invoked. A `tether
+/// status ID` built all eleven subcommands' definitions, with the global options copied into
+/// each, before parsing two words: the largest part of its startup (callgrind).
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum Command {
     /// Run a command as a job, renewing its lease while it is healthy
     #[command(after_help = exit::HELP)]
