@@ -31,6 +31,14 @@ pub fn parse_stat(line: &str) -> Option<Stat> {
     })
 }
 
+/// Takes the pending expirations off a [`periodic_timer`]'s timerfd (8 bytes: how many), however
+/// many there were; `AGAIN` when none is pending. Not called under `portable`, whose timer is
+/// tokio's interval.
+pub fn take_tick(timer: impl AsFd) -> rustix::io::Result<()> {
+    let mut expirations = [0u8; 8];
+    rustix::io::read(timer, &mut expirations).map(|_| ())
+}
+
 /// How a directory is opened only to go through it or to name it: `O_PATH` needs no read
 /// permission.
 pub const OPEN_THROUGH: rustix::fs::OFlags = rustix::fs::OFlags::PATH;

@@ -2,7 +2,8 @@
 //! pids from `proc_listpids(PROC_PGRP_ONLY)` and a process's environment from `sysctl
 //! KERN_PROCARGS2` (parsed in `procargs.rs`, which is unit-tested everywhere); waiting for
 //! a process to exit (`EVFILT_PROC` `NOTE_EXIT`) and for files to change (`EVFILT_VNODE`) with
-//! kqueue; the wrapper's child, pipes and timers from `posix.rs`. Compiled and linted in CI for
+//! kqueue, and the renewal timer too (`EVFILT_TIMER`); the wrapper's child and pipes from
+//! `posix.rs`. Compiled and linted in CI for
 //! both darwin targets; the calls below are not run there (see README, Platforms).
 
 use std::io;
@@ -10,8 +11,8 @@ use std::os::fd::AsFd;
 
 use super::Stat;
 
-pub use super::posix::{ChildHandle, periodic_timer, pipe};
-pub use kq::{DirEvents, Pin};
+pub use super::posix::{ChildHandle, pipe};
+pub use kq::{DirEvents, Pin, periodic_timer, take_tick};
 
 /// No `O_PATH` on macOS: directories are opened for reading to go through them.
 pub const OPEN_THROUGH: rustix::fs::OFlags = rustix::fs::OFlags::RDONLY;
@@ -284,7 +285,8 @@ mod kq {
     fn register(kq: &OwnedFd, changes: &[Event]) -> io::Result<()> {
         let mut none: Vec<Event> = Vec::new();
         // SAFETY: every `Vnode` change names a descriptor its `DirEvents` owns for as long as
-        // the kqueue (closing one removes its registration); `Proc` changes name no descriptor.
+        // the kqueue (closing one removes its registration); `Proc` and `Timer` changes name no
+        // descriptor.
         unsafe { kevent(kq, changes, spare_capacity(&mut none), None) }?;
         Ok(())
     }
@@ -363,6 +365,33 @@ mod kq {
         pub fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
             Some(self.kq.as_fd())
         }
+    }
+
+    /// A kqueue with a periodic `EVFILT_TIMER` on it (on the clock `mach_absolute_time` reads,
+    /// which stops during sleep, like Linux's monotonic timerfd): the queue turns readable once per
+    /// period, and periods missed while the process was stopped collapse into the one pending
+    /// event, so the wrapper never renews in a burst. rustix passes a period with no millisecond
+    /// part in whole seconds, dropping a sub-millisecond rest (a renewal at most 1 ms early).
+    pub fn periodic_timer(every: Duration) -> io::Result<Option<OwnedFd>> {
+        let kq = kqueue()?;
+        let timer = EventFilter::Timer {
+            ident: 0,
+            timer: Some(every),
+        };
+        register(
+            &kq,
+            &[Event::new(timer, EventFlags::ADD, std::ptr::null_mut())],
+        )?;
+        Ok(Some(kq))
+    }
+
+    /// Takes the pending tick off a [`periodic_timer`]'s queue, however many periods it counts
+    /// (taking the event resets its count; the timer keeps running); `AGAIN` when none is pending.
+    pub fn take_tick(timer: impl AsFd) -> rustix::io::Result<()> {
+        let mut evs: Vec<Event> = Vec::with_capacity(1);
+        // SAFETY: no changes are passed, so no descriptor is named.
+        let n = unsafe { kevent(timer, &[], spare_capacity(&mut evs), Some(Duration::ZERO)) }?;
+        if n == 0 { Err(Errno::AGAIN) } else { Ok(()) }
     }
 
     const VNODE: VnodeEvents = VnodeEvents::WRITE

@@ -22,7 +22,8 @@
 //! - waiting for a file to change: [`DirEvents`] (Linux: inotify; macOS: kqueue `EVFILT_VNODE`;
 //!   `posix.rs`: unavailable, and the callers fall back to looking every interval or every
 //!   200 ms);
-//! - a periodic timer that wakes once per tick ([`periodic_timer`]; Linux: timerfd);
+//! - a periodic timer that wakes once per tick ([`periodic_timer`], [`take_tick`]; Linux:
+//!   timerfd; macOS: a kqueue with `EVFILT_TIMER`; `posix.rs`: none, tokio's interval);
 //! - orphan protection: [`die_with_parent`] (Linux: `PR_SET_PDEATHSIG`). macOS cannot tell a
 //!   child that its parent died: there a SIGKILLed wrapper leaves its child running; readers judge
 //!   the job `lost` when its lease expires (the wrapper no longer renews it), and `tether cancel`
@@ -42,7 +43,7 @@ compile_error!("tether supports Linux and macOS");
 #[cfg_attr(target_os = "macos", path = "macos.rs")]
 mod os;
 // Linux without `portable` builds the fallbacks (so a Linux clippy run checks them) but uses none;
-// macOS uses all but `Pin` and `DirEvents` (kqueue's are in `macos.rs`).
+// macOS uses all but `Pin`, `DirEvents` and `periodic_timer` (kqueue's are in `macos.rs`).
 #[cfg_attr(
     any(
         target_os = "macos",
