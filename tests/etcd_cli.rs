@@ -6,104 +6,14 @@
 mod common;
 mod etcd_common;
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::cleanup::Adopted;
+use common::BIN;
 use common::proc::{alive, signal};
 use etcd_common::Etcd;
+use etcd_common::cli::{Env, wait_for};
 use rustix::process::Signal;
-use serde_json::Value;
-
-use common::BIN;
-
-struct Env {
-    /// What the test started, killed when it ends: first, so before the directory goes.
-    adopted: Adopted,
-    url: String,
-    tmp: tempfile::TempDir,
-}
-
-impl Env {
-    fn new(e: &Etcd, prefix: &str) -> Env {
-        Env {
-            adopted: Adopted::default(),
-            url: e.url(prefix),
-            tmp: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn dir(&self) -> PathBuf {
-        self.tmp.path().join("local")
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(BIN);
-        c.arg("--store").arg(&self.url).arg("--dir").arg(self.dir());
-        c.env_remove("NOTIFY_SOCKET")
-            .env_remove("TETHER_HEARTBEAT_FILE")
-            .env_remove("TETHER_DIR")
-            .env_remove("TETHER_STORE")
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn out(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let o = self.out(args);
-        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-            panic!(
-                "{args:?}: {e}: {} / {}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            )
-        })
-    }
-
-    /// `run --detach --json ARGS`: (id, wrapper pid, child pid), all registered for cleanup.
-    fn detach(&mut self, args: &[&str]) -> (String, u32, u32) {
-        let o = self
-            .cmd()
-            .args(["run", "--detach", "--json"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "detach failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-        let id = v["id"].as_str().unwrap().to_string();
-        let st = self.json(&["status", &id, "--json"])[0].clone();
-        let pid = st["holder"]["pid"].as_u64().unwrap() as u32;
-        let child = st["child"]["pid"].as_u64().unwrap() as u32;
-        self.adopted.job(&st);
-        (id, pid, child)
-    }
-
-    /// The one job of `status --json ID` (always an array, protocol.md 9.1).
-    fn status(&self, id: &str) -> Value {
-        self.json(&["status", id, "--json"])[0].clone()
-    }
-}
-
-fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    loop {
-        if f() {
-            return Some(start.elapsed());
-        }
-        if start.elapsed() > limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[test]
 fn run_status_wait_result_gc_on_etcd() {

@@ -5,25 +5,24 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use rustix::process::Signal;
 use serde_json::Value;
 
 use super::Etcd;
-use crate::common::BIN;
+use crate::common::cleanup::Adopted;
 
 pub struct Env {
+    /// What the test started, killed when it ends: first, so before the directory goes.
+    adopted: Adopted,
     pub url: String,
     tmp: tempfile::TempDir,
-    /// (pid, start token, group leader) to kill when the test ends.
-    reap: Vec<(u32, String, bool)>,
 }
 
 impl Env {
     pub fn new(e: &Etcd, prefix: &str) -> Env {
         Env {
+            adopted: Adopted::default(),
             url: e.url(prefix),
             tmp: tempfile::tempdir().unwrap(),
-            reap: vec![],
         }
     }
 
@@ -31,12 +30,12 @@ impl Env {
         self.tmp.path().join("local")
     }
 
+    /// `tether --dir DIR --store URL`, without the job variables (`common::env::tether`) and
+    /// without `TETHER_STORE`.
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(BIN);
-        c.arg("--store").arg(&self.url).arg("--dir").arg(self.dir());
-        c.env_remove("NOTIFY_SOCKET")
-            .env_remove("TETHER_HEARTBEAT_FILE")
-            .env_remove("TETHER_DIR")
+        let mut c = crate::common::env::tether(&self.dir());
+        c.arg("--store")
+            .arg(&self.url)
             .env_remove("TETHER_STORE")
             .stdin(Stdio::null());
         c
@@ -61,11 +60,8 @@ impl Env {
     pub fn adopt(&mut self, id: &str) -> (u32, u32) {
         let st = self.status(id);
         let pid = st["holder"]["pid"].as_u64().unwrap() as u32;
-        self.reap
-            .push((pid, st["holder"]["start"].as_str().unwrap().into(), false));
         let child = st["child"]["pid"].as_u64().unwrap() as u32;
-        self.reap
-            .push((child, st["child"]["start"].as_str().unwrap().into(), true));
+        self.adopted.job(&st);
         (pid, child)
     }
 
@@ -91,21 +87,6 @@ impl Env {
     /// The one job of `status --json ID` (always an array, protocol.md 9.1).
     pub fn status(&self, id: &str) -> Value {
         self.json(&["status", id, "--json"])[0].clone()
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        for (pid, start, leader) in self.reap.drain(..).rev() {
-            if let Ok(p) = tether::process::Pinned::open(pid, &start, None) {
-                let _ = p.signal(Signal::CONT);
-                if leader {
-                    let _ = p.signal_group(pid, Signal::KILL);
-                }
-                let _ = p.signal(Signal::KILL);
-                p.wait_exit(Duration::from_secs(5));
-            }
-        }
     }
 }
 
