@@ -1,7 +1,7 @@
 //! Heartbeat modes: a beating job stays alive past several ttls; a stopped one is recorded
 //! `lost`/`heartbeat-timeout` and its process group is stopped.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

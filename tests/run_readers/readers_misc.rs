@@ -1,6 +1,6 @@
 //! `logs`, `gc`, and a read-only state directory.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

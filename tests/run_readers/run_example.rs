@@ -5,7 +5,7 @@
 //! The commands are read from the README block after `<!-- example: hung-worker -->`, so the README
 //! cannot drift from what is tested. Only the broker's socket path is made private to the test.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

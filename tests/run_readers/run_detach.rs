@@ -1,6 +1,6 @@
 //! `tether run --detach`, and what readers see when the wrapper is killed or stopped.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

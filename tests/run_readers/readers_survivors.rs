@@ -1,7 +1,7 @@
 //! A lost job whose processes still run (issue 14 item 5): `cancel` stops what is provably the
 //! job's, `gc` keeps the record while they run, and nothing unproven is ever signalled.
 
-mod common;
+use crate::common;
 
 use std::process::Output;
 use std::time::Duration;

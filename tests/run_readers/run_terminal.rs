@@ -3,7 +3,7 @@
 //! stops it with SIGTTIN and the job hangs; and unless the wrapper takes the terminal back, the shell
 //! that started it cannot read afterwards.
 
-mod common;
+use crate::common;
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};

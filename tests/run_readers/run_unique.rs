@@ -2,7 +2,7 @@
 //! refuses the others (exit 12, naming it); a dead or expired holder is recorded lost and never
 //! blocks. Real wrappers, real SIGKILL and SIGSTOP.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Stdio};
 use std::time::Duration;

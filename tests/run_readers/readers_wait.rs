@@ -1,6 +1,6 @@
 //! The library's wait machinery, as a benchmark would drive it.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

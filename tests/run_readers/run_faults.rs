@@ -2,7 +2,7 @@
 //! job runs. The kernel decides which write fails, not a fake. Mounting needs root (CI runs as root);
 //! where it is refused the test fails under CI=true and says what it needs elsewhere.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::Write as _;

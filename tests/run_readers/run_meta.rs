@@ -1,7 +1,7 @@
 //! `tether run --meta`: labels stored in the record before the job starts, shown by `status` and
 //! `inspect`, filtered on by `status --meta`, bounded, and refused with a clear error when bad.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::Duration;

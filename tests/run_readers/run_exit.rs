@@ -1,6 +1,6 @@
 //! `tether run` in the foreground: exit codes, records, the log and the child's environment.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;

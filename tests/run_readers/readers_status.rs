@@ -1,6 +1,6 @@
 //! `status`, `--wait`, `result`, `inspect` and the error paths, against real processes and files.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
