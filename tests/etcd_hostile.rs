@@ -10,85 +10,12 @@ mod common;
 mod etcd_common;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
-use common::BIN;
-use common::proc::kill_proven;
+use etcd_common::cli::Env;
 use etcd_common::{Etcd, raw};
 use serde_json::Value;
-
-struct Cli {
-    url: String,
-    tmp: tempfile::TempDir,
-    reap: Vec<(u32, String, bool)>,
-}
-
-impl Cli {
-    fn new(e: &Etcd, prefix: &str) -> Cli {
-        Cli {
-            url: e.url(prefix),
-            tmp: tempfile::tempdir().unwrap(),
-            reap: vec![],
-        }
-    }
-
-    /// The same store with another prefix (what a user with a typo in the URL gets).
-    fn with_prefix(&self, e: &Etcd, prefix: &str) -> Cli {
-        Cli::new(e, prefix)
-    }
-
-    fn out(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .arg("--store")
-            .arg(&self.url)
-            .arg("--dir")
-            .arg(self.tmp.path().join("local"))
-            .args(args)
-            .env_remove("TETHER_STORE")
-            .env_remove("TETHER_DIR")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("TETHER_HEARTBEAT_FILE")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    /// A detached job, its wrapper and child registered for cleanup; returns its id.
-    fn detach(&mut self, args: &[&str]) -> String {
-        let mut all = vec!["run", "--detach", "--json"];
-        all.extend_from_slice(args);
-        let o = self.out(&all);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let id = serde_json::from_slice::<Value>(&o.stdout).unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let st = self.status(&id);
-        for (who, leader) in [("holder", false), ("child", true)] {
-            if let Some(pid) = st[who]["pid"].as_u64() {
-                let start = st[who]["start"].as_str().unwrap().to_string();
-                self.reap.push((pid as u32, start, leader));
-            }
-        }
-        id
-    }
-
-    fn status(&self, id: &str) -> Value {
-        let o = self.out(&["status", id, "--json"]);
-        let v: Value = serde_json::from_slice(&o.stdout)
-            .unwrap_or_else(|e| panic!("status {id}: {e}: {}", String::from_utf8_lossy(&o.stderr)));
-        v[0].clone()
-    }
-}
-
-impl Drop for Cli {
-    fn drop(&mut self) {
-        for (pid, start, leader) in self.reap.drain(..).rev() {
-            kill_proven(pid, &start, leader);
-        }
-    }
-}
 
 /// A command that failed with `code` and one line on stderr containing every one of `names`.
 #[track_caller]
@@ -115,8 +42,8 @@ fn keys_that_are_not_tethers_and_newer_records_are_named_and_left_alone() {
         return;
     };
     let ep = e.endpoint();
-    let mut cli = Cli::new(&e, "app");
-    let good = cli.detach(&[
+    let mut cli = Env::new(&e, "app");
+    let (good, _, _) = cli.detach(&[
         "--id",
         "good",
         "--ttl",
@@ -213,8 +140,8 @@ fn a_wrong_prefix_reads_nothing_and_touches_nothing() {
         return;
     };
     let ep = e.endpoint();
-    let mut team = Cli::new(&e, "team/a");
-    let job = team.detach(&[
+    let mut team = Env::new(&e, "team/a");
+    let (job, _, _) = team.detach(&[
         "--id",
         "job1",
         "--ttl",
@@ -233,7 +160,7 @@ fn a_wrong_prefix_reads_nothing_and_touches_nothing() {
     // A prefix that holds nothing, one that holds a part of the right one, and another
     // application's: no jobs, and a job id is not found there, with the URL named.
     for prefix in ["nothing", "team", "otherapp"] {
-        let wrong = team.with_prefix(&e, prefix);
+        let wrong = Env::new(&e, prefix);
         let o = wrong.out(&["status", "--json"]);
         assert_eq!(
             o.status.code(),
@@ -283,7 +210,7 @@ fn the_listing_names_a_key_that_is_not_a_job_id() {
     let Some(e) = Etcd::start("listing_names_a_key_that_is_not_a_job_id") else {
         return;
     };
-    let cli = Cli::new(&e, "app");
+    let cli = Env::new(&e, "app");
     raw::put(&e.endpoint(), "app/jobs/not a job id", b"hello");
     let o = cli.out(&["status"]);
     one_line(&o, 7, &["app/jobs/not a job id"]);

@@ -11,10 +11,11 @@ mod common;
 mod etcd_common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::proc::{alive, kill_proven, signal};
+use common::cleanup::Adopted;
+use common::proc::{alive, finish_within, signal};
 use common::{BIN, Rng};
 use etcd_common::{Etcd, Host, raw};
 use rustix::process::Signal;
@@ -36,7 +37,7 @@ struct Two {
     a: Host,
     etcd: Etcd,
     tmp: tempfile::TempDir,
-    reap: Vec<(u32, String, bool)>,
+    adopted: Adopted,
 }
 
 impl Two {
@@ -47,7 +48,7 @@ impl Two {
             a,
             etcd,
             tmp: tempfile::tempdir().unwrap(),
-            reap: vec![],
+            adopted: Adopted::default(),
         })
     }
 
@@ -93,8 +94,8 @@ impl Two {
         v[0].clone()
     }
 
-    /// Starts a detached job on A; returns (id, wrapper pid), both processes registered for cleanup.
-    fn detach_on_a(&mut self, args: &[&str]) -> (String, u32) {
+    /// Starts a detached job on A; returns (id, wrapper pid), its processes adopted for cleanup.
+    fn detach_on_a(&self, args: &[&str]) -> (String, u32) {
         let mut all = vec!["run", "--detach", "--json"];
         all.extend_from_slice(args);
         let o = self.tether(true, &all).output().unwrap();
@@ -103,16 +104,8 @@ impl Two {
         let id = v["id"].as_str().unwrap().to_string();
         let st = self.status_b(&id);
         assert_eq!(st["holder"]["host"], "host-a", "{st}");
+        self.adopted.job(&st);
         let pid = st["holder"]["pid"].as_u64().unwrap() as u32;
-        self.reap
-            .push((pid, st["holder"]["start"].as_str().unwrap().into(), false));
-        if let Some(c) = st["child"]["pid"].as_u64() {
-            self.reap.push((
-                c as u32,
-                st["child"]["start"].as_str().unwrap().into(),
-                true,
-            ));
-        }
         (id, pid)
     }
 
@@ -137,30 +130,6 @@ impl Two {
             .stderr(std::fs::File::create(out.with_extension("err")).unwrap())
             .spawn()
             .unwrap()
-    }
-}
-
-impl Drop for Two {
-    fn drop(&mut self) {
-        for (pid, start, leader) in self.reap.drain(..).rev() {
-            kill_proven(pid, &start, leader);
-        }
-    }
-}
-
-/// Waits for our own child up to `limit`; past it, kills it by pid and fails the test.
-fn finish(mut c: Child, what: &str, limit: Duration) -> Output {
-    let start = Instant::now();
-    loop {
-        if c.try_wait().unwrap().is_some() {
-            return c.wait_with_output().unwrap();
-        }
-        if start.elapsed() > limit {
-            let _ = c.kill();
-            let _ = c.wait();
-            panic!("{what} did not end within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -257,7 +226,7 @@ fn seen_by(round: usize, out: &PathBuf) -> Vec<String> {
 
 #[test]
 fn sixteen_readers_on_two_hosts_race_the_finish_and_a_cancel() {
-    let Some(mut t) = Two::new("readers_race_the_finish") else {
+    let Some(t) = Two::new("readers_race_the_finish") else {
         return;
     };
     let mut rng = Rng::new("readers_race_the_finish");
@@ -291,7 +260,7 @@ fn sixteen_readers_on_two_hosts_race_the_finish_and_a_cancel() {
         if kill {
             signal(wrapper, Signal::KILL);
         }
-        let c = finish(cancel, "cancel", BOUND);
+        let (c, _) = finish_within(cancel, BOUND, "cancel");
         let cancel: Value = serde_json::from_slice(&c.stdout).unwrap_or_else(|e| {
             panic!(
                 "round {round}: cancel --json: {e}: {}",
@@ -302,14 +271,14 @@ fn sixteen_readers_on_two_hosts_race_the_finish_and_a_cancel() {
         assert!(gone, "round {round}: the wrapper on A did not end");
         let mut waited = Vec::new();
         for (child, out) in waiters {
-            let o = finish(child, "status --wait", BOUND);
+            let (o, _) = finish_within(child, BOUND, "status --wait");
             assert!(o.status.code().is_some(), "round {round}: {o:?}");
             waited.extend(seen_by(round, &out));
         }
         std::fs::write(&stop, b"").unwrap();
         let mut polled = Vec::new();
         for (child, out) in pollers {
-            let o = finish(child, "a polling reader", BOUND);
+            let (o, _) = finish_within(child, BOUND, "a polling reader");
             assert!(o.status.success(), "round {round}: {o:?}");
             polled.extend(seen_by(round, &out));
         }
