@@ -80,6 +80,8 @@ pub mod testing {
     pub use crate::cli::exit;
     /// The platform helpers the tests use.
     pub mod platform {
-        pub use crate::platform::{DirEvents, Interest, Stat, become_subreaper, stat};
+        pub use crate::platform::{
+            DirEvents, Interest, Stat, become_subreaper, process_cpu_ns, stat,
+        };
     }
 }

@@ -38,24 +38,11 @@ pub fn mono_ms_f64() -> f64 {
 }
 
 /// CPU a whole process has used in ns: all its threads, those that already exited included (its
-/// CPU-time clock, `clock_getcpuclockid`). `/proc/PID/schedstat` counts one thread only, which
-/// would miss the CPU of a multi-threaded process's other threads. None once it is gone.
+/// CPU-time clock). `/proc/PID/schedstat` counts one thread only, which would miss the CPU of a
+/// multi-threaded process's other threads. None once it is gone. Read by the platform module
+/// (`clock_getcpuclockid` on Linux), so the bench also type-checks for macOS.
 pub fn process_cpu_ns(pid: u32) -> Option<u64> {
-    let mut clock: libc::clockid_t = 0;
-    // SAFETY: both calls only write the out-parameter they are given.
-    unsafe {
-        if libc::clock_getcpuclockid(pid as libc::pid_t, &mut clock) != 0 {
-            return None;
-        }
-        let mut t = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        if libc::clock_gettime(clock, &mut t) != 0 {
-            return None;
-        }
-        Some(t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64)
-    }
+    tether::testing::platform::process_cpu_ns(pid)
 }
 
 /// The number in a `Key:   123 kB` line of a `/proc` file.

@@ -39,6 +39,27 @@ pub fn take_tick(timer: impl AsFd) -> rustix::io::Result<()> {
     rustix::io::read(timer, &mut expirations).map(|_| ())
 }
 
+/// CPU time a whole process has used, in ns: all its threads, exited ones included (its CPU-time
+/// clock from `clock_getcpuclockid`; `/proc/PID/schedstat` would count one thread). None once it
+/// is gone. For the benchmark's idle-cost rows.
+pub fn process_cpu_ns(pid: u32) -> Option<u64> {
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: the call only writes the clock id through the pointer it is given.
+    if unsafe { libc::clock_getcpuclockid(pid, &mut clock) } != 0 {
+        return None;
+    }
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: the call only writes the time through the pointer it is given.
+    if unsafe { libc::clock_gettime(clock, &mut t) } != 0 {
+        return None;
+    }
+    Some(u64::try_from(t.tv_sec).ok()? * 1_000_000_000 + u64::try_from(t.tv_nsec).ok()?)
+}
+
 /// How a directory is opened only to go through it or to name it: `O_PATH` needs no read
 /// permission.
 pub const OPEN_THROUGH: rustix::fs::OFlags = rustix::fs::OFlags::PATH;
@@ -466,5 +487,25 @@ mod tests {
         let z = "9 (x) Z 1 9 9 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 42 0 0";
         assert!(parse_stat(z).unwrap().zombie);
         assert!(parse_stat("garbage").is_none());
+    }
+
+    #[test]
+    fn process_cpu_time_grows_while_running_and_ends_with_the_process() {
+        let me = std::process::id();
+        let before = process_cpu_ns(me).unwrap();
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < std::time::Duration::from_millis(50) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        assert!(process_cpu_ns(me).unwrap() > before);
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert_eq!(
+            process_cpu_ns(pid),
+            None,
+            "a reaped process has no CPU clock"
+        );
     }
 }
