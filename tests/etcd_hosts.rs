@@ -277,3 +277,58 @@ fn cancel_from_b_stops_the_job_on_a_through_the_store() {
     );
     assert_eq!(st["late"].as_array().map(|l| l.len()), Some(1), "{st}");
 }
+
+#[test]
+fn cancel_from_b_of_a_stopped_holder_on_a_says_unreachable_and_the_job_turns_lost_at_expiry() {
+    let Some(mut t) = Two::new("cancel_unreachable") else {
+        return;
+    };
+    let (id, wrapper, child) =
+        t.detach_on_a(&["--ttl", "10s", "--interval", "500ms", "--", "sleep", "60"]);
+    signal(wrapper, Signal::STOP);
+    let stopped = Instant::now();
+    let o = t.on_b(&["cancel", &id, "--json"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    // Exit 13 (protocol.md 9, 11.9), one JSON error line naming the holder's host.
+    assert_eq!(o.status.code(), Some(13), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let e: Value = serde_json::from_str(err.trim()).unwrap();
+    assert_eq!(e["error"], "holder-unreachable", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("host-a"), "{e}");
+    // Nothing was recorded for the cancel: the job stays active until its lease expires.
+    let st = t.status_b(&id);
+    if stopped.elapsed() < Duration::from_secs(9) {
+        assert_eq!(st["status"], "running", "{st}");
+    }
+    let w = t
+        .on_b(&["status", "--wait", "--timeout", "60s", &id])
+        .output()
+        .unwrap();
+    assert_eq!(
+        w.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&w.stderr)
+    );
+    let st = t.status_b(&id);
+    assert_eq!(
+        (st["status"].as_str(), st["reason"].as_str()),
+        (Some("lost"), Some("lease-expired")),
+        "{st}"
+    );
+    assert!(
+        stopped.elapsed() >= Duration::from_secs(9),
+        "lost before the 10 s lease could expire: {:?}",
+        stopped.elapsed()
+    );
+    // Woken, the holder stops its job; its result is late, the job stays lost.
+    signal(wrapper, Signal::CONT);
+    let start = Instant::now();
+    while (alive(child) || alive(wrapper)) && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive(child) && !alive(wrapper), "A's job still runs");
+    let st = t.status_b(&id);
+    assert_eq!(st["status"], "lost", "{st}");
+    assert_eq!(st["late"].as_array().map(|l| l.len()), Some(1), "{st}");
+}

@@ -14,6 +14,10 @@ use rustix::process::Signal;
 use serde::Serialize;
 
 use super::survivors::{self, KILL_WAIT, Stopped};
+
+/// What a holder on another host is allowed beyond two renewal intervals to answer a cancel
+/// request (a loaded machine, a slow cluster) before cancel calls it unreachable.
+const ACK_MARGIN: Duration = Duration::from_secs(3);
 use super::view::{self};
 use super::{CliError, CliResult, exit, settle_arg};
 use crate::clock::Timestamp;
@@ -370,38 +374,57 @@ fn signal_target(target: &Target, grace: Duration) -> (Vec<&'static str>, bool, 
     (signals, ended, errors)
 }
 
-/// Cancel across hosts through a cluster store (protocol.md 11.5): record `cancelled`, which takes
-/// the job's liveness key and lease with it; the holder's next keepalive finds the lease gone, it
-/// stops its process group, and its result lands in `late`. Waits (a grace period plus the ttl)
-/// for that result, so the report says whether the holder acted.
+/// Cancel across hosts through a cluster store (protocol.md 11.9): the pid is not ours to signal,
+/// so cancel puts a request the holder watches. The holder records `cancelled` at its next renewal
+/// and stops its group; its result then lands in `late`, which this waits for (the grace period
+/// plus the ttl) so the report says whether the job ended. A holder that has not answered within
+/// two renewal intervals (and a margin for a loaded machine) is unreachable (stopped, or cut off
+/// from the cluster): cancel says so (exit 13) and leaves the request, and the job turns lost when
+/// its lease expires, unless the holder comes back first and cancels it then.
 fn cancel_remote(
     store: &crate::store::AnyStore,
     id: &crate::id::JobId,
     seen: &Record,
     grace: Duration,
 ) -> Result<Report, CliError> {
-    let (done, stored) = store.update(id, &mut |cur: &Record| match apply(
-        cur,
-        &Write::Cancel {
-            at: Timestamp::now(),
-        },
-    ) {
-        Ok(next) => Change::Write {
-            record: next,
-            durable: true,
-            value: true,
-        },
-        Err(_) => Change::Keep(false),
-    })?;
+    store.request_cancel(id)?;
     let host = &seen.holder.host;
-    if !done {
-        return Ok(Report::already_ended(id, &stored));
-    }
-    let before = stored.late.len();
-    let limit = grace + Duration::from_millis(stored.lease.ttl_ms.min(600_000));
+    let answer = Duration::from_millis(seen.lease.interval_ms.min(60_000)) * 2 + ACK_MARGIN;
     let start = Instant::now();
+    let stored = loop {
+        let j = crate::reader::settle::settle(store, id)?;
+        match j.status() {
+            Status::Cancelled => break j.record,
+            s if s.is_active() && start.elapsed() < answer => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            s if s.is_active() => {
+                return Err(CliError::new(
+                    exit::Kind::HolderUnreachable,
+                    format!(
+                        "job {id}: its holder on host {host} did not answer the cancel request within {} (stopped, or cut off from etcd?); the request stands: the job is cancelled if the holder comes back while its lease holds, else it turns lost when the lease expires (ttl {})",
+                        humantime::format_duration(answer),
+                        humantime::format_duration(Duration::from_millis(seen.lease.ttl_ms)),
+                    ),
+                ));
+            }
+            Status::Lost if j.record.reason == Some(Reason::LeaseExpired) => {
+                return Err(CliError::new(
+                    exit::Kind::HolderUnreachable,
+                    format!(
+                        "job {id}: its holder on host {host} did not answer the cancel request, and its lease has expired: the job is lost"
+                    ),
+                ));
+            }
+            _ => return Ok(Report::already_ended(id, &j.record)),
+        }
+    };
+    // Counted on the record as seen before the request: the holder's result may already be in.
+    let before = seen.late.len();
+    let limit = grace + Duration::from_millis(stored.lease.ttl_ms.min(600_000));
     let mut ended = false;
-    while start.elapsed() < limit {
+    let waited = Instant::now();
+    while waited.elapsed() < limit {
         if store.load(id).is_ok_and(|r| r.late.len() > before) {
             ended = true;
             break;
@@ -410,15 +433,15 @@ fn cancel_remote(
     }
     let message = if ended {
         format!(
-            "job {id} recorded cancelled; its holder on host {host} stopped the job and its result is kept in late"
+            "cancelled job {id}: its holder on host {host} recorded it cancelled, stopped the job, and its result is kept in late"
         )
     } else {
         format!(
-            "job {id} recorded cancelled; its holder on host {host} has not answered within {} (unreachable?): it stops the job by itself at its renew deadline",
+            "cancelled job {id}: its holder on host {host} recorded it cancelled and is stopping the job, which had not ended within {}",
             humantime::format_duration(limit)
         )
     };
-    let report = Report {
+    Ok(Report {
         id: id.to_string(),
         outcome: Outcome::Cancelled,
         cancelled: true,
@@ -431,6 +454,5 @@ fn cancel_remote(
         ended,
         survivors: None,
         errors: Vec::new(),
-    };
-    Ok(report)
+    })
 }

@@ -33,6 +33,8 @@ pub const IO: i32 = 10;
 pub const REFUSED: i32 = 11;
 /// `run --unique KEY`: another active job holds the key (protocol.md 6.6).
 pub const UNIQUE_HELD: i32 = 12;
+/// `cancel` on another host: the job's holder did not answer the cancel request (protocol.md 11.9).
+pub const HOLDER_UNREACHABLE: i32 = 13;
 /// `status --wait` gave up at its `--timeout`.
 pub const TIMEOUT: i32 = 124;
 /// `run`: the command exists but cannot be executed.
@@ -58,6 +60,7 @@ Exit codes (the same for every command; protocol.md section 9):
   10   an I/O error not covered above
   11   refused to signal a process not proven to be the job's (cancel, rm --force)
   12   run --unique KEY: another active job holds the key
+  13   cancel: the job's holder on another host did not answer (it turns lost at expiry)
   124  status --wait timed out
   126  run: the command cannot be executed; 127: not found; 128+N: killed by signal N
 With --json, an error is one JSON object on stderr: {\"error\": KIND, \"code\": N, \"message\": TEXT}.";
@@ -85,6 +88,8 @@ pub enum Kind {
     Refused,
     /// `run --unique KEY`: another active job holds the key.
     UniqueHeld,
+    /// `cancel` across hosts: the holder did not answer the request.
+    HolderUnreachable,
     /// A wait gave up.
     Timeout,
     /// The command exists but cannot be executed.
@@ -106,6 +111,7 @@ impl Kind {
             Kind::Io => IO,
             Kind::Refused => REFUSED,
             Kind::UniqueHeld => UNIQUE_HELD,
+            Kind::HolderUnreachable => HOLDER_UNREACHABLE,
             Kind::Timeout => TIMEOUT,
             Kind::NotExecutable => NOT_EXECUTABLE,
             Kind::NotFound => NOT_FOUND,
@@ -181,6 +187,7 @@ mod tests {
             IO,
             REFUSED,
             UNIQUE_HELD,
+            HOLDER_UNREACHABLE,
             TIMEOUT,
             NOT_EXECUTABLE,
             NOT_FOUND,

@@ -84,6 +84,21 @@ impl AnyStore {
         }
     }
 
+    /// Asks a job's holder on another host to cancel it (protocol.md 11.9): only a cluster store
+    /// can carry the request.
+    pub fn request_cancel(&self, id: &JobId) -> Result<(), StoreError> {
+        match self {
+            AnyStore::File(s) => Err(StoreError::Dir {
+                path: s.root().to_path_buf(),
+                why: DirProblem::Backend(
+                    "a state directory cannot carry a cancel request to another host".into(),
+                ),
+            }),
+            #[cfg(feature = "etcd")]
+            AnyStore::Etcd { store, .. } => store.request_cancel(id),
+        }
+    }
+
     /// Where the wrapper's own diagnostics go: beside the job's log.
     pub fn notes_path(&self, id: &JobId) -> PathBuf {
         match self {

@@ -7,7 +7,7 @@ use super::{child, note};
 use crate::cli::exit;
 use crate::clock::Timestamp;
 use crate::record::{Exit, Reason, Status};
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 use crate::transition::{Write, describe};
 
 impl State {
@@ -26,6 +26,49 @@ impl State {
             &crate::process::host(),
             &self.log_path.to_string_lossy(),
         )
+    }
+
+    /// A holder that fenced itself (protocol.md 11.3) records the job lost before its result: the
+    /// cluster's lease, rounded up to whole seconds, may still hold, but the holder gave up the
+    /// job on its own ttl clock, so its result must arrive late, never as the outcome. Written
+    /// only over an active record (a reader may have recorded `lost` first).
+    fn record_fenced(&mut self, give_up: std::time::Instant) {
+        let w = Write::Finish {
+            epoch: self.epoch,
+            at: Timestamp::now(),
+            status: Status::Lost,
+            reason: Reason::LeaseExpired,
+            exit: None,
+            progress: self.progress(),
+        };
+        loop {
+            let done =
+                self.job
+                    .store
+                    .update(
+                        &self.job.id,
+                        &mut |cur| match crate::transition::apply(cur, &w) {
+                            Ok(next) if cur.status.is_active() => crate::store::Change::Write {
+                                record: next,
+                                durable: true,
+                                value: true,
+                            },
+                            _ => crate::store::Change::Keep(false),
+                        },
+                    );
+            match done {
+                Ok((true, _)) => {
+                    self.stalled = Some(Reason::LeaseExpired);
+                    return;
+                }
+                Ok((false, _)) | Err(StoreError::NotFound(..)) => return,
+                Err(e) if std::time::Instant::now() < give_up => {
+                    self.fault("record the job lost", &e);
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(_) => return,
+            }
+        }
     }
 
     /// Records how the job ended and returns the wrapper's exit code.
@@ -48,6 +91,9 @@ impl State {
         // the job lost anyway, so waiting longer only hides the failure from whoever started us.
         let patience = Duration::from_millis(self.ttl_ms).max(Duration::from_secs(2));
         let give_up = std::time::Instant::now() + patience;
+        if self.fenced {
+            self.record_fenced(give_up);
+        }
         // On a cluster store other hosts have no log file: the final record carries its tail.
         let tail = self.job.store.self_fences().then(|| self.output_tail());
         loop {

@@ -30,6 +30,8 @@ pub struct State {
     /// Why this wrapper recorded the job lost itself (a missing beat, failed probes).
     pub stalled: Option<Reason>,
     pub ended_by_other: Option<Status>,
+    /// This holder passed its renew deadline on a cluster store and gave the job up (11.3).
+    pub fenced: bool,
     pub holder_signal: Option<Signal>,
     pub kill_at: Option<tokio::time::Instant>,
     pub ttl_ms: u64,
@@ -63,6 +65,7 @@ impl State {
             running_durable: false,
             stalled: None,
             ended_by_other: None,
+            fenced: false,
             holder_signal: None,
             kill_at: None,
             ttl_ms: s.ttl_ms,
@@ -98,7 +101,11 @@ impl State {
         if self.must_self_fence(now) {
             return self.self_fence();
         }
-        let reacquire = self.running_durable && now.saturating_sub(self.last_ok_mono) > self.ttl_ms;
+        // On a cluster store a job's lease is never taken again (protocol.md 11.3): a holder past
+        // its ttl has fenced itself above.
+        let reacquire = self.running_durable
+            && !self.job.store.self_fences()
+            && now.saturating_sub(self.last_ok_mono) > self.ttl_ms;
         let unwritten = !self.written.matches(&self.beats.progress);
         if self.running_durable && !reacquire && !unwritten {
             match self.fast_renew(at, now) {
@@ -240,6 +247,7 @@ impl State {
     /// else could start a replacement (unless `--on-stall keep` says to keep it running).
     fn self_fence(&mut self) {
         self.renewing = false;
+        self.fenced = true;
         note!(
             "could not renew job {}'s lease for its ttl ({}ms): readers judge it lost; {}",
             self.job.id,

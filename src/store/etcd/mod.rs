@@ -7,6 +7,7 @@
 //! each request, which works the same from plain threads and from inside the wrapper's runtime
 //! (where `block_on` would panic).
 
+mod cancel;
 mod create;
 mod renew;
 mod watch;

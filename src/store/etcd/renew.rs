@@ -8,6 +8,7 @@ use etcd_client::{Compare, CompareOp, LeaseKeepAliveStream, LeaseKeeper, PutOpti
 use tokio::sync::Mutex;
 
 use super::EtcdStore;
+use super::cancel::CancelWatch;
 use crate::clock::Timestamp;
 use crate::id::JobId;
 use crate::record::{Progress, Status};
@@ -26,6 +27,8 @@ pub struct EtcdRenewer {
     written_beats: Option<u64>,
     /// A renewal that takes longer fails, so a partitioned holder learns it within this bound.
     pub timeout: Duration,
+    /// Cancel requests from other hosts (11.9), seen through a watch: no request per renewal.
+    cancel: CancelWatch,
 }
 
 enum Kept {
@@ -41,6 +44,7 @@ impl EtcdRenewer {
         lease: i64,
     ) -> Result<EtcdRenewer, StoreError> {
         Ok(EtcdRenewer {
+            cancel: CancelWatch::start(&store, &id),
             store,
             id,
             lease,
@@ -65,6 +69,9 @@ impl Renew for EtcdRenewer {
         _mono_ms: u64,
         progress: &Progress,
     ) -> Result<Result<(), Box<Refused>>, StoreError> {
+        if self.cancel.requested() {
+            return self.cancel_requested();
+        }
         let (lease, slot, timeout) = (self.lease, self.stream.clone(), self.timeout);
         let kept = self
             .store
@@ -127,6 +134,28 @@ impl EtcdRenewer {
             .call(move |mut c| async move { c.txn(txn).await })
             .map_err(|e| self.store.io(self.id.as_str(), e))?;
         Ok(resp.succeeded())
+    }
+
+    /// A canceller on another host asked (11.9): record `cancelled` on its behalf while this
+    /// holder's lease still holds the liveness key, then refuse the renewal, so the wrapper stops
+    /// the group and its result goes to `late`, as after a local cancel.
+    fn cancel_requested(&self) -> Result<Result<(), Box<Refused>>, StoreError> {
+        let w = crate::transition::Write::Cancel {
+            at: Timestamp::now(),
+        };
+        let current = match crate::store::commit(&self.store, &self.id, &w, true)? {
+            Ok(rec) => (rec.status, rec.lease.epoch),
+            Err(refused) => (refused.current, refused.current_epoch),
+        };
+        Ok(Err(Box::new(Refused {
+            why: crate::transition::Why::Store(format!(
+                "job {} was cancelled from another host",
+                self.id
+            )),
+            current: current.0,
+            current_epoch: current.1,
+            late: None,
+        })))
     }
 
     fn refused(&self, epoch: u64, what: &str) -> Box<Refused> {
