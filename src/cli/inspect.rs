@@ -13,6 +13,7 @@ use crate::clock::{Timestamp, short_duration};
 use crate::process;
 use crate::reader::settle::Judged;
 use crate::record::{Child, Exit, Holder, LateResult, Progress, Reason, Status};
+use crate::store::etcd_rules::ClusterEvidence;
 use crate::verdict::{ClockRule, LeaseAge, Outcome, Probe, Reader, Rule, lease_age, pid_visible};
 
 #[derive(Args, Debug)]
@@ -52,6 +53,10 @@ struct Evidence<'a> {
     verdict: VerdictView,
     /// The status in the record, before this reader's verdict.
     recorded_status: Status,
+    /// On a cluster store: what the cluster holds of the lease, which alone judges its expiry
+    /// (protocol.md 11.4). Absent on the file store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<&'a ClusterEvidence>,
 }
 
 #[derive(Serialize)]
@@ -116,7 +121,11 @@ fn start_of(p: &Probe) -> Option<String> {
 
 /// Gathers the evidence: the verdict already settled, and each recorded pid probed again now
 /// (the verdict skips the probe for a terminal record; the evidence shows the pid as it is).
-fn gather<'a>(j: &'a Judged, reader: &'a Reader) -> Evidence<'a> {
+fn gather<'a>(
+    j: &'a Judged,
+    reader: &'a Reader,
+    cluster: Option<&'a ClusterEvidence>,
+) -> Evidence<'a> {
     let r = &j.record;
     // Where the holder's pid numbers mean its processes at all (R2, R3a); elsewhere not probed.
     let visible = pid_visible(&r.holder, reader);
@@ -135,17 +144,28 @@ fn gather<'a>(j: &'a Judged, reader: &'a Reader) -> Evidence<'a> {
             probe: now,
         }
     });
-    let age: LeaseAge = lease_age(r, reader);
     let v = &j.verdict;
+    let mut job = view::job_view(j, reader);
+    // On etcd the cluster's lease decides, not the record's renewal times and a clock.
+    let age: LeaseAge = match cluster {
+        Some(c) => {
+            let a = crate::store::etcd_rules::cluster_age(r, &c.observed());
+            job.lease.expires_at = Timestamp(reader.now.wall.ms().saturating_add(a.expires_in_ms));
+            a
+        }
+        None => lease_age(r, reader),
+    };
     let reaped_by = view::reaped_by_rule(r, reader);
-    let mut explanation = v.rule.explain().to_owned();
+    let mut explanation = match cluster {
+        Some(c) => c.explain(v.rule),
+        None => v.rule.explain().to_owned(),
+    };
     if let Some(rule) = reaped_by {
         explanation.push_str(&format!(
             "; it was recorded lost by a reader under {}",
             rule.explain()
         ));
     }
-    let job = view::job_view(j, reader);
     Evidence {
         id: &r.id,
         name: &r.name,
@@ -198,14 +218,16 @@ fn gather<'a>(j: &'a Judged, reader: &'a Reader) -> Evidence<'a> {
             explanation,
         },
         recorded_status: r.status,
+        cluster,
     }
 }
 
 pub fn inspect(dir: Option<PathBuf>, a: InspectArgs) -> CliResult {
     // settle, not a bare judgment: a lost verdict found here is recorded like everywhere else.
-    let (_store, _id, j) = settle_arg(&dir, &a.id)?;
+    let (store, id, j) = settle_arg(&dir, &a.id)?;
+    let cluster = store.cluster_evidence(&id, &j.record).transpose()?;
     let reader = process::reader();
-    let ev = gather(&j, &reader);
+    let ev = gather(&j, &reader, cluster.as_ref());
     if a.json {
         view::print_json(&ev);
     } else {
@@ -394,6 +416,9 @@ fn print_lease(ev: &Evidence<'_>, out: &mut Vec<String>) {
         short_duration(l.base.interval_ms as i64),
         short_duration(l.base.ttl_ms as i64)
     ));
+    if let Some(c) = ev.cluster {
+        return print_cluster_lease(ev, c, out);
+    }
     let clock = match l.clock {
         ClockRule::Monotonic => "monotonic clock",
         ClockRule::Wall => "wall clock, 30 s skew allowance",
@@ -416,5 +441,37 @@ fn print_lease(ev: &Evidence<'_>, out: &mut Vec<String>) {
             short_duration(-l.expires_in_ms),
             l.base.expires_at.human()
         ));
+    }
+}
+
+/// The lease on a cluster store: what the cluster holds, which alone judges expiry (11.4).
+fn print_cluster_lease(ev: &Evidence<'_>, c: &ClusterEvidence, out: &mut Vec<String>) {
+    let l = &ev.lease;
+    out.push(format!(
+        "  judged   by the etcd cluster at {}: no clock of this host or the holder's, no skew allowance",
+        c.store
+    ));
+    out.push(format!(
+        "  live key {} {} at revision {} (the record last written at revision {})",
+        c.live_key,
+        if c.live { "present" } else { "absent" },
+        c.revision,
+        c.record_mod_revision
+    ));
+    match (&c.lease, c.remaining_ttl_s, c.granted_ttl_s) {
+        (Some(id), Some(left), Some(g)) => out.push(format!(
+            "  etcd     lease {id}: {left} s of {g} s left (LeaseTimeToLive); renewals are keepalives on it, not record writes"
+        )),
+        (Some(id), _, _) => out.push(format!("  etcd     lease {id}: no longer held by the cluster")),
+        (None, _, _) => out.push("  etcd     no lease recorded".into()),
+    }
+    if l.expires_in_ms >= 0 {
+        out.push(format!(
+            "  expires  in at most {} ({})",
+            short_duration(l.expires_in_ms),
+            l.base.expires_at.human()
+        ));
+    } else {
+        out.push("  expired  the cluster no longer holds the lease".into());
     }
 }

@@ -89,13 +89,30 @@ impl AnyStore {
     pub fn request_cancel(&self, id: &JobId) -> Result<(), StoreError> {
         match self {
             AnyStore::File(s) => Err(StoreError::Dir {
-                path: s.root().to_path_buf(),
+                path: s.root().join("jobs").join(id.as_str()),
                 why: DirProblem::Backend(
                     "a state directory cannot carry a cancel request to another host".into(),
                 ),
             }),
             #[cfg(feature = "etcd")]
             AnyStore::Etcd { store, .. } => store.request_cancel(id),
+        }
+    }
+
+    /// What the cluster holds of job `id`'s lease, for `inspect` (protocol.md 11.4); None on the
+    /// file store, whose lease is judged by clocks (7.3).
+    pub fn cluster_evidence(
+        &self,
+        id: &JobId,
+        rec: &Record,
+    ) -> Option<Result<super::etcd_rules::ClusterEvidence, StoreError>> {
+        match self {
+            AnyStore::File(_) => {
+                let _ = (id, rec);
+                None
+            }
+            #[cfg(feature = "etcd")]
+            AnyStore::Etcd { store, .. } => Some(store.cluster_evidence(id, rec)),
         }
     }
 

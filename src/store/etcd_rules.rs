@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 use crate::record::Record;
-use crate::verdict::{ClockRule, LeaseAge, Probe, Reader, Verdict, verdict_with_age};
+use crate::verdict::{ClockRule, LeaseAge, Probe, Reader, Rule, Verdict, verdict_with_age};
 
 /// The smallest ttl etcd 3.4 grants with its default tick (100 ms) and election timeout (1 s):
 /// `ceil(1.5 × election timeout)`. A cluster tuned otherwise grants its own minimum; the store
@@ -164,6 +164,67 @@ pub fn cluster_age(rec: &Record, obs: &Observed) -> LeaseAge {
 /// see a crash at once.
 pub fn verdict(rec: &Record, obs: &Observed, probe: &Probe, reader: &Reader) -> Verdict {
     verdict_with_age(rec, probe, reader, || cluster_age(rec, obs))
+}
+
+/// What `inspect` shows of a job's lease on a cluster store (11.4): the cluster's own answer, read
+/// at one revision, not any host's clock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ClusterEvidence {
+    /// The store (`etcd://...`) that judged it.
+    pub store: String,
+    /// The liveness key, and whether it existed at `revision`.
+    pub live_key: String,
+    pub live: bool,
+    /// The etcd lease recorded in the record (lowercase hex), if any.
+    pub lease: Option<String>,
+    /// The lease's remaining and granted ttl in seconds, as the cluster reported them
+    /// (LeaseTimeToLive); None when the cluster no longer holds the lease.
+    pub remaining_ttl_s: Option<i64>,
+    pub granted_ttl_s: Option<i64>,
+    /// The cluster revision the record and the liveness key were read at.
+    pub revision: i64,
+    /// The revision of the record's last write.
+    pub record_mod_revision: i64,
+}
+
+impl ClusterEvidence {
+    /// What the cluster says, in the terms of the verdict (11.4).
+    pub fn observed(&self) -> Observed {
+        Observed {
+            live: self.live,
+            remaining_ms: self.remaining_ttl_s.map(|s| s.saturating_mul(1000)),
+        }
+    }
+
+    /// The rule's explanation on a cluster store: the lease rules name the cluster instead of a
+    /// clock, then what the cluster was seen to hold.
+    pub fn explain(&self, rule: Rule) -> String {
+        let head = match rule {
+            Rule::R2 => {
+                "R2: the holder runs on another host, so only its lease is judged, by the etcd cluster: no clock of this host or the holder's enters, and no skew allowance"
+            }
+            Rule::R3a => {
+                "R3a: the holder's pid is numbered in another pid namespace (or one that cannot be told), so it is not probed and only its lease is judged, by the etcd cluster"
+            }
+            Rule::R6 => {
+                "R6: the holder process exists but the etcd cluster let its lease expire (its liveness key is gone): it is wedged, stopped or cut off"
+            }
+            Rule::R7 => "R7: the holder is alive and the etcd cluster still holds its lease",
+            other => other.explain(),
+        };
+        format!(
+            "{head}; the cluster at revision {}: liveness key {} {}{}",
+            self.revision,
+            self.live_key,
+            if self.live { "present" } else { "absent" },
+            match (&self.lease, self.remaining_ttl_s, self.granted_ttl_s) {
+                (Some(l), Some(left), Some(g)) =>
+                    format!(", lease {l} with {left} s of {g} s left"),
+                (Some(l), _, _) => format!(", lease {l} no longer held"),
+                _ => String::new(),
+            }
+        )
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 mod cancel;
 mod create;
+mod evidence;
 mod renew;
 mod watch;
 
