@@ -460,7 +460,8 @@ fn print_cluster_lease(ev: &Evidence<'_>, c: &ClusterEvidence, out: &mut Vec<Str
     ));
     match (&c.lease, c.remaining_ttl_s, c.granted_ttl_s) {
         (Some(id), Some(left), Some(g)) => out.push(format!(
-            "  etcd     lease {id}: {left} s of {g} s left (LeaseTimeToLive); renewals are keepalives on it, not record writes"
+            "  etcd     lease {id}: under {} s of {g} s left (LeaseTimeToLive, whole seconds); renewals are keepalives on it, not record writes",
+            left + 1
         )),
         (Some(id), _, _) => out.push(format!("  etcd     lease {id}: no longer held by the cluster")),
         (None, _, _) => out.push("  etcd     no lease recorded".into()),

@@ -192,7 +192,11 @@ impl ClusterEvidence {
     pub fn observed(&self) -> Observed {
         Observed {
             live: self.live,
-            remaining_ms: self.remaining_ttl_s.map(|s| s.saturating_mul(1000)),
+            // etcd reports whole seconds: the lease expires in under `TTL + 1` s (an upper bound,
+            // capped at the job's ttl by `cluster_age`).
+            remaining_ms: self
+                .remaining_ttl_s
+                .map(|s| s.saturating_add(1).saturating_mul(1000)),
         }
     }
 
