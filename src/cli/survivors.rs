@@ -5,8 +5,11 @@
 //! what that child started, and a SIGSTOPped wrapper stops nothing at all. No wrapper watches those
 //! processes any more, so `cancel` stops them and `gc` keeps the record while they run.
 //!
-//! A process is signalled only when it is proven to be the job's (protocol.md 8), and always
-//! through a pin (a pidfd on Linux), never by a group number:
+//! The members come from the platform (`/proc` on Linux; on macOS `proc_listpids`, then
+//! `proc_pidinfo` and `KERN_PROCARGS2`, which answer only for this user's processes, so another
+//! user's are not even seen there). A process is signalled only when it is proven to be the job's (protocol.md 8), and
+//! always through a pin (a pidfd on Linux; on macOS its start time is read again right before the
+//! signal), never by a group number:
 //! - the recorded child, the group's leader, by its pid and start time;
 //! - any member of the group while that leader lives: the group's number is the leader's pid, so
 //!   while the leader lives no other group can have it;
