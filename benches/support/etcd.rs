@@ -22,7 +22,7 @@ use super::Row;
 mod server;
 use server::{Server, on_path};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tether");
+use crate::common::BIN;
 
 /// Bound on any one waiter or command the rows wait for.
 const BOUND: Duration = Duration::from_secs(120);
@@ -312,14 +312,13 @@ struct Job {
     start: Option<String>,
 }
 
+/// `tether --dir DIR --store URL`, without the job variables (the tests' kit's command) and
+/// without `TETHER_STORE`.
 fn tether(url: &str, dir: &Path) -> Command {
-    let mut c = Command::new(BIN);
+    let mut c = crate::common::env::tether(dir);
     c.arg("--store")
         .arg(url)
-        .arg("--dir")
-        .arg(dir)
         .env_remove("TETHER_STORE")
-        .env_remove("TETHER_DIR")
         .stdin(Stdio::null());
     c
 }

@@ -15,12 +15,8 @@ use tether::testing::platform::stat;
 
 use crate::fleet::IDLE_JOB;
 
-/// `tool`'s path if it is on PATH.
-pub fn on_path(tool: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
-}
+/// `tool`'s path if it is on PATH (the tests' kit's).
+pub use crate::common::on_path;
 
 /// A `pueued` started by the bench with its own config, state and socket under `dir`. Dropping
 /// it (also on a panic) kills its tasks' process groups, proven by start time, then the daemon.
@@ -153,16 +149,7 @@ impl Drop for Daemon {
     }
 }
 
-/// Calls `f` every 50 ms until it holds or `limit` passes.
-fn poll(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// Calls `f` every 50 ms until it holds or `limit` passes (the tests' kit's bounded wait).
+fn poll(limit: Duration, f: impl FnMut() -> bool) -> bool {
+    crate::common::poll(limit, Duration::from_millis(50), f)
 }
