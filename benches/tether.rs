@@ -1,7 +1,7 @@
 //! The tether benchmark: detection latency, heartbeat cost and scale, side by side with the usual
 //! "poll the record every 2 s and check kill(pid, 0)" approach. Prints one table.
 //!
-//! Run: `cargo bench --bench tether` (about 8 minutes on 2 cores). `-- --quick` runs a few
+//! Run: `cargo bench --bench tether` (about 15 minutes on 2 cores, 7 of them the idle fleets). `-- --quick` runs a few
 //! iterations of each figure, for a smoke test. `-- --store` runs only the store's figures (renewal
 //! cost, record write, status and listing), to compare a change to the store before and after.
 //! `-- --probes` runs only the probe rows, `-- --fleet` only the idle fleets (tether beside pueued).

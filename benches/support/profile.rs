@@ -98,7 +98,7 @@ pub fn per_renewal(s: &Syscalls, renewals: f64) -> String {
         .map(|(n, c)| format!("{:.1} {n}", *c as f64 / renewals))
         .collect();
     format!(
-        "{:.1} syscalls per renewal ({}) over {:.0} s, {renewals:.0} renewals",
+        "{:.1} syscalls per renewal ({}) over {:.1} s = {renewals:.1} renewals (window / interval)",
         s.total() as f64 / renewals,
         by_name.join(", "),
         s.secs
