@@ -78,8 +78,7 @@ impl Env {
             "detach failed: {}",
             String::from_utf8_lossy(&o.stderr)
         );
-        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-        let id = v["id"].as_str().unwrap().to_string();
+        let (id, _) = crate::common::env::detached(&o.stdout);
         let (pid, child) = self.adopt(&id);
         (id, pid, child)
     }
