@@ -304,10 +304,37 @@ export class Tether {
 
 // ---------- errors ----------
 
+/**
+ * The CLI's name for an error: the `error` of its `--json` error object (protocol.md section 9).
+ * test/errors.test.js checks this list against src/errors.js and the CLI's JSON schema.
+ */
+export type ErrorKind =
+  | "usage"
+  | "active"
+  | "no-such-job"
+  | "corrupt"
+  | "state-dir"
+  | "id-taken"
+  | "io"
+  | "refused"
+  | "unique-held"
+  | "holder-unreachable"
+  | "timeout"
+  | "not-executable"
+  | "not-found";
+
 export class TetherError extends Error {
-  constructor(message: string, info?: { code?: number | null; args?: string[]; stderr?: string; cause?: unknown });
+  constructor(
+    message: string,
+    info?: { code?: number | null; kind?: ErrorKind | string | null; args?: string[]; stderr?: string; cause?: unknown },
+  );
   /** The CLI's exit code; null when it did not run. */
   readonly code: number | null;
+  /**
+   * The CLI's kind of error: its `--json` error's `error`, else the kind of `code`; null when
+   * unknown (no code, or a code this client does not know). A string, as a newer CLI may add kinds.
+   */
+  readonly kind: ErrorKind | (string & {}) | null;
   readonly args: string[];
   readonly stderr: string;
 }
@@ -326,3 +353,8 @@ export class UniqueHeldError extends TetherError {
   /** The id of the active job that holds the key, when the message names it. */
   readonly holder: string | null;
 }
+/**
+ * Exit 13 from `cancel` on a cluster store: the job's holder on another host did not answer the
+ * cancel request (protocol.md 11.9). The request stands; the job turns lost when its lease expires.
+ */
+export class HolderUnreachableError extends TetherError {}

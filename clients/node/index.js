@@ -21,4 +21,5 @@ export {
   CommandNotFoundError,
   IdTakenError,
   UniqueHeldError,
+  HolderUnreachableError,
 } from "./src/errors.js";

@@ -64,7 +64,7 @@ test("an unknown id: status is null, result and wait throw JobNotFoundError", as
     assert.deepEqual(await s.t.list(), []);
     await s.t.run(["true"], { id: "other" });
     assert.equal(await s.t.status("nope"), null);
-    await assert.rejects(s.t.result("nope"), (e) => e instanceof JobNotFoundError && e.code === 6);
+    await assert.rejects(s.t.result("nope"), (e) => e instanceof JobNotFoundError && e.code === 6 && e.kind === "no-such-job");
     await assert.rejects(s.t.wait("nope"), (e) => e instanceof JobNotFoundError && e.code === 6);
   } finally {
     await s.done();
@@ -164,7 +164,7 @@ test("unique: a live holder refuses, a dead one never blocks", async () => {
     assert.equal(first.record.unique, "session-9");
     await assert.rejects(
       s.t.run(["sleep", "30"], { id: "u2", unique: "session-9" }),
-      (e) => e instanceof UniqueHeldError && e.code === 12 && e.holder === "u1",
+      (e) => e instanceof UniqueHeldError && e.code === 12 && e.kind === "unique-held" && e.holder === "u1",
     );
     assert.equal(await s.t.status("u2"), null, "a refused start leaves no record");
     await killAndWait(first.holderPid);
