@@ -26,6 +26,8 @@ mod detection;
 mod etcd;
 #[path = "support/fleet.rs"]
 mod fleet;
+#[path = "support/floor.rs"]
+mod floor;
 #[path = "support/footprint.rs"]
 mod footprint;
 #[path = "support/idle.rs"]
@@ -57,6 +59,10 @@ fn main() {
             Path::new(&args[i + 1]),
             &args[i + 2],
         ));
+    }
+    if let Some(i) = args.iter().position(|a| a == "--idle-floor") {
+        let ms = args[i + 1].parse().expect("--idle-floor MS FILE");
+        floor::serve(ms, Path::new(&args[i + 2]));
     }
     let quick = args.iter().any(|a| a == "--quick");
     let tmp = tempfile::Builder::new()

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::fleet::{Cost, Fleet, measure};
+use crate::floor::Floor;
 use crate::profile;
 use crate::pueue::{Daemon, on_path};
 use crate::table::{Row, median};
@@ -89,7 +90,15 @@ pub fn rows(tmp: &Path, quick: bool, rows: &mut Vec<Row>) -> Vec<String> {
                 notes.extend(profile_lines(&fleet, c, &cost, &dir, t.profile));
             }
             tether_total.push((cost.total_pct, cost.pss_kb.iter().sum::<f64>()));
+            let interval_ms = fleet.interval_ms;
             drop(fleet);
+            floor_row(
+                &tmp.join(format!("floor-{n}-{interval_ms}")),
+                n,
+                interval_ms,
+                &t,
+                rows,
+            );
         }
         if let Some(d) = Daemon::start(&tmp.join(format!("pueue-{n}")), n) {
             std::thread::sleep(t.warmup);
@@ -156,6 +165,25 @@ fn tether_rows(label: &str, n: usize, c: &Config, cost: &Cost, deaths: usize, ro
         deaths as f64,
         "0",
         deaths == 0,
+    ));
+}
+
+/// The same number of processes that only wake at the same interval (floor.rs), right after the
+/// fleet, so the two rows are side by side in one run.
+fn floor_row(dir: &Path, n: usize, interval_ms: u64, t: &Timing, rows: &mut Vec<Row>) {
+    let floor = Floor::start(dir, n, interval_ms);
+    std::thread::sleep(t.warmup);
+    let cost = measure(&floor.pids(), t.window);
+    drop(floor);
+    rows.push(Row::new(
+        &format!(
+            "floor, {n} processes that only wake every {} s and pwrite 256 B: CPU per process per second",
+            interval_ms as f64 / 1e3
+        ),
+        "us",
+        cost.cpu_us_per_s,
+        "- (for scale)",
+        |_| true,
     ));
 }
 

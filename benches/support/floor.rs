@@ -1,0 +1,63 @@
+//! For scale beside the idle fleets: what any process costs that wakes once per interval and
+//! writes 256 bytes in place, and does nothing else (`nanosleep`, `pwrite`). An idle wrapper
+//! does that plus its checks; the difference between the two rows is tether's own share, the
+//! rest is the price of waking a process at all on this machine (scheduler, context switch,
+//! cold caches), which no wrapper can go below.
+
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The bench binary re-run as one floor process: `--idle-floor MS FILE`.
+pub fn serve(interval_ms: u64, file: &Path) -> ! {
+    let f = std::fs::File::create(file).expect("floor file");
+    let slot = [0u8; 256];
+    loop {
+        std::thread::sleep(Duration::from_millis(interval_ms));
+        // Errors are not expected in a private temp dir; a failing write would only be cheaper.
+        let _ = f.write_at(&slot, 0);
+    }
+}
+
+/// `n` floor processes; dropping it (also on a panic) kills and reaps them: they are our own
+/// unreaped children, so their pids cannot have been reused.
+pub struct Floor {
+    children: Vec<Child>,
+}
+
+impl Floor {
+    pub fn start(dir: &Path, n: usize, interval_ms: u64) -> Floor {
+        std::fs::create_dir_all(dir).expect("floor dir");
+        let exe = std::env::current_exe().expect("the bench binary");
+        let mut floor = Floor {
+            children: Vec::with_capacity(n),
+        };
+        for i in 0..n {
+            let child = Command::new(&exe)
+                .arg("--idle-floor")
+                .arg(interval_ms.to_string())
+                .arg(dir.join(format!("slot-{i}")))
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("spawn a floor process");
+            floor.children.push(child);
+        }
+        floor
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
+    }
+}
+
+impl Drop for Floor {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+        }
+        for c in &mut self.children {
+            let _ = c.wait();
+        }
+    }
+}
