@@ -91,7 +91,6 @@ fn keys_that_are_not_tethers_and_newer_records_are_named_and_left_alone() {
         let hits = err.lines().filter(|l| l.contains(line)).count();
         assert_eq!(hits, 1, "{what} not named on one line: {err}");
     }
-    // The key that is not a job id: see `the_listing_names_a_key_that_is_not_a_job_id`.
     assert!(err.lines().count() <= 4, "{err}");
     assert!(
         !err.contains("unrelated"),
@@ -202,10 +201,9 @@ fn a_wrong_prefix_reads_nothing_and_touches_nothing() {
 }
 
 /// protocol.md 11.2: a key under `P/jobs/` whose last part is not a job id is reported like a
-/// corrupt record, naming the key. The library's `list()` does (`etcd_store.rs`), but `status`
-/// lists through `ids()`, which drops such a key without a word.
+/// corrupt record, naming the key, by `status` as by the library's `list()` (`etcd_store.rs`),
+/// and left untouched.
 #[test]
-#[ignore = "known failure: `status` skips a key under P/jobs/ that is not a job id silently (protocol.md 11.2 says report it)"]
 fn the_listing_names_a_key_that_is_not_a_job_id() {
     let Some(e) = Etcd::start("listing_names_a_key_that_is_not_a_job_id") else {
         return;

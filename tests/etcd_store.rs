@@ -362,3 +362,34 @@ fn wait_sleeps_on_an_etcd_watch_until_the_end_or_the_expiry() {
         start.elapsed()
     );
 }
+
+/// A listing larger than the client's 4 MiB message limit (records near the 1 MiB limit) is read
+/// in pages at one revision, not refused: every record comes back, with its liveness key.
+#[test]
+fn a_listing_over_the_message_limit_is_read_in_pages() {
+    let Some(e) = Etcd::start("listing_in_pages") else {
+        return;
+    };
+    let s = open(&e, "big");
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let id = format!("job-{i}");
+        let mut rec = record(&id, 30_000, None);
+        if i < 6 {
+            rec.progress.message = Some("x".repeat(900_000));
+        }
+        s.create(&rec).unwrap();
+        ids.push(id);
+    }
+    let listed = s.list().expect("a listing of about 5.4 MB");
+    let mut got: Vec<String> = listed
+        .into_iter()
+        .map(|r| r.expect("every record reads").id)
+        .collect();
+    got.sort();
+    assert_eq!(got, ids);
+    for id in &ids {
+        let j = settle(&s, &JobId::parse(id).unwrap()).unwrap();
+        assert!(j.status().is_active(), "{id}: {:?}", j.verdict);
+    }
+}

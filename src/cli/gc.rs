@@ -9,7 +9,8 @@ use super::survivors;
 use super::view::{self, UnsavedNote};
 use super::{CliError, CliResult, Errors, exit, open_store};
 use crate::clock::{Timestamp, short_duration};
-use crate::reader::settle::settle;
+use crate::id::JobId;
+use crate::reader::settle::settle_all;
 use crate::record::{Reason, Record, Status};
 use crate::store::{Store, StoreError};
 
@@ -175,9 +176,9 @@ pub fn gc(dir: Option<PathBuf>, a: GcArgs) -> CliResult {
     let mut note = UnsavedNote::default();
     let mut n = 0usize;
     let mut report = |e: CliError| errors.report(e);
-    for id in store.ids()? {
-        // Settle first: a dead job is recorded lost now, and so is not old enough until later.
-        let j = match settle(&store, &id) {
+    // Settle first: a dead job is recorded lost now, and so is not old enough until later.
+    for j in settle_all(&store)? {
+        let j = match j {
             Ok(j) => j,
             Err(StoreError::NotFound(..)) => continue,
             Err(e) => {
@@ -186,6 +187,14 @@ pub fn gc(dir: Option<PathBuf>, a: GcArgs) -> CliResult {
             }
         };
         note.note(&j);
+        // The listing parsed every id already; a record is never removed by a name it lacks.
+        let id = match JobId::parse(&j.record.id) {
+            Ok(id) => id,
+            Err(e) => {
+                report(e.into());
+                continue;
+            }
+        };
         let now = Timestamp::now();
         let Some(age) = finished_age_ms(&j.record, now) else {
             continue;

@@ -8,9 +8,9 @@ use clap::Args;
 use super::view::{self, UnsavedNote};
 use super::{CliResult, Errors, exit, open_store, settle_named};
 use crate::process;
-use crate::reader::settle::{Judged, settle};
+use crate::reader::settle::{Judged, settle_all};
 use crate::record::Status;
-use crate::store::{StateDir, Store, StoreError};
+use crate::store::{StateDir, StoreError};
 use crate::verdict::Reader;
 
 #[derive(Args, Debug)]
@@ -91,11 +91,12 @@ pub fn status(dir: Option<PathBuf>, a: StatusArgs) -> CliResult {
     let store = open_store(&dir)?;
     let mut jobs = Vec::new();
     if a.ids.is_empty() {
-        let ids = store.ids()?;
+        // One listing read (etcd: one snapshot, not a read per job).
+        let all = settle_all(&store)?;
         // Sized once: growing a vector of 10,000 judged jobs step by step copied it (mremap).
-        jobs.reserve_exact(ids.len());
-        for id in ids {
-            match settle(&store, &id) {
+        jobs.reserve_exact(all.len());
+        for j in all {
+            match j {
                 Ok(j) => jobs.push(j),
                 // Removed (gc) between listing and reading: it is simply no longer a job.
                 Err(StoreError::NotFound(..)) => {}

@@ -19,7 +19,7 @@ use super::view::{self, UnsavedNote};
 use super::{CliResult, Errors, exit, open_store};
 use crate::id::JobId;
 use crate::process;
-use crate::reader::settle::{Judged, settle};
+use crate::reader::settle::{Judged, settle_all};
 use crate::record::Status;
 use crate::store::{Store, StoreError, Watch};
 
@@ -101,8 +101,8 @@ pub fn watch(dir: Option<PathBuf>, a: WatchArgs) -> CliResult {
     let mut note = UnsavedNote::default();
     loop {
         let mut jobs = Vec::new();
-        for id in store.ids()? {
-            match settle(&store, &id) {
+        for j in settle_all(&store)? {
+            match j {
                 Ok(j) => jobs.push(j),
                 Err(StoreError::NotFound(..)) => {}
                 Err(e) => errors.report(e.into()),

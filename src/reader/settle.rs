@@ -86,7 +86,35 @@ fn judge_at<S: Store>(store: &S, rec: Record, reader: Reader) -> Judged {
 /// finished or renewed meanwhile is never overwritten.
 pub fn settle<S: Store>(store: &S, id: &JobId) -> Result<Judged, StoreError> {
     let reader = process::reader_without_pid_ns();
-    let first = judge_at(store, store.load(id)?, reader);
+    let rec = store.load(id)?;
+    settle_loaded(store, id, rec, reader)
+}
+
+/// Every job in the store, settled: one listing read (on etcd a snapshot at one revision, in a
+/// few round trips, not one read per job), then `settle` for each record in hand. The reader is
+/// read before the listing, so a slow listing only makes leases look younger. A record the
+/// listing could not read is its own error (a corrupt record, a key that is not a job id).
+pub fn settle_all<S: Store>(store: &S) -> Result<Vec<Result<Judged, StoreError>>, StoreError> {
+    let reader = process::reader_without_pid_ns();
+    let listed = store.list()?;
+    let mut out = Vec::with_capacity(listed.len());
+    for item in listed {
+        out.push(item.and_then(|rec| {
+            let id = JobId::parse(&rec.id)?;
+            settle_loaded(store, &id, rec, reader.clone())
+        }));
+    }
+    Ok(out)
+}
+
+/// `settle` for a record already read (after `reader` was).
+fn settle_loaded<S: Store>(
+    store: &S,
+    id: &JobId,
+    rec: Record,
+    reader: Reader,
+) -> Result<Judged, StoreError> {
+    let first = judge_at(store, rec, reader);
     if !matches!(first.verdict.outcome, Outcome::Lost { .. }) {
         return Ok(first);
     }

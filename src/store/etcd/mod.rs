@@ -10,6 +10,7 @@
 mod cancel;
 mod create;
 mod evidence;
+mod list;
 mod renew;
 mod watch;
 
@@ -350,35 +351,9 @@ impl Store for EtcdStore {
         }
     }
 
+    /// One snapshot of the store at one revision, in pages (list.rs).
     fn list(&self) -> Result<Vec<Listed>, StoreError> {
-        let (jobs, lives) = (self.keys.jobs(), format!("{}/live/", self.url.prefix));
-        let resp = self
-            .call(move |mut c| async move {
-                c.txn(etcd_client::Txn::new().and_then(vec![
-                    TxnOp::get(jobs, Some(GetOptions::new().with_prefix())),
-                    TxnOp::get(lives, Some(GetOptions::new().with_prefix())),
-                ]))
-                .await
-            })
-            .map_err(|e| self.io("*", e))?;
-        let mut parts = resp.op_responses().into_iter().map(|r| match r {
-            TxnOpResponse::Get(mut g) => g.take_kvs(),
-            _ => vec![],
-        });
-        let (recs, lives) = (
-            parts.next().unwrap_or_default(),
-            parts.next().unwrap_or_default(),
-        );
-        let live_prefix = format!("{}/live/", self.url.prefix);
-        let live: HashMap<&str, &KeyValue> = lives
-            .iter()
-            .filter_map(|kv| Some((kv.key_str().ok()?.strip_prefix(live_prefix.as_str())?, kv)))
-            .collect();
-        let mut out = Vec::with_capacity(recs.len());
-        for kv in &recs {
-            out.push(self.listed(kv, &live));
-        }
-        Ok(out)
+        self.list_at_one_revision()
     }
 
     fn ids(&self) -> Result<Vec<JobId>, StoreError> {
