@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 struct Tally {
     jobs: u64,
     wrappers_killed: u64,
+    wrappers_killed_by_cancel: u64,
     wrappers_completed: u64,
     reapers: u64,
     reapers_killed: u64,
@@ -114,8 +115,9 @@ fn one_job(e: &Env, rng: &mut Rng, id: &str, t: &Mutex<Tally>) {
             }
             Act::Cancel { kill_after } => {
                 let mut r = e.cmd();
-                r.args(["cancel", "--grace", "200ms", id])
-                    .stdout(Stdio::null())
+                let report = e.tmp.path().join(format!("cancel-{id}.json"));
+                r.args(["cancel", "--json", "--grace", "200ms", id])
+                    .stdout(std::fs::File::create(&report).expect("cancel report file"))
                     .stderr(Stdio::null());
                 let pid = spawn(&mut r);
                 others.push((
@@ -144,6 +146,7 @@ fn one_job(e: &Env, rng: &mut Rng, id: &str, t: &Mutex<Tally>) {
 
     let mut fail = Vec::new();
     let w_end = wait(wrapper, Duration::from_secs(30));
+    let cancel_killed_wrapper = cancel_sigkilled(e, id, wrapper);
     let Some(w_end) = w_end else {
         kill(wrapper, Signal::KILL);
         t.lock()
@@ -210,6 +213,16 @@ fn one_job(e: &Env, rng: &mut Rng, id: &str, t: &Mutex<Tally>) {
         .is_some_and(|l| l.iter().any(|x| !x["exit"].is_null()));
     match w_end {
         Ended::Signal(9) if killed_wrapper => tl.wrappers_killed += 1,
+        // The child had exited, so cancel aimed at the holder, which had not ended within the
+        // 200 ms grace (a loaded machine): cancel's own SIGKILL, after it recorded `cancelled`.
+        Ended::Signal(9) if cancel_killed_wrapper => {
+            tl.wrappers_killed_by_cancel += 1;
+            if status != "cancelled" {
+                fail.push(format!(
+                    "{id}: cancel SIGKILLed the holder, but the record is not cancelled: {rec}"
+                ));
+            }
+        }
         Ended::Code(c) => {
             tl.wrappers_completed += 1;
             let ok = match c {
@@ -232,6 +245,22 @@ fn one_job(e: &Env, rng: &mut Rng, id: &str, t: &Mutex<Tally>) {
         x => fail.push(format!("{id}: wrapper ended {x:?} without our kill")),
     }
     tl.failures.extend(fail);
+}
+
+/// Whether the job's one cancel (not itself SIGKILLed: then its report is empty) says it sent
+/// SIGKILL to the holder `wrapper`: `cancel --json`'s `target` and `signals`.
+fn cancel_sigkilled(e: &Env, id: &str, wrapper: u32) -> bool {
+    let Ok(text) = std::fs::read(e.tmp.path().join(format!("cancel-{id}.json"))) else {
+        return false;
+    };
+    let Ok(v) = serde_json::from_slice::<Value>(&text) else {
+        return false;
+    };
+    v["target"]["kind"] == "holder"
+        && v["target"]["pid"] == json!(wrapper)
+        && v["signals"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|x| x == "SIGKILL"))
 }
 
 #[test]
@@ -272,7 +301,7 @@ fn sigkilled_wrappers_reapers_and_cancellers_never_corrupt_lose_or_overwrite() {
         .count();
     eprintln!(
         "torture_crash: {} jobs in {:.1}s, {} terminal transitions watched over {} record reads; \
-         wrappers: {} completed, {} SIGKILLed; reapers: {} ({} SIGKILLed); cancels: {} ({} SIGKILLed); \
+         wrappers: {} completed, {} SIGKILLed, {} SIGKILLed by a cancel; reapers: {} ({} SIGKILLed); cancels: {} ({} SIGKILLed); \
          final statuses {:?}; {} records with late results; {} temp files left by killed writers; \
          0 unparseable reads required, {} seen; 0 overwritten terminal states required, {} seen; {} failures",
         t.jobs,
@@ -281,6 +310,7 @@ fn sigkilled_wrappers_reapers_and_cancellers_never_corrupt_lose_or_overwrite() {
         rep.reads,
         t.wrappers_completed,
         t.wrappers_killed,
+        t.wrappers_killed_by_cancel,
         t.reapers,
         t.reapers_killed,
         t.cancels,
