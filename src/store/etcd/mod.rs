@@ -17,6 +17,7 @@ mod watch;
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -59,6 +60,10 @@ pub struct EtcdStore {
     rt: Arc<Rt>,
     /// What the last read of each job saw of its lease, for `verdict` (11.4).
     observed: Arc<Mutex<HashMap<String, Observed>>>,
+    /// Whether the cluster has answered a request yet. Until it has, a failed request means the
+    /// store cannot be used at all (exit 8, as an unusable state directory), not that one job's
+    /// read failed: the command's first request doubles as the check that etcd answers.
+    answered: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -122,35 +127,20 @@ impl EtcdStore {
         rt.spawn(async move {
             let _ = tx.send(Client::connect(endpoints, Some(opts)).await);
         });
-        let unreachable = |e: String| StoreError::Dir {
-            path: PathBuf::from(url.to_string()),
-            why: DirProblem::Backend(format!(
-                "cannot use etcd: {e}; check that etcd runs there and the --store URL"
-            )),
-        };
         let client = rx
             .recv()
-            .map_err(|e| unreachable(e.to_string()))?
-            .map_err(|e| unreachable(e.to_string()))?;
-        let store = EtcdStore {
+            .map_err(|e| unreachable(url, &e.to_string()))?
+            .map_err(|e| unreachable(url, &e.to_string()))?;
+        // The client connects lazily, and no request is spent here only to prove that the
+        // cluster answers: a one-shot reader's first read does that (`answered`, `io`).
+        Ok(EtcdStore {
             keys: Keys::new(&url.prefix),
             url: url.clone(),
             client,
             rt: Arc::new(rt),
             observed: Arc::default(),
-        };
-        // The client connects lazily: one cheap read proves the cluster answers us.
-        let probe = store.keys.jobs();
-        store
-            .call(move |mut c| async move {
-                c.get(
-                    probe,
-                    Some(GetOptions::new().with_prefix().with_count_only()),
-                )
-                .await
-            })
-            .map_err(|e| unreachable(e.to_string()))?;
-        Ok(store)
+            answered: Arc::default(),
+        })
     }
 
     pub fn url(&self) -> &EtcdUrl {
@@ -173,15 +163,25 @@ impl EtcdStore {
         self.rt.spawn(async move {
             let _ = tx.send(fut.await);
         });
-        rx.recv()
-            .unwrap_or_else(|_| Err(etcd_client::Error::InvalidArgs("runtime stopped".into())))
+        let res = rx
+            .recv()
+            .unwrap_or_else(|_| Err(etcd_client::Error::InvalidArgs("runtime stopped".into())));
+        if res.is_ok() && !self.answered.load(Ordering::Relaxed) {
+            self.answered.store(true, Ordering::Relaxed);
+        }
+        res
     }
 
     fn where_(&self, id: &str) -> PathBuf {
         PathBuf::from(format!("{}/jobs/{id}", self.url))
     }
 
+    /// A failed request: the store as a whole when the cluster never answered this process
+    /// (exit 8, naming the URL), else the job being read or written.
     fn io(&self, id: &str, e: etcd_client::Error) -> StoreError {
+        if !self.answered.load(Ordering::Relaxed) {
+            return unreachable(&self.url, &e.to_string());
+        }
         StoreError::Io {
             path: self.where_(id),
             err: std::io::Error::other(e.to_string()),
@@ -260,6 +260,16 @@ impl EtcdStore {
     pub fn lease_of(rec: &Record) -> Option<i64> {
         let hex = rec.extra.get("etcd")?.get("lease")?.as_str()?;
         i64::from_str_radix(hex, 16).ok()
+    }
+}
+
+/// The store cannot be used: etcd did not answer, or refused us (TLS, authentication).
+fn unreachable(url: &EtcdUrl, e: &str) -> StoreError {
+    StoreError::Dir {
+        path: PathBuf::from(url.to_string()),
+        why: DirProblem::Backend(format!(
+            "cannot use etcd: {e}; check that etcd runs there and the --store URL"
+        )),
     }
 }
 
