@@ -23,6 +23,7 @@ mod server;
 use server::{Server, on_path};
 
 use crate::common::BIN;
+use crate::store_cost::time_runs;
 
 /// Bound on any one waiter or command the rows wait for.
 const BOUND: Duration = Duration::from_secs(120);
@@ -471,17 +472,4 @@ fn jitter_ms(i: usize, max: u64) -> u64 {
         .unwrap()
         .subsec_nanos() as u64;
     (n ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)) % max
-}
-
-/// Wall time of `runs` runs of a command, in ms, after one unmeasured run.
-fn time_runs(runs: usize, mut f: impl FnMut() -> std::io::Result<ExitStatus>) -> Vec<f64> {
-    let _ = f();
-    (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            let st = f().expect("run");
-            assert!(st.success(), "command failed: {st}");
-            t.elapsed().as_secs_f64() * 1e3
-        })
-        .collect()
 }

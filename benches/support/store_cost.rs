@@ -114,11 +114,13 @@ fn status_latency(
     (s10, s_big, list)
 }
 
-fn time_runs(
+/// Wall time of `runs` runs of a command, in ms, after one unmeasured run (which warms the page
+/// cache). The etcd rows time their commands with it too.
+pub fn time_runs(
     runs: usize,
     mut f: impl FnMut() -> std::io::Result<std::process::ExitStatus>,
 ) -> Vec<f64> {
-    let _ = f(); // warm the page cache
+    let _ = f();
     (0..runs)
         .map(|_| {
             let t = Instant::now();
