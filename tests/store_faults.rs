@@ -10,12 +10,12 @@
 mod common;
 
 use std::fs;
-use std::io::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
 use common::Mount;
+use common::mount::fill;
 use tether::clock::Timestamp;
 use tether::id::JobId;
 use tether::reader::settle::settle;
@@ -97,24 +97,6 @@ fn open(root: &Path) -> FileStore {
         true,
     )
     .unwrap()
-}
-
-/// Writes until the filesystem refuses; the error must be ENOSPC, not some other failure.
-fn fill(path: &Path) -> fs::File {
-    let mut f = fs::File::create(path).unwrap();
-    let chunk = vec![0xA5u8; 4096];
-    for _ in 0..100_000 {
-        if let Err(e) = f.write_all(&chunk) {
-            assert_eq!(
-                e.raw_os_error(),
-                Some(rustix::io::Errno::NOSPC.raw_os_error()),
-                "filling {}: {e}",
-                path.display()
-            );
-            return f;
-        }
-    }
-    panic!("{} never filled up", path.display());
 }
 
 /// Waits (bounded) until the filesystem reports the freed space: a belt to `serial`'s braces, in

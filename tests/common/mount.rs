@@ -69,3 +69,23 @@ impl Drop for Mount {
         }
     }
 }
+
+/// Writes a file at `path` until the filesystem refuses with ENOSPC (any other error fails the
+/// test), and keeps it open: the full-disk tests fill a small tmpfs [`Mount`] this way.
+pub fn fill(path: &Path) -> std::fs::File {
+    use std::io::Write as _;
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0xA5u8; 4096];
+    for _ in 0..100_000 {
+        if let Err(e) = f.write_all(&chunk) {
+            assert_eq!(
+                e.raw_os_error(),
+                Some(rustix::io::Errno::NOSPC.raw_os_error()),
+                "filling {}: {e}",
+                path.display()
+            );
+            return f;
+        }
+    }
+    panic!("{} never filled up", path.display());
+}

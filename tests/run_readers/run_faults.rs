@@ -5,37 +5,19 @@
 use crate::common;
 
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Mount;
 use common::launch::*;
+use common::mount::fill;
 
 /// One at a time: a child forked by another test holds a copy of the filler's descriptor until it
 /// execs, which frees the space a moment later than this test expects (see tests/store_faults.rs).
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Writes until the filesystem refuses with ENOSPC.
-fn fill(path: &Path) -> fs::File {
-    let mut f = fs::File::create(path).unwrap();
-    let chunk = vec![0xA5u8; 4096];
-    for _ in 0..100_000 {
-        if let Err(e) = f.write_all(&chunk) {
-            assert_eq!(
-                e.raw_os_error(),
-                Some(rustix::io::Errno::NOSPC.raw_os_error()),
-                "filling {}: {e}",
-                path.display()
-            );
-            return f;
-        }
-    }
-    panic!("{} never filled up", path.display());
 }
 
 fn free(filler: fs::File, path: &Path, mnt: &Path) {
