@@ -2,6 +2,7 @@
 //! resolves the state directory and ids, and maps every error to one line and a documented exit code
 //! (protocol.md section 9).
 
+mod args;
 mod cancel;
 pub mod exit;
 mod gc;
@@ -19,10 +20,9 @@ mod watch;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{CommandFactory, Parser, Subcommand};
-
 use crate::id::JobId;
 use crate::store::{AnyStore, Store, StoreError};
+use args::{Cli, Command};
 
 /// The application's one error: what went wrong (its kind alone decides the exit code, through
 /// `exit`) and one line for people.
@@ -112,80 +112,6 @@ impl From<crate::id::InvalidId> for CliError {
 
 pub type CliResult = Result<i32, CliError>;
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "tether",
-    version,
-    after_help = exit::HELP,
-    about = "Tell, reliably and fast, whether a background job is still alive and making progress"
-)]
-pub struct Cli {
-    /// State directory [default: $TETHER_DIR, else $XDG_STATE_HOME/tether, else ~/.local/state/tether]
-    #[arg(long, global = true, value_name = "PATH")]
-    pub dir: Option<PathBuf>,
-    /// Where jobs live: file:PATH or etcd://HOST:PORT[,HOST:PORT...][/PREFIX] [env: TETHER_STORE]
-    #[arg(long, global = true, value_name = "URL")]
-    pub store: Option<String>,
-    /// etcd: CA certificate (PEM) to verify the cluster with; turns on TLS [env: ETCDCTL_CACERT]
-    #[arg(long = "etcd-cacert", global = true, value_name = "FILE")]
-    pub etcd_cacert: Option<PathBuf>,
-    /// etcd: client certificate (PEM) [env: ETCDCTL_CERT]
-    #[arg(long = "etcd-cert", global = true, value_name = "FILE")]
-    pub etcd_cert: Option<PathBuf>,
-    /// etcd: client certificate's key (PEM) [env: ETCDCTL_KEY]
-    #[arg(long = "etcd-key", global = true, value_name = "FILE")]
-    pub etcd_key: Option<PathBuf>,
-    /// etcd: user as NAME:PASSWORD [env: ETCDCTL_USER]
-    #[arg(long = "etcd-user", global = true, value_name = "NAME:PASSWORD")]
-    pub etcd_user: Option<String>,
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-/// `defer`: each subcommand's arguments are built only when it is the one invoked. A `tether
-/// status ID` built all eleven subcommands' definitions, with the global options copied into
-/// each, before parsing two words: the largest part of its startup (callgrind).
-#[derive(Subcommand, Debug)]
-#[command(defer = true)]
-pub enum Command {
-    /// Run a command as a job, renewing its lease while it is healthy
-    #[command(after_help = exit::HELP)]
-    Run(Box<run::RunArgs>),
-    /// Beat from inside a job (uses the channel `tether run --heartbeat notify|file` set up)
-    #[command(after_help = exit::HELP)]
-    Beat(run::BeatArgs),
-    /// Show jobs as the verdict sees them; --wait blocks until a job ends
-    #[command(after_help = exit::HELP)]
-    Status(status::StatusArgs),
-    /// Show the evidence behind a job's verdict
-    #[command(after_help = exit::HELP)]
-    Inspect(inspect::InspectArgs),
-    /// Show a finished job's outcome and the tail of its log
-    #[command(after_help = exit::HELP)]
-    Result(result::ResultArgs),
-    /// Stop a job: SIGTERM its process group, SIGKILL after a grace period
-    #[command(after_help = exit::HELP)]
-    Cancel(cancel::CancelArgs),
-    /// Print a job's log
-    #[command(after_help = exit::HELP)]
-    Logs(logs::LogsArgs),
-    /// A live view of every job: a table on a terminal, JSON lines of changes otherwise
-    #[command(after_help = exit::HELP)]
-    Watch(watch::WatchArgs),
-    /// Remove jobs that have ended (--force: cancel an active one first)
-    #[command(after_help = exit::HELP, visible_alias = "remove")]
-    Rm(rm::RmArgs),
-    /// Remove finished jobs older than an age
-    #[command(after_help = exit::HELP)]
-    Gc(gc::GcArgs),
-    /// Print shell completions
-    #[command(after_help = exit::HELP)]
-    Completions {
-        #[arg(value_enum)]
-        shell: clap_complete::Shell,
-    },
-}
-
 /// Parses a humantime duration ("500ms", "10s", "2m") for clap.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 10s, 2m)"))
@@ -193,7 +119,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    let cli = match args::parse() {
         Ok(c) => c,
         // --help and --version: printed to stdout (a closed pipe is no error).
         Err(e) if !e.use_stderr() => {
@@ -256,7 +182,7 @@ impl Command {
 /// Hands `--store` and `--etcd-*` to the store through the environment (see `store::AnyStore`), so
 /// the background half of `run --detach` and the job's own `tether` calls use the same store.
 /// A malformed URL is a usage error before anything starts.
-fn export_store_options(cli: &Cli) -> Result<(), CliError> {
+fn export_store_options(cli: &args::Options) -> Result<(), CliError> {
     let url = cli
         .store
         .clone()
@@ -283,8 +209,8 @@ fn export_store_options(cli: &Cli) -> Result<(), CliError> {
 }
 
 fn dispatch(cli: Cli) -> CliResult {
-    export_store_options(&cli)?;
-    let dir = cli.dir;
+    export_store_options(&cli.options)?;
+    let dir = cli.options.dir;
     match cli.command {
         Command::Run(a) => run::run(dir, *a),
         Command::Beat(a) => run::beat(a),
@@ -304,7 +230,7 @@ fn dispatch(cli: Cli) -> CliResult {
             // Rendered first, then written once: clap_complete panics on a write error, and
             // `tether completions fish | true` closes the pipe early.
             let mut text = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "tether", &mut text);
+            clap_complete::generate(shell, &mut args::command(), "tether", &mut text);
             use std::io::Write;
             let _ = std::io::stdout().lock().write_all(&text);
             Ok(exit::OK)
