@@ -331,8 +331,14 @@ mod native {
         }
     }
 
-    /// An inotify watch on one directory.
-    pub struct DirEvents(OwnedFd);
+    /// An inotify watch on one directory. The directory is kept by path for `resume`.
+    pub struct DirEvents {
+        fd: OwnedFd,
+        dir: std::path::PathBuf,
+        flags: WatchFlags,
+        /// The watch descriptor; None while paused.
+        wd: Option<i32>,
+    }
 
     impl DirEvents {
         pub fn new(dir: &Path, interest: Interest) -> io::Result<DirEvents> {
@@ -353,23 +359,48 @@ mod native {
                         | WatchFlags::CREATE
                 }
             };
-            inotify::add_watch(&fd, dir, flags)?;
-            Ok(DirEvents(fd))
+            let wd = inotify::add_watch(&fd, dir, flags)?;
+            Ok(DirEvents {
+                fd,
+                dir: dir.to_owned(),
+                flags,
+                wd: Some(wd),
+            })
+        }
+
+        /// Removes the watch, keeping the instance. Closing an inotify instance that still
+        /// watches something waits for the kernel to free the watch (an SRCU grace period:
+        /// about a millisecond idle, 10 ms and more on a busy machine), and a process's exit
+        /// waits for that close. Removed first, the freeing runs meanwhile and the close is cheap.
+        pub fn pause(&mut self) {
+            if let Some(wd) = self.wd.take() {
+                let _ = inotify::remove_watch(&self.fd, wd);
+            }
+        }
+
+        /// Watches again after `pause`. Events queued meanwhile (the removal's own among them)
+        /// are dropped: the caller looks at the directory again after this anyway.
+        pub fn resume(&mut self) -> io::Result<()> {
+            if self.wd.is_none() {
+                self.read(&mut |_, _, _| {});
+                self.wd = Some(inotify::add_watch(&self.fd, &self.dir, self.flags)?);
+            }
+            Ok(())
         }
 
         pub fn fd(&self) -> BorrowedFd<'_> {
-            self.0.as_fd()
+            self.fd.as_fd()
         }
 
         pub fn as_raw_fd(&self) -> std::os::fd::RawFd {
-            std::os::fd::AsRawFd::as_raw_fd(&self.0)
+            std::os::fd::AsRawFd::as_raw_fd(&self.fd)
         }
 
         /// Reads every queued event without waiting: `each(name, event, overflowed)`, where
         /// `name` is None for the directory itself and `overflowed` says events were lost.
         pub fn read(&self, each: &mut dyn FnMut(Option<&CStr>, FileEvent, bool)) {
             let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
-            let mut r = inotify::Reader::new(&self.0, &mut buf);
+            let mut r = inotify::Reader::new(&self.fd, &mut buf);
             loop {
                 match r.next() {
                     Ok(ev) => {

@@ -204,6 +204,13 @@ impl DirEvents {
         self.kq.as_raw_fd()
     }
 
+    /// Nothing to do: closing a kqueue does not wait for the kernel (Linux's inotify does).
+    pub fn pause(&mut self) {}
+
+    pub fn resume(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
     /// Lists the directory again: watches new files, replaces replaced ones (reported as
     /// `Written`) and forgets removed ones (reported as `Other`).
     fn rescan(&self, each: &mut dyn FnMut(Option<&CStr>, FileEvent, bool)) {

@@ -122,6 +122,14 @@ impl DirEvents {
     pub fn read(&self, _each: &mut dyn FnMut(Option<&std::ffi::CStr>, FileEvent, bool)) {
         match *self {}
     }
+
+    pub fn pause(&mut self) {
+        match *self {}
+    }
+
+    pub fn resume(&mut self) -> io::Result<()> {
+        match *self {}
+    }
 }
 
 /// No kernel timer here: the caller uses tokio's interval.

@@ -7,6 +7,12 @@
 //! `jobs/`), and a timeout at the lease's expiry (the only change that comes from time alone).
 //! Each wake re-judges through `settle::settle`, so the waiter reaches the same verdict as every
 //! other command and persists a `lost` one. Elsewhere it polls every 200 ms.
+//!
+//! A wake that probably ends the wait (the holder exited, the record changed, the lease expired)
+//! pauses the record watch before that judgment: closing an inotify watch waits out a kernel grace
+//! period (5 to 16 ms, p10-p90, on this 2-core machine under load), and the waiter's exit would
+//! wait for it after the answer. Paused, it is freed while the judgment persists the verdict. A
+//! job that lives on gets the watch back, and one more judgment, before the next sleep.
 
 use std::time::{Duration, Instant};
 
@@ -54,6 +60,11 @@ pub fn wait<S: Store>(store: &S, id: &JobId, mut opts: Options<'_>) -> Result<Wa
         if deadline.is_some_and(|d| now >= d) {
             return Ok(Waited::TimedOut(Box::new(j)));
         }
+        // That judgment ran with the watch paused (below): watch again, then judge again, so a
+        // change made while it was paused is seen.
+        if waker.resume() {
+            continue;
+        }
         // The verdict flips from time alone only when the lease expires, strictly after its ttl.
         // Capped so a record with an absurd ttl cannot overflow the clock; waking early only
         // costs one more judgment.
@@ -65,7 +76,7 @@ pub fn wait<S: Store>(store: &S, id: &JobId, mut opts: Options<'_>) -> Result<Wa
         if let Some(d) = deadline {
             wake = wake.min(d);
         }
-        loop {
+        let likely_last = loop {
             let mut until = wake;
             if opts.tick.is_some() {
                 until = until.min(next_tick);
@@ -77,11 +88,31 @@ pub fn wait<S: Store>(store: &S, id: &JobId, mut opts: Options<'_>) -> Result<Wa
                     next_tick = Instant::now() + TICK;
                 }
             }
-            if woke || Instant::now() >= wake {
-                break;
+            let timed = Instant::now() >= wake;
+            if woke != Woke::No || timed {
+                // The holder exited, the record changed, the lease expired or the timeout came:
+                // the next judgment is probably the last (a fallback poll's rarely is).
+                let at_expiry = expiry.is_some() || deadline.is_some_and(|d| d <= wake);
+                break woke == Woke::Event || (timed && at_expiry);
             }
+        };
+        if likely_last {
+            // A process's exit waits for its file watch to be freed (milliseconds on Linux);
+            // paused now, that happens while the judgment does its I/O, not after the answer.
+            waker.pause();
         }
     }
+}
+
+/// Why `Waker::sleep` returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Woke {
+    /// Nothing that changes the verdict: the time ran out, or a signal.
+    No,
+    /// A fallback poll's short timeout, or a failed `poll`: look again.
+    Poll,
+    /// The holder exited, or the record may have changed.
+    Event,
 }
 
 /// One `poll(2)` on whatever can wake the waiter: the record watch and the holder's exit, where the
@@ -91,7 +122,7 @@ mod sys {
 
     use rustix::event::{PollFd, PollFlags, poll};
 
-    use super::POLL_FALLBACK;
+    use super::{POLL_FALLBACK, Woke};
     use crate::process::{Pinned, reader};
     use crate::reader::settle::Judged;
     use crate::store::Watch;
@@ -99,13 +130,39 @@ mod sys {
 
     pub(super) struct Waker<W> {
         watch: Option<W>,
+        /// The watch is paused (`pause`) and must be resumed before the next sleep.
+        paused: bool,
         /// The holder we pinned, keyed by (pid, start) so a changed holder gets a new pin.
         pin: Option<((u32, String), Option<Pinned>)>,
     }
 
     impl<W: Watch> Waker<W> {
         pub(super) fn new(watch: Option<W>) -> Waker<W> {
-            Waker { watch, pin: None }
+            Waker {
+                watch,
+                paused: false,
+                pin: None,
+            }
+        }
+
+        /// Pauses the record watch before what is likely the last judgment.
+        pub(super) fn pause(&mut self) {
+            if let Some(w) = self.watch.as_mut() {
+                w.pause();
+                self.paused = true;
+            }
+        }
+
+        /// Watches again after `pause`; true if it was paused, so the caller judges again (a
+        /// watch that cannot resume is dropped: the waiter polls from then on).
+        pub(super) fn resume(&mut self) -> bool {
+            if !std::mem::take(&mut self.paused) {
+                return false;
+            }
+            if self.watch.as_mut().is_some_and(|w| !w.resume()) {
+                self.watch = None;
+            }
+            true
         }
 
         /// Pins the record's holder, once per holder identity. A failed pin means the holder is
@@ -123,8 +180,8 @@ mod sys {
             self.pin.as_ref().and_then(|(_, p)| p.as_ref())
         }
 
-        /// Sleeps until something may have changed the verdict (true) or `until` (false).
-        pub(super) fn sleep(&mut self, j: &Judged, until: Instant) -> bool {
+        /// Sleeps until something may have changed the verdict, or until `until` (`Woke::No`).
+        pub(super) fn sleep(&mut self, j: &Judged, until: Instant) -> Woke {
             // On another host or in another pid namespace there is no pid to pin (R2, R3a): the
             // record and the lease expiry are all that can change the verdict, so that is not a
             // reason to poll.
@@ -155,16 +212,16 @@ mod sys {
             }
             let n = match poll(&mut fds, Some(&ts)) {
                 Ok(n) => n,
-                Err(rustix::io::Errno::INTR) => return false,
+                Err(rustix::io::Errno::INTR) => return Woke::No,
                 Err(_) => {
                     // A poll that cannot work must not become a busy loop.
                     std::thread::sleep(POLL_FALLBACK.min(left));
-                    return true;
+                    return Woke::Poll;
                 }
             };
             if n == 0 {
                 // In degraded mode the short timeout is itself the reason to look again.
-                return degraded;
+                return if degraded { Woke::Poll } else { Woke::No };
             }
             let mut i = 0;
             let mut watch_ready = false;
@@ -183,7 +240,7 @@ mod sys {
                 }
                 fired = true;
             }
-            fired
+            if fired { Woke::Event } else { Woke::No }
         }
     }
 }

@@ -232,6 +232,20 @@ impl Watch for AnyWatch {
             AnyWatch::Etcd(w) => w.changed(),
         }
     }
+    fn pause(&mut self) {
+        match self {
+            AnyWatch::File(w) => w.pause(),
+            #[cfg(feature = "etcd")]
+            AnyWatch::Etcd(w) => w.pause(),
+        }
+    }
+    fn resume(&mut self) -> bool {
+        match self {
+            AnyWatch::File(w) => w.resume(),
+            #[cfg(feature = "etcd")]
+            AnyWatch::Etcd(w) => w.resume(),
+        }
+    }
 }
 
 /// Delegates one call to whichever store this is.

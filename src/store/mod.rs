@@ -217,4 +217,12 @@ pub trait Watch {
     /// Consumes what made `fd` readable. True if it may concern this job (or events were lost);
     /// false only when it surely does not. A true wake only costs the waiter one more judgment.
     fn changed(&mut self) -> bool;
+    /// May stop watching until `resume`, for what is likely the waiter's last judgment, so that
+    /// dropping the watch at the end costs nothing (inotify's close waits for the kernel).
+    fn pause(&mut self) {}
+    /// Watches again after `pause`. False if it cannot: the waiter then polls. Changes made
+    /// while paused may be missed, so the waiter judges again after this.
+    fn resume(&mut self) -> bool {
+        true
+    }
 }

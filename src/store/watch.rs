@@ -44,4 +44,12 @@ impl super::Watch for FileWatch {
         });
         relevant
     }
+
+    fn pause(&mut self) {
+        self.events.pause();
+    }
+
+    fn resume(&mut self) -> bool {
+        self.events.resume().is_ok()
+    }
 }
