@@ -61,8 +61,14 @@ fn main() {
         ));
     }
     if let Some(i) = args.iter().position(|a| a == "--idle-floor") {
-        let ms = args[i + 1].parse().expect("--idle-floor MS FILE");
-        floor::serve(ms, Path::new(&args[i + 2]));
+        let ms = args[i + 1]
+            .parse()
+            .expect("--idle-floor MS FILE aligned|apart");
+        floor::serve(
+            ms,
+            Path::new(&args[i + 2]),
+            args.get(i + 3).is_some_and(|a| a == "aligned"),
+        );
     }
     let quick = args.iter().any(|a| a == "--quick");
     let tmp = tempfile::Builder::new()

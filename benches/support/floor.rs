@@ -2,19 +2,31 @@
 //! writes 256 bytes in place, and does nothing else (`nanosleep`, `pwrite`). An idle wrapper
 //! does that plus its checks; the difference between the two rows is tether's own share, the
 //! rest is the price of waking a process at all on this machine (scheduler, context switch,
-//! cold caches), which no wrapper can go below.
+//! cold caches), which no wrapper can go below. Two kinds: *aligned* processes wake on whole
+//! multiples of the interval, as wrappers do (`clock::next_multiple`), so all of them together;
+//! *apart* ones each at their own phase, as wrappers did before. The pair shows what waking
+//! together saves by itself.
 
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// The bench binary re-run as one floor process: `--idle-floor MS FILE`.
-pub fn serve(interval_ms: u64, file: &Path) -> ! {
+use tether::clock::{mono_now, next_multiple};
+
+/// The bench binary re-run as one floor process: `--idle-floor MS FILE aligned|apart`.
+pub fn serve(interval_ms: u64, file: &Path, aligned: bool) -> ! {
     let f = std::fs::File::create(file).expect("floor file");
     let slot = [0u8; 256];
+    let every = Duration::from_millis(interval_ms);
     loop {
-        std::thread::sleep(Duration::from_millis(interval_ms));
+        let pause = if aligned {
+            let now = mono_now();
+            next_multiple(now, every) - now
+        } else {
+            every
+        };
+        std::thread::sleep(pause);
         // Errors are not expected in a private temp dir; a failing write would only be cheaper.
         let _ = f.write_at(&slot, 0);
     }
@@ -27,7 +39,7 @@ pub struct Floor {
 }
 
 impl Floor {
-    pub fn start(dir: &Path, n: usize, interval_ms: u64) -> Floor {
+    pub fn start(dir: &Path, n: usize, interval_ms: u64, aligned: bool) -> Floor {
         std::fs::create_dir_all(dir).expect("floor dir");
         let exe = std::env::current_exe().expect("the bench binary");
         let mut floor = Floor {
@@ -38,6 +50,7 @@ impl Floor {
                 .arg("--idle-floor")
                 .arg(interval_ms.to_string())
                 .arg(dir.join(format!("slot-{i}")))
+                .arg(if aligned { "aligned" } else { "apart" })
                 .stdin(Stdio::null())
                 .spawn()
                 .expect("spawn a floor process");

@@ -168,23 +168,26 @@ fn tether_rows(label: &str, n: usize, c: &Config, cost: &Cost, deaths: usize, ro
     ));
 }
 
-/// The same number of processes that only wake at the same interval (floor.rs), right after the
-/// fleet, so the two rows are side by side in one run.
+/// The same number of processes that only wake at the same interval (floor.rs), aligned as the
+/// wrappers are and then apart, right after the fleet, so the rows are side by side in one run.
 fn floor_row(dir: &Path, n: usize, interval_ms: u64, t: &Timing, rows: &mut Vec<Row>) {
-    let floor = Floor::start(dir, n, interval_ms);
-    std::thread::sleep(t.warmup);
-    let cost = measure(&floor.pids(), t.window);
-    drop(floor);
-    rows.push(Row::new(
-        &format!(
-            "floor, {n} processes that only wake every {} s and pwrite 256 B: CPU per process per second",
-            interval_ms as f64 / 1e3
-        ),
-        "us",
-        cost.cpu_us_per_s,
-        "- (for scale)",
-        |_| true,
-    ));
+    for aligned in [true, false] {
+        let kind = if aligned { "aligned" } else { "apart" };
+        let floor = Floor::start(&dir.join(kind), n, interval_ms, aligned);
+        std::thread::sleep(t.warmup);
+        let cost = measure(&floor.pids(), t.window);
+        drop(floor);
+        rows.push(Row::new(
+            &format!(
+                "floor, {n} processes that only wake every {} s ({kind}) and pwrite 256 B: CPU per process per second",
+                interval_ms as f64 / 1e3
+            ),
+            "us",
+            cost.cpu_us_per_s,
+            "- (for scale)",
+            |_| true,
+        ));
+    }
 }
 
 fn pueue_rows(n: usize, cost: &Cost, not_running: usize, rows: &mut Vec<Row>) {

@@ -424,7 +424,9 @@ mod native {
     }
 
     /// A periodic timerfd on the monotonic clock: one wakeup per tick, ticks missed while the
-    /// process was stopped collapse into one. Read 8 bytes from it per tick.
+    /// process was stopped collapse into one. Read 8 bytes from it per tick. Its ticks fall on
+    /// whole multiples of `every` ([`crate::clock::next_multiple`]), so holders with the same
+    /// interval wake together.
     pub fn periodic_timer(every: Duration) -> io::Result<Option<OwnedFd>> {
         use rustix::time::{
             Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, timerfd_create,
@@ -434,11 +436,12 @@ mod native {
             TimerfdClockId::Monotonic,
             TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
         )?;
+        let first = crate::clock::next_multiple(crate::clock::mono_now(), every);
         let spec = Itimerspec {
             it_interval: timespec(every),
-            it_value: timespec(every),
+            it_value: timespec(first),
         };
-        timerfd_settime(&fd, TimerfdTimerFlags::empty(), &spec)?;
+        timerfd_settime(&fd, TimerfdTimerFlags::ABSTIME, &spec)?;
         Ok(Some(fd))
     }
 

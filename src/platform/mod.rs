@@ -23,7 +23,9 @@
 //!   `posix.rs`: unavailable, and the callers fall back to looking every interval or every
 //!   200 ms);
 //! - a periodic timer that wakes once per tick ([`periodic_timer`], [`take_tick`]; Linux:
-//!   timerfd; macOS: a kqueue with `EVFILT_TIMER`; `posix.rs`: none, tokio's interval);
+//!   timerfd, ticking on whole multiples of the period so holders wake together; macOS: a kqueue
+//!   with `EVFILT_TIMER`, whose periodic timer cannot start at an absolute time, so not aligned;
+//!   `posix.rs`: none, tokio's interval, aligned like Linux's);
 //! - orphan protection: [`die_with_parent`] (Linux: `PR_SET_PDEATHSIG`). macOS cannot tell a
 //!   child that its parent died: there a SIGKILLed wrapper leaves its child running; readers judge
 //!   the job `lost` when its lease expires (the wrapper no longer renews it), and `tether cancel`

@@ -120,7 +120,7 @@ impl Renew for FileRenewer {
         if self
             .lease
             .metadata()
-            .map_err(io_err(&lease_path()))?
+            .map_err(|e| io_err(&lease_path())(e))?
             .nlink()
             == 0
         {
@@ -128,7 +128,7 @@ impl Renew for FileRenewer {
         }
         self.lease
             .write_all_at(&stamp.encode(), stamp.offset())
-            .map_err(io_err(&lease_path()))?;
+            .map_err(|e| io_err(&lease_path())(e))?;
         self.seq += 1;
         Ok(Ok(()))
     }
