@@ -478,6 +478,27 @@ mod tests {
         );
     }
 
+    #[cfg(not(feature = "portable"))]
+    #[test]
+    fn the_renewal_timer_ticks_on_whole_multiples_of_its_period() {
+        use std::time::Duration;
+        let every = Duration::from_millis(200);
+        let fd = periodic_timer(every).unwrap().unwrap();
+        let now = crate::clock::mono_now();
+        let left = rustix::time::timerfd_gettime(&fd).unwrap();
+        let left = Duration::new(left.it_value.tv_sec as u64, left.it_value.tv_nsec as u32);
+        assert!(left > Duration::ZERO && left <= every, "{left:?}");
+        // The timer was read just after `now`, so its expiry is at most that much earlier.
+        let due = (now + left).as_nanos();
+        let off = (due % every.as_nanos()).min(every.as_nanos() - due % every.as_nanos());
+        assert!(
+            off < 5_000_000,
+            "the tick is {off} ns off a multiple of 200 ms"
+        );
+        let per = rustix::time::timerfd_gettime(&fd).unwrap().it_interval;
+        assert_eq!((per.tv_sec, per.tv_nsec), (0, 200_000_000));
+    }
+
     #[test]
     fn dir_names_lists_more_than_one_buffer_holds() {
         let tmp = tempfile::tempdir().unwrap();
