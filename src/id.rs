@@ -22,6 +22,12 @@ pub const MAX_ID_LEN: usize = 128;
 
 impl JobId {
     pub fn parse(s: &str) -> Result<JobId, InvalidId> {
+        JobId::check(s)?;
+        Ok(JobId(s.to_owned()))
+    }
+
+    /// What `parse` checks, without keeping a copy (every record read checks its own id).
+    pub fn check(s: &str) -> Result<(), InvalidId> {
         let bad = |why| InvalidId {
             shown: shorten(s),
             why,
@@ -51,7 +57,7 @@ impl JobId {
                 },
             });
         }
-        Ok(JobId(s.to_owned()))
+        Ok(())
     }
 
     /// A fresh id that sorts by creation time: `YYYYMMDD-HHMMSS-xxxxxx` (UTC). `salt` lets a caller

@@ -2,8 +2,12 @@
 //! that every implementation reads the same record from the same bytes.
 //!
 //! - serde_json checks lone surrogate escapes, numbers beyond an `f64` and nesting depth only in
-//!   the values it decodes, and skips unknown nested fields unread: `text_problem` scans the whole
-//!   text once for all three.
+//!   the values it decodes, and would skip unknown nested fields unread: `text_problem` scans the
+//!   whole text once for all three. A record's own parse (`Record::parse`) needs the scan only
+//!   when its typed decoding fails: that decoding reads every value, unknown members included
+//!   (each object keeps them in `extra`), so it refuses a lone surrogate or an infinite number
+//!   anywhere, and `shallow` rules out deep nesting. `decoding_a_record_checks_every_value` holds
+//!   the decoding to that, at every level of a record.
 //! - serde's derive reads a struct from a JSON array of its fields as readily as from an object
 //!   (`"lease": [1, 1000, ...]`); no other JSON implementation would. `object` and its kin accept
 //!   objects only.
@@ -53,6 +57,14 @@ pub fn objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<V
 /// record needs 4; serde_json stops at 128 where it decodes and nowhere where it skips, so the
 /// protocol fixes one limit, checked here, well inside what every parser handles.
 pub const MAX_DEPTH: i32 = 64;
+
+/// True when `b` holds at most `MAX_DEPTH` brackets (`[` or `{`, in strings or not), so nothing in
+/// it can nest deeper than `MAX_DEPTH`. A record has about eight, and counting them is a fraction
+/// of a scan that tracks strings.
+pub fn shallow(b: &[u8]) -> bool {
+    let most = MAX_DEPTH as usize;
+    memchr::memchr2_iter(b'[', b'{', b).take(most + 1).count() <= most
+}
 
 /// What, if anything, makes `bytes` break a rule of 4.4 step 3 that serde_json checks only in the
 /// values it decodes (it skips unknown nested fields unread): a `\\uXXXX` escape that is half of
@@ -272,6 +284,111 @@ mod tests {
         assert_eq!(
             super::text_problem(n(309).as_bytes()),
             reference(n(309).as_bytes())
+        );
+    }
+
+    /// `Record::parse` skips `text_problem` when the typed decoding succeeds on shallow text: that
+    /// is sound only while the decoding refuses what the scan would, in every object of a record,
+    /// in a member's value and in its name. A struct that skipped unknown members unread would
+    /// fail here.
+    #[test]
+    fn decoding_a_record_checks_every_value() {
+        use crate::record::{LateResult, ProbeOutcome, Record, RecordError, tests::sample};
+        let mut rec = sample();
+        rec.progress.probe = Some(ProbeOutcome {
+            at: crate::clock::Timestamp(3_000),
+            ok: true,
+            failures: 0,
+            detail: "200".into(),
+            duration_ms: 1,
+        });
+        rec.late.push(LateResult {
+            at: crate::clock::Timestamp(4_000),
+            epoch: 1,
+            status: None,
+            reason: None,
+            exit: None,
+            progress: Some(Default::default()),
+            note: String::new(),
+            extra: Default::default(),
+        });
+        let base = serde_json::to_value(&rec).unwrap();
+        let paths: [&[&str]; 8] = [
+            &[],
+            &["holder"],
+            &["child"],
+            &["lease"],
+            &["progress"],
+            &["progress", "probe"],
+            &["late", "0"],
+            &["late", "0", "progress"],
+        ];
+        let bad = [
+            "1e400",
+            "-1e309",
+            &"9".repeat(400),
+            "\"\\ud800\"",
+            "\"\\udc00\"",
+            "\"a\\ud800\\u0041\"",
+            "[1, {\"k\": [1e400]}]",
+            "{\"k\": \"\\udbff\"}",
+        ];
+        for path in paths {
+            for (value, as_name) in bad.iter().map(|v| (*v, false)).chain([("1", true)]) {
+                let mut v = base.clone();
+                let mut at = &mut v;
+                for step in path {
+                    at = match step.parse::<usize>() {
+                        Ok(i) => &mut at[i],
+                        Err(_) => &mut at[*step],
+                    };
+                }
+                at["zz-unknown"] = serde_json::json!("@@");
+                let mut text = serde_json::to_string(&v).unwrap();
+                text = if as_name {
+                    text.replacen("\"zz-unknown\"", "\"\\ud800\"", 1)
+                } else {
+                    text.replacen("\"@@\"", value, 1)
+                };
+                assert!(super::shallow(text.as_bytes()), "{text}");
+                assert!(super::text_problem(text.as_bytes()).is_some(), "{text}");
+                assert!(
+                    serde_json::from_str::<Record>(&text).is_err(),
+                    "{path:?}: typed decoding accepted {text}"
+                );
+                let r = Record::parse(text.as_bytes(), None);
+                assert!(
+                    matches!(&r, Err(RecordError::Corrupt(m)) if m.contains("I-JSON")),
+                    "{path:?}: {r:?}"
+                );
+            }
+        }
+        // Nesting is the one rule decoding does not hold (serde_json stops at 128): past 64
+        // brackets the scan runs.
+        let nest = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let mut v = base;
+        v["zz-unknown"] = serde_json::json!("@@");
+        let text = serde_json::to_string(&v).unwrap();
+        let deep = text.replacen("\"@@\"", &nest(60), 1);
+        assert!(!super::shallow(deep.as_bytes()));
+        assert!(serde_json::from_str::<Record>(&deep).is_ok());
+        assert!(
+            Record::parse(deep.as_bytes(), None).is_ok(),
+            "64 deep at most"
+        );
+        let deeper = text.replacen("\"@@\"", &nest(64), 1);
+        assert!(serde_json::from_str::<Record>(&deeper).is_ok());
+        let r = Record::parse(deeper.as_bytes(), None);
+        assert!(
+            matches!(&r, Err(RecordError::Corrupt(m)) if m.contains("deeper than 64")),
+            "{r:?}"
+        );
+        assert!(super::shallow(nest(64).as_bytes()));
+        assert!(!super::shallow(nest(65).as_bytes()));
+        let in_a_string = format!("[\"{}\"]", "{".repeat(64));
+        assert!(
+            !super::shallow(in_a_string.as_bytes()),
+            "counted in strings too"
         );
     }
 

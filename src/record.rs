@@ -298,25 +298,32 @@ impl Record {
         if bytes.is_empty() {
             return Err(corrupt("record is empty".into()));
         }
-        // Rules serde_json enforces only in the values it decodes (4.4 step 3): checked on the
-        // whole text, unknown nested fields included.
+        // Fast path: straight into the struct, and only a failure pays for the I-JSON scan and the
+        // generic parse below, which tell a newer version from corruption and name the problem.
+        // The rules of 4.4 step 3 need no pass of their own here (`ijson::decoded_is_checked`):
+        // decoding a `Record` decodes every value, unknown members too, and serde_json refuses a
+        // lone surrogate or an infinite number in whatever it decodes, so only nesting could get
+        // past it, and text with at most 64 brackets cannot nest deeper than 64.
+        // UTF-8 is checked once for the whole text, not string by string.
+        if let (Ok(text), true) = (std::str::from_utf8(bytes), crate::ijson::shallow(bytes)) {
+            if let Ok(rec) = serde_json::from_str::<Record>(text) {
+                match rec.protocol {
+                    p if p > MAX_INT => {
+                        return Err(corrupt(format!("record has protocol {p}, over 2^53-1")));
+                    }
+                    PROTOCOL => {
+                        rec.validate(expected_id).map_err(corrupt)?;
+                        return Ok(rec);
+                    }
+                    p if p > PROTOCOL => return Err(RecordError::Unsupported(p)),
+                    p => return Err(corrupt(format!("record has protocol {p}, expected 1"))),
+                }
+            }
+        }
+        // Rules serde_json enforces only in the values it decodes (4.4 step 3), checked on the
+        // whole text before anything else can name a lesser problem.
         if let Some(why) = crate::ijson::text_problem(bytes) {
             return Err(corrupt(format!("record is not valid I-JSON text: {why}")));
-        }
-        // Fast path: straight into the struct. Only a failure pays for the generic parse below,
-        // which tells a newer version from corruption and names the problem.
-        if let Ok(rec) = serde_json::from_slice::<Record>(bytes) {
-            match rec.protocol {
-                p if p > MAX_INT => {
-                    return Err(corrupt(format!("record has protocol {p}, over 2^53-1")));
-                }
-                PROTOCOL => {
-                    rec.validate(expected_id).map_err(corrupt)?;
-                    return Ok(rec);
-                }
-                p if p > PROTOCOL => return Err(RecordError::Unsupported(p)),
-                p => return Err(corrupt(format!("record has protocol {p}, expected 1"))),
-            }
         }
         let text =
             std::str::from_utf8(bytes).map_err(|_| corrupt("record is not UTF-8 text".into()))?;
@@ -346,7 +353,7 @@ impl Record {
 
     /// Checks the rules serde cannot express (protocol.md 4.1 and 4.4).
     pub fn validate(&self, expected_id: Option<&str>) -> Result<(), String> {
-        JobId::parse(&self.id).map_err(|e| format!("record id: {e}"))?;
+        JobId::check(&self.id).map_err(|e| format!("record id: {e}"))?;
         if let Some(exp) = expected_id {
             if exp != self.id {
                 return Err(format!(

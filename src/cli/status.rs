@@ -8,7 +8,7 @@ use clap::Args;
 use super::view::{self, UnsavedNote};
 use super::{CliResult, Errors, exit, open_store, settle_named};
 use crate::process;
-use crate::reader::settle::{Judged, settle_all};
+use crate::reader::settle::{Judged, settle_each};
 use crate::record::Status;
 use crate::store::{StateDir, StoreError};
 use crate::verdict::Reader;
@@ -91,26 +91,14 @@ pub fn status(dir: Option<PathBuf>, a: StatusArgs) -> CliResult {
     let store = open_store(&dir)?;
     let mut jobs = Vec::new();
     if a.ids.is_empty() {
-        // One listing read (etcd: one snapshot, not a read per job).
-        let all = settle_all(&store)?;
-        // Sized once: growing a vector of 10,000 judged jobs step by step copied it (mremap).
-        jobs.reserve_exact(all.len());
-        for j in all {
-            match j {
-                Ok(j) => jobs.push(j),
-                // Removed (gc) between listing and reading: it is simply no longer a job.
-                Err(StoreError::NotFound(..)) => {}
-                Err(e) => errors.report(e.into()),
-            }
-        }
-        // Active first, then newest: what a person looking at a list wants to see on top.
-        jobs.sort_by(|x, y| {
-            y.status()
-                .is_active()
-                .cmp(&x.status().is_active())
-                .then(y.record.created_at.cmp(&x.record.created_at))
-                .then(x.record.id.cmp(&y.record.id))
-        });
+        // One listing read (etcd: one snapshot, not a read per job), each job judged as it is
+        // read: the file store never holds a second copy of 10,000 records.
+        settle_each(&store, |j| match j {
+            Ok(j) => jobs.push(j),
+            // Removed (gc) between listing and reading: it is simply no longer a job.
+            Err(StoreError::NotFound(..)) => {}
+            Err(e) => errors.report(e.into()),
+        })?;
     } else {
         for arg in &a.ids {
             match settle_named(&store, arg) {
@@ -123,29 +111,44 @@ pub fn status(dir: Option<PathBuf>, a: StatusArgs) -> CliResult {
     if !a.ids.is_empty() && jobs.is_empty() {
         return Ok(errors.code(exit::OK));
     }
-    jobs.retain(|j| wanted(j, &a));
+    // Filtered and sorted by reference: a judged job is most of a kilobyte, and sorting 10,000 of
+    // them moved them about in a scratch copy as large as the list.
+    let mut shown: Vec<&Judged> = jobs.iter().filter(|j| wanted(j, &a)).collect();
+    if a.ids.is_empty() {
+        // Active first, then newest: what a person looking at a list wants to see on top.
+        shown.sort_by(|x, y| {
+            y.status()
+                .is_active()
+                .cmp(&x.status().is_active())
+                .then(y.record.created_at.cmp(&x.record.created_at))
+                .then(x.record.id.cmp(&y.record.id))
+        });
+    }
     let mut note = UnsavedNote::default();
-    for j in &jobs {
+    for j in &shown {
         note.note(j);
     }
-    print_jobs(&jobs, &a, &reader);
+    print_jobs(&shown, &a, &reader);
     Ok(errors.code(exit::OK))
 }
 
 /// The listing: a JSON array (one object per job, however many ids were given), or the table.
-fn print_jobs(jobs: &[Judged], a: &StatusArgs, reader: &Reader) {
+fn print_jobs(jobs: &[&Judged], a: &StatusArgs, reader: &Reader) {
     if a.json {
         view::print_json_array(jobs.iter().map(|j| view::job_view(j, reader)));
     } else if !jobs.is_empty() || a.ids.is_empty() {
-        view::out(render_table(jobs, reader).join("\n"));
+        view::out(render_table(jobs.iter().copied(), reader).join("\n"));
     }
 }
 
 /// The aligned table `tether status` prints. LAST BEAT is the last heartbeat, `-` for a job that
 /// never beat (every job in `none` mode); the lease renewal is in `inspect`.
-pub fn render_table(jobs: &[Judged], reader: &Reader) -> Vec<String> {
+pub fn render_table<'a>(
+    jobs: impl IntoIterator<Item = &'a Judged>,
+    reader: &Reader,
+) -> Vec<String> {
     let rows: Vec<Vec<String>> = jobs
-        .iter()
+        .into_iter()
         .map(|j| {
             let r = &j.record;
             vec![

@@ -3,6 +3,8 @@
 //! Every reader goes through `settle`, so `status`, `result`, `wait`, `inspect` and `cancel` can never
 //! disagree about a job: the first that finds it dead writes that down, and the rest read it.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 use crate::id::JobId;
@@ -36,8 +38,9 @@ pub fn probe_holder(rec: &Record, reader: &Reader) -> Probe {
 /// The reader, with its pid namespace read where the verdict can look at it: an active record of
 /// this host and boot that names its own namespace (`pid_visible`). R1 to R3 decide every other
 /// record first, and R3a holds for a record without a namespace whatever the reader's is, so
-/// elsewhere the namespace (a read of `/proc/self/status` and a readlink) is left unread.
-fn for_record(mut reader: Reader, rec: &Record) -> Reader {
+/// elsewhere the namespace (a read of `/proc/self/status` and a readlink) is left unread, and the
+/// reader is borrowed as it is (a listing copied its three strings for every record).
+fn for_record<'r>(reader: &'r Reader, rec: &Record) -> Cow<'r, Reader> {
     let h = &rec.holder;
     if reader.pid_ns.is_none()
         && !rec.status.is_terminal()
@@ -45,14 +48,18 @@ fn for_record(mut reader: Reader, rec: &Record) -> Reader {
         && h.host == reader.host
         && h.boot_id == reader.boot_id
     {
-        reader.pid_ns = process::pid_ns();
+        return Cow::Owned(Reader {
+            pid_ns: process::pid_ns(),
+            ..reader.clone()
+        });
     }
-    reader
+    Cow::Borrowed(reader)
 }
 
 /// Judges a record already in hand, without persisting anything.
 pub fn judge_record(rec: Record) -> Judged {
-    let reader = for_record(process::reader_without_pid_ns(), &rec);
+    let reader = process::reader_without_pid_ns();
+    let reader = for_record(&reader, &rec);
     let probe = probe_holder(&rec, &reader);
     let verdict = verdict(&rec, &probe, &reader);
     Judged {
@@ -69,7 +76,7 @@ pub fn judge_record(rec: Record) -> Judged {
 /// lock the holder is waiting on) would otherwise count its own delay against the holder's lease
 /// and reap a healthy job. Read first, the clock can only make the lease look younger, never older.
 /// The store judges (`Store::verdict`): etcd's lease evidence is not in the record.
-fn judge_at<S: Store>(store: &S, rec: Record, reader: Reader) -> Judged {
+fn judge_at<S: Store>(store: &S, rec: Record, reader: &Reader) -> Judged {
     let reader = for_record(reader, &rec);
     let probe = probe_holder(&rec, &reader);
     let verdict = store.verdict(&rec, &probe, &reader);
@@ -87,42 +94,56 @@ fn judge_at<S: Store>(store: &S, rec: Record, reader: Reader) -> Judged {
 pub fn settle<S: Store>(store: &S, id: &JobId) -> Result<Judged, StoreError> {
     let reader = process::reader_without_pid_ns();
     let rec = store.load(id)?;
-    settle_loaded(store, id, rec, reader)
+    settle_loaded(store, Some(id), rec, &reader)
 }
 
-/// Every job in the store, settled: one listing read (on etcd a snapshot at one revision, in a
-/// few round trips, not one read per job), then `settle` for each record in hand. The reader is
-/// read before the listing, so a slow listing only makes leases look younger. A record the
-/// listing could not read is its own error (a corrupt record, a key that is not a job id).
-pub fn settle_all<S: Store>(store: &S) -> Result<Vec<Result<Judged, StoreError>>, StoreError> {
+/// Every job in the store, settled, handed to `f` one at a time: one listing read (on etcd a
+/// snapshot at one revision, in a few round trips, not one read per job; the file store reads
+/// each record as it goes, so 10,000 records are not held twice), then `settle` for each record
+/// in hand. The reader is read before the listing, so a slow listing only makes leases look
+/// younger. A record the listing could not read is its own error (a corrupt record, a key that is
+/// not a job id).
+pub fn settle_each<S: Store>(
+    store: &S,
+    mut f: impl FnMut(Result<Judged, StoreError>),
+) -> Result<(), StoreError> {
     let reader = process::reader_without_pid_ns();
-    let listed = store.list()?;
-    let mut out = Vec::with_capacity(listed.len());
-    for item in listed {
-        out.push(item.and_then(|rec| {
-            let id = JobId::parse(&rec.id)?;
-            settle_loaded(store, &id, rec, reader.clone())
-        }));
-    }
+    store.list_each(&mut |item| f(item.and_then(|rec| settle_loaded(store, None, rec, &reader))))
+}
+
+/// `settle_each`, collected.
+pub fn settle_all<S: Store>(store: &S) -> Result<Vec<Result<Judged, StoreError>>, StoreError> {
+    let mut out = Vec::new();
+    settle_each(store, |j| out.push(j))?;
     Ok(out)
 }
 
-/// `settle` for a record already read (after `reader` was).
+/// `settle` for a record already read (after `reader` was). `id` is the record's own when the
+/// caller has none: a parsed record's id is valid (`Record::validate`), and it is needed only to
+/// persist a `lost` verdict, so a listing does not make one for every record.
 fn settle_loaded<S: Store>(
     store: &S,
-    id: &JobId,
+    id: Option<&JobId>,
     rec: Record,
-    reader: Reader,
+    reader: &Reader,
 ) -> Result<Judged, StoreError> {
     let first = judge_at(store, rec, reader);
     if !matches!(first.verdict.outcome, Outcome::Lost { .. }) {
         return Ok(first);
     }
+    let own;
+    let id = match id {
+        Some(id) => id,
+        None => {
+            own = JobId::parse(&first.record.id)?;
+            &own
+        }
+    };
     // Read before the lock is taken: neither the wait for the lock nor a stall while holding it
     // (when the holder cannot renew) is charged to the lease.
     let reader = process::reader_without_pid_ns();
     let res = store.update(id, &mut |cur: &Record| {
-        let again = judge_at(store, cur.clone(), reader.clone());
+        let again = judge_at(store, cur.clone(), &reader);
         match again.verdict.outcome {
             Outcome::Lost { reason } => {
                 let at = crate::clock::Timestamp::now();
@@ -186,8 +207,8 @@ mod tests {
     fn pid_namespace_is_read_exactly_where_the_holder_can_be_probed() {
         let ours = process::pid_ns();
         let rec = held_by_me();
-        let reader = for_record(process::reader_without_pid_ns(), &rec);
-        assert_eq!(reader.pid_ns, ours);
+        let unread = process::reader_without_pid_ns();
+        assert_eq!(for_record(&unread, &rec).pid_ns, ours);
         let j = judge_record(rec.clone());
         if ours.is_some() {
             assert_eq!(j.verdict.rule, Rule::R7, "{j:?}");
@@ -198,23 +219,14 @@ mod tests {
 
         let mut done = rec.clone();
         done.status = Status::Succeeded;
-        assert_eq!(
-            for_record(process::reader_without_pid_ns(), &done).pid_ns,
-            None
-        );
+        assert_eq!(for_record(&unread, &done).pid_ns, None);
         let mut elsewhere = rec.clone();
         elsewhere.holder.host = format!("{}-other", elsewhere.holder.host);
-        assert_eq!(
-            for_record(process::reader_without_pid_ns(), &elsewhere).pid_ns,
-            None
-        );
+        assert_eq!(for_record(&unread, &elsewhere).pid_ns, None);
         assert_eq!(judge_record(elsewhere).verdict.rule, Rule::R2);
         let mut old_writer = rec;
         old_writer.holder.pid_ns = None;
-        assert_eq!(
-            for_record(process::reader_without_pid_ns(), &old_writer).pid_ns,
-            None
-        );
+        assert_eq!(for_record(&unread, &old_writer).pid_ns, None);
         assert_eq!(judge_record(old_writer).verdict.rule, Rule::R3a);
     }
 }

@@ -272,6 +272,9 @@ impl Store for AnyStore {
     fn list(&self) -> Result<Vec<Listed>, StoreError> {
         each!(self, s => s.list())
     }
+    fn list_each(&self, f: &mut dyn FnMut(Listed)) -> Result<(), StoreError> {
+        each!(self, s => s.list_each(f))
+    }
     fn ids(&self) -> Result<Vec<JobId>, StoreError> {
         each!(self, s => s.ids())
     }

@@ -374,11 +374,16 @@ impl Store for FileStore {
     }
 
     fn list(&self) -> Result<Vec<Listed>, StoreError> {
-        Ok(self
-            .ids()?
-            .into_iter()
-            .map(|id| self.read_record(&id))
-            .collect())
+        let mut all = Vec::new();
+        self.list_each(&mut |item| all.push(item))?;
+        Ok(all)
+    }
+
+    fn list_each(&self, f: &mut dyn FnMut(Listed)) -> Result<(), StoreError> {
+        for id in self.ids()? {
+            f(self.read_record(&id));
+        }
+        Ok(())
     }
 
     fn update<T>(

@@ -128,6 +128,15 @@ pub trait Store {
     fn load(&self, id: &JobId) -> Result<Record, StoreError>;
     /// Every job: one entry per record, a corrupt one as its own error so it hides no other job.
     fn list(&self) -> Result<Vec<Listed>, StoreError>;
+    /// `list`, handing over one entry at a time, so a listing of 10,000 jobs never holds every
+    /// record twice (read, then judged). The default reads the whole listing first (etcd: one
+    /// snapshot at one revision); the file store reads each record as it is handed over.
+    fn list_each(&self, f: &mut dyn FnMut(Listed)) -> Result<(), StoreError> {
+        for item in self.list()? {
+            f(item);
+        }
+        Ok(())
+    }
     /// Ids of every record, sorted (cheap: no parsing), for prefix lookup and gc.
     fn ids(&self) -> Result<Vec<JobId>, StoreError>;
     /// Whether a record exists under this exact id (cheap: no parsing).
