@@ -151,6 +151,25 @@ pub fn print_json<T: serde::Serialize + ?Sized>(v: &T) {
 /// Prints a JSON array element by element through one buffer, one object per line: a 10,000-job
 /// listing never holds all its objects in memory at once.
 pub fn print_json_array<T: serde::Serialize>(items: impl Iterator<Item = T>) {
+    write_array(items, |out, v| {
+        // One compact object per line: as valid as pretty JSON, line-oriented for `grep`, and a
+        // third cheaper to write for 10,000 jobs.
+        let _ = serde_json::to_writer(out, &v);
+    });
+}
+
+/// `print_json_array` of objects already rendered (compact JSON, one per item).
+pub fn print_rendered_array<'a>(items: impl Iterator<Item = &'a [u8]>) {
+    use std::io::Write;
+    write_array(items, |out, text| {
+        let _ = out.write_all(text);
+    });
+}
+
+fn write_array<T>(
+    items: impl Iterator<Item = T>,
+    mut write: impl FnMut(&mut std::io::BufWriter<std::io::StdoutLock<'static>>, T),
+) {
     use std::io::Write;
     // 128 KiB: a listing's objects grew with the protocol's fields; 64 KiB wrote 1,000 jobs in
     // 21 `write` calls.
@@ -160,9 +179,7 @@ pub fn print_json_array<T: serde::Serialize>(items: impl Iterator<Item = T>) {
     for v in items {
         let _ = out.write_all(if first { b"\n" } else { b",\n" });
         first = false;
-        // One compact object per line: as valid as pretty JSON, line-oriented for `grep`, and a
-        // third cheaper to write for 10,000 jobs.
-        let _ = serde_json::to_writer(&mut out, &v);
+        write(&mut out, v);
     }
     let _ = out.write_all(if first { b"]\n" } else { b"\n]\n" });
     let _ = out.flush();
@@ -186,7 +203,12 @@ pub struct UnsavedNote(bool);
 
 impl UnsavedNote {
     pub fn note(&mut self, j: &Judged) {
-        if let (false, Some(why)) = (self.0, &j.unsaved) {
+        self.note_unsaved(&j.unsaved);
+    }
+
+    /// `note` for a job's `unsaved` alone.
+    pub fn note_unsaved(&mut self, unsaved: &Option<String>) {
+        if let (false, Some(why)) = (self.0, unsaved) {
             err_line(format!("tether: note: {why}"));
             self.0 = true;
         }
