@@ -204,6 +204,16 @@ pub fn parse_age(s: &str) -> Result<Duration, String> {
     parse_duration_at_most(s, MAX_AGE)
 }
 
+/// The clock `mono_ms` counts in, to the nanosecond: for a wait that must end at a given
+/// millisecond of it, not up to one later.
+pub fn mono() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    Duration::new(
+        t.tv_sec.max(0) as u64,
+        t.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
 /// Milliseconds on CLOCK_MONOTONIC (stops during suspend on Linux; see protocol.md 7.4).
 pub fn mono_ms() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);

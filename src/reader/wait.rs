@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use crate::id::JobId;
 use crate::reader::settle::{Judged, settle};
+use crate::record::Record;
 use crate::store::{Store, StoreError};
+use crate::verdict::{ClockRule, LeaseAge};
 
 /// Where nothing better is available (no pidfd, no inotify, unknown start time), how often to look.
 pub const POLL_FALLBACK: Duration = Duration::from_millis(200);
@@ -65,14 +67,9 @@ pub fn wait<S: Store>(store: &S, id: &JobId, mut opts: Options<'_>) -> Result<Wa
         if waker.resume() {
             continue;
         }
-        // The verdict flips from time alone only when the lease expires, strictly after its ttl.
-        // Capped so a record with an absurd ttl cannot overflow the clock; waking early only
-        // costs one more judgment.
-        let expiry = j
-            .verdict
-            .lease
-            .map(|l| Duration::from_millis((l.expires_in_ms.max(0) as u64).min(MAX_SLEEP_MS) + 1));
-        let mut wake = now + expiry.unwrap_or(POLL_FALLBACK);
+        let expiry = j.verdict.lease.map(|l| until_expiry(&j.record, &l));
+        // Read after the clock `until_expiry` read, so the wake can only be late by the gap.
+        let mut wake = Instant::now() + expiry.unwrap_or(POLL_FALLBACK);
         if let Some(d) = deadline {
             wake = wake.min(d);
         }
@@ -102,6 +99,27 @@ pub fn wait<S: Store>(store: &S, id: &JobId, mut opts: Options<'_>) -> Result<Wa
             waker.pause();
         }
     }
+}
+
+/// How long until the verdict can flip from time alone: when the lease expires, strictly after its
+/// ttl. Capped so a record with an absurd ttl cannot overflow the clock; waking early only costs
+/// one more judgment.
+///
+/// Judged by the monotonic clock, the lease is expired from the first instant of the millisecond
+/// after `renewed_mono_ms + ttl_ms`: that instant is the wake, read off the same clock now. Counted
+/// from the judgment's ms-rounded `expires_in_ms` instead, the wake came up to 1 ms late, plus the
+/// time the judgment itself took (the waiter's clock is read before the record).
+fn until_expiry(rec: &Record, lease: &LeaseAge) -> Duration {
+    if lease.clock == ClockRule::Monotonic {
+        let at_ms = rec
+            .lease
+            .renewed_mono_ms
+            .saturating_add(rec.lease.ttl_ms)
+            .saturating_add(1);
+        let left = Duration::from_millis(at_ms).saturating_sub(crate::clock::mono());
+        return left.min(Duration::from_millis(MAX_SLEEP_MS));
+    }
+    Duration::from_millis((lease.expires_in_ms.max(0) as u64).min(MAX_SLEEP_MS) + 1)
 }
 
 /// Why `Waker::sleep` returned.
@@ -242,5 +260,71 @@ mod sys {
             }
             if fired { Woke::Event } else { Woke::No }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verdict::lease_age;
+
+    /// The wake is the first instant at which the verdict's own arithmetic finds the lease expired.
+    #[test]
+    fn the_wake_is_the_first_millisecond_the_lease_is_expired() {
+        let me = crate::process::current().unwrap();
+        let id = "20260101-000000-abcdef";
+        let mut rec = Record::begin(id, vec!["true".into()], me.holder(), 1000, 5000);
+        rec.lease.renewed_mono_ms = crate::clock::mono_ms();
+        let mut reader = crate::process::reader_without_pid_ns();
+        reader.now.mono_ms = rec.lease.renewed_mono_ms;
+        let lease = lease_age(&rec, &reader);
+        assert_eq!(lease.clock, ClockRule::Monotonic, "{lease:?}");
+
+        let before = crate::clock::mono();
+        let left = until_expiry(&rec, &lease);
+        let after = crate::clock::mono();
+        let target = Duration::from_millis(rec.lease.renewed_mono_ms + 5001);
+        let read_at = target - left;
+        assert!(
+            before <= read_at && read_at <= after,
+            "{before:?} {read_at:?} {after:?}"
+        );
+
+        let just_before = (target - Duration::from_nanos(1)).as_millis() as u64;
+        reader.now.mono_ms = just_before;
+        assert!(
+            lease_age(&rec, &reader).expires_in_ms >= 0,
+            "not expired before"
+        );
+        reader.now.mono_ms = target.as_millis() as u64;
+        assert!(
+            lease_age(&rec, &reader).expires_in_ms < 0,
+            "expired at the wake"
+        );
+    }
+
+    /// By the wall clock or the cluster's word there is no shared clock to aim at: one millisecond
+    /// after the time left, as judged.
+    #[test]
+    fn other_clocks_wake_a_millisecond_after_the_time_left() {
+        let me = crate::process::current().unwrap();
+        let id = "20260101-000000-abcdef";
+        let rec = Record::begin(id, vec!["true".into()], me.holder(), 1000, 5000);
+        for clock in [ClockRule::Wall, ClockRule::Cluster] {
+            let lease = LeaseAge {
+                clock,
+                age_ms: 4750,
+                expires_in_ms: 250,
+            };
+            assert_eq!(until_expiry(&rec, &lease), Duration::from_millis(251));
+        }
+        let gone = LeaseAge {
+            clock: ClockRule::Monotonic,
+            age_ms: 9000,
+            expires_in_ms: -4000,
+        };
+        let mut old = rec;
+        old.lease.renewed_mono_ms = 1;
+        assert_eq!(until_expiry(&old, &gone), Duration::ZERO);
     }
 }
