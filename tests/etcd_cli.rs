@@ -153,6 +153,27 @@ fn cancel_on_etcd_stops_the_job() {
     assert_eq!(env.out(&["result", &id]).status.code(), Some(4));
 }
 
+/// An interval longer than etcd's 5 s minimum between a client's pings: every renewal lands. The
+/// wrapper's connection used to send HTTP/2 pings every 2 s, which etcd answers past two in a row
+/// with nothing else sent by closing the connection (GOAWAY, too_many_pings): every other renewal
+/// failed on the closed stream, and with `--ttl 25s --interval 10s` a healthy job was fenced
+/// (recorded lost and killed) 30 s after its start.
+#[test]
+fn long_interval_renews_every_time() {
+    let Some(e) = Etcd::start("long_interval") else {
+        return;
+    };
+    let mut env = Env::new(&e, "cli");
+    let (id, _, child) = env.detach(&["--ttl", "25s", "--interval", "10s", "--", "sleep", "120"]);
+    std::thread::sleep(Duration::from_secs(33));
+    let notes =
+        std::fs::read_to_string(env.dir().join(format!("jobs/{id}.notes"))).unwrap_or_default();
+    let st = env.status(&id);
+    assert_eq!(st["status"], "running", "{st}\n{notes}");
+    assert!(alive(child), "{notes}");
+    assert!(!notes.contains("cannot renew"), "{notes}");
+}
+
 #[test]
 fn unreachable_etcd_at_run_starts_nothing() {
     let tmp = tempfile::tempdir().unwrap();

@@ -211,6 +211,39 @@ impl Renew for AnyRenewer {
     }
 }
 
+/// What a renewal came to: renewed, refused (stop renewing), or the store did not answer.
+pub type Renewal = Result<Result<(), Box<Refused>>, StoreError>;
+
+impl AnyRenewer {
+    /// Starts a renewal whose answer comes later, from `answer`: the etcd store's keepalive, run on
+    /// the caller's own runtime thread. None for a store that renews at once through `renew`.
+    pub fn send(
+        &mut self,
+        epoch: u64,
+        mono_ms: u64,
+        progress: &Progress,
+    ) -> Option<Result<(), StoreError>> {
+        match self {
+            AnyRenewer::File(_) => {
+                let _ = (epoch, mono_ms, progress);
+                None
+            }
+            #[cfg(feature = "etcd")]
+            AnyRenewer::Etcd(r) => r.send(epoch, mono_ms, progress),
+        }
+    }
+
+    /// The answer to what `send` started, with the monotonic time it was sent; pending while
+    /// nothing is under way. Cancel-safe.
+    pub async fn answer(&mut self) -> (u64, Renewal) {
+        match self {
+            AnyRenewer::File(_) => std::future::pending().await,
+            #[cfg(feature = "etcd")]
+            AnyRenewer::Etcd(r) => r.answer().await,
+        }
+    }
+}
+
 pub enum AnyWatch {
     File(super::FileWatch),
     #[cfg(feature = "etcd")]

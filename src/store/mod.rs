@@ -21,7 +21,7 @@ mod watch;
 
 use std::os::fd::BorrowedFd;
 
-pub use any::{AnyRenewer, AnyStore, AnyWatch};
+pub use any::{AnyRenewer, AnyStore, AnyWatch, Renewal};
 pub use dir::StateDir;
 pub use error::{DirProblem, StoreError};
 pub use file::FileStore;

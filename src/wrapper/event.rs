@@ -32,6 +32,8 @@ pub enum Event {
     Probe(crate::record::ProbeOutcome),
     /// The beat deadline passes before the next tick (see `State::stall_check_at`).
     StallDue,
+    /// The answer to a renewal started at a tick (etcd): when it was sent, and what came of it.
+    Renewed(u64, crate::store::Renewal),
 }
 
 /// What the loop waits on besides `State`'s own channel and streams.
@@ -129,6 +131,7 @@ async fn drain(src: &mut Sources, st: &mut State) {
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => break,
             _ = src.ticker.tick(), if renewing => st.renew(false),
+            (sent, r) = answer(&mut st.renewer) => st.answered(sent, r),
             (w, r) = st.streams.read() => {
                 let lines = st.streams.take(w, r);
                 if let (Some(n), true) = (lines, output_beats) {
@@ -156,6 +159,15 @@ async fn next(src: &mut Sources, st: &mut State) -> Event {
         _ = sleep_until_opt(kill_at) => Event::KillDue,
         _ = sleep_until_opt(stall_at) => Event::StallDue,
         Some(o) = recv_opt(&mut src.probes) => Event::Probe(o),
+        (sent, r) = answer(&mut st.renewer) => Event::Renewed(sent, r),
+    }
+}
+
+/// The answer to a renewal the store runs on this thread (etcd); pending otherwise.
+async fn answer(r: &mut Option<crate::store::AnyRenewer>) -> (u64, crate::store::Renewal) {
+    match r {
+        Some(r) => r.answer().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -200,6 +212,7 @@ impl State {
                 }
             }
             Event::Signal(sig) => self.forward(sig),
+            Event::Renewed(sent, r) => self.answered(sent, r),
             Event::KillDue => {
                 self.spawned.signal_group(Signal::KILL);
                 self.kill_at = None;

@@ -43,7 +43,8 @@ pub struct State {
     grace: Duration,
     interval_ms: u64,
     /// The in-place lease writer (protocol.md 6.5); None until first needed or after it failed.
-    renewer: Option<<AnyStore as Store>::Renewer>,
+    /// The event loop awaits its answers (`answered`) when it renews asynchronously (etcd).
+    pub renewer: Option<<AnyStore as Store>::Renewer>,
     /// The progress message and refusal count last written into the record: a change of either
     /// needs a record write, a beat alone only the lease file.
     written: Written,
@@ -108,6 +109,21 @@ impl State {
             && now.saturating_sub(self.last_ok_mono) > self.ttl_ms;
         let unwritten = !self.written.matches(&self.beats.progress);
         if self.running_durable && !reacquire && !unwritten {
+            // On etcd the keepalive is sent now and its answer handled when it comes (`answered`).
+            match self.send_renewal(now) {
+                Some(Ok(())) => {
+                    self.beats.dirty = false;
+                    return;
+                }
+                Some(Err(e)) => {
+                    self.fault("renew the lease", &e);
+                    if self.must_self_fence(now) {
+                        self.self_fence();
+                    }
+                    return;
+                }
+                None => {}
+            }
             match self.fast_renew(at, now) {
                 Some(Ok(())) => {
                     self.last_ok_mono = now;
@@ -206,6 +222,40 @@ impl State {
             self.renewer = self.job.store.renewer(&self.job.id).ok();
             if let Some(r) = self.ready.take() {
                 r.running(self.job.id.as_str(), std::process::id(), &self.log_path);
+            }
+        }
+    }
+
+    /// Starts a renewal whose answer comes as an event (etcd, store/etcd/session.rs). None when
+    /// the store renews at once (`fast_renew`).
+    fn send_renewal(&mut self, now: u64) -> Option<Result<(), StoreError>> {
+        if !self.job.store.self_fences() {
+            return None;
+        }
+        if self.renewer.is_none() {
+            self.renewer = self.job.store.renewer(&self.job.id).ok();
+        }
+        self.renewer
+            .as_mut()?
+            .send(self.epoch, now, &self.beats.progress)
+    }
+
+    /// The answer to a renewal `send_renewal` started, `sent` being when it was sent.
+    pub fn answered(&mut self, sent: u64, r: crate::store::Renewal) {
+        if !self.renewing {
+            return;
+        }
+        match r {
+            Ok(Ok(())) => {
+                self.last_ok_mono = self.last_ok_mono.max(sent);
+                self.last_fault = None;
+            }
+            Ok(Err(refused)) => self.refused(&refused),
+            Err(e) => {
+                self.fault("renew the lease", &e);
+                if self.must_self_fence(mono_ms()) {
+                    self.self_fence();
+                }
             }
         }
     }

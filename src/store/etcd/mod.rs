@@ -12,6 +12,7 @@ mod create;
 mod evidence;
 mod list;
 mod renew;
+mod session;
 mod watch;
 
 use std::collections::HashMap;
@@ -57,6 +58,9 @@ pub struct EtcdStore {
     url: EtcdUrl,
     keys: Keys,
     client: Client,
+    /// The endpoints and options the client was made with, for a holder's own connection
+    /// (session.rs), without HTTP/2 pings.
+    session: Arc<(Vec<String>, ConnectOptions)>,
     rt: Arc<Rt>,
     /// What the last read of each job saw of its lease, for `verdict` (11.4).
     observed: Arc<Mutex<HashMap<String, Observed>>>,
@@ -123,6 +127,13 @@ impl EtcdStore {
             .iter()
             .map(|e| format!("{scheme}://{e}"))
             .collect();
+        let session = Arc::new((endpoints.clone(), opts.clone()));
+        // Pings only while a request or stream is open: they find a connection that died under
+        // one. Idle, there is nothing to find (and etcd answers pings sent more often than every
+        // 5 s with nothing else on the connection by closing it).
+        let opts = opts
+            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+            .with_keep_alive_while_idle(false);
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         rt.spawn(async move {
             let _ = tx.send(Client::connect(endpoints, Some(opts)).await);
@@ -137,6 +148,7 @@ impl EtcdStore {
             keys: Keys::new(&url.prefix),
             url: url.clone(),
             client,
+            session,
             rt: Arc::new(rt),
             observed: Arc::default(),
             answered: Arc::default(),
@@ -273,6 +285,8 @@ fn unreachable(url: &EtcdUrl, e: &str) -> StoreError {
     }
 }
 
+/// Timeouts, credentials and TLS. No HTTP/2 keepalive: `open` adds it for the store's client, and
+/// a holder's own connection goes without (session.rs).
 fn connect_options(url: &EtcdUrl, auth: &Auth) -> Result<ConnectOptions, StoreError> {
     let bad = |why: String| StoreError::Dir {
         path: PathBuf::from(url.to_string()),
@@ -280,8 +294,7 @@ fn connect_options(url: &EtcdUrl, auth: &Auth) -> Result<ConnectOptions, StoreEr
     };
     let mut o = ConnectOptions::new()
         .with_timeout(REQUEST_TIMEOUT)
-        .with_connect_timeout(CONNECT_TIMEOUT)
-        .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+        .with_connect_timeout(CONNECT_TIMEOUT);
     if let Some(u) = &auth.user {
         let (name, pass) = u
             .split_once(':')

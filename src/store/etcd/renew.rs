@@ -1,6 +1,11 @@
 //! The holder's renewal on etcd (protocol.md 11.3): one keepalive on the job's lease per renewal,
 //! over a stream opened once, and a write of the liveness key only when the beat count moved.
+//!
+//! Two ways in: `Renew::renew` answers at once, from any thread, through the store's runtime;
+//! `send` and `answer` (the wrapper's way) run the renewal on the caller's own runtime thread
+//! (session.rs) and give its answer later, as an event of the caller's loop.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +14,7 @@ use tokio::sync::Mutex;
 
 use super::EtcdStore;
 use super::cancel::CancelWatch;
+use super::session::{Ask, Outcome, Session, Target};
 use crate::clock::Timestamp;
 use crate::id::JobId;
 use crate::record::{Progress, Status};
@@ -27,8 +33,15 @@ pub struct EtcdRenewer {
     written_beats: Option<u64>,
     /// A renewal that takes longer fails, so a partitioned holder learns it within this bound.
     pub timeout: Duration,
-    /// Cancel requests from other hosts (11.9), seen through a watch: no request per renewal.
-    cancel: CancelWatch,
+    /// Cancel requests from other hosts (11.9), seen through a watch opened at the first
+    /// `renew`: no request per renewal. (A session keeps its own.)
+    cancel: Option<CancelWatch>,
+    /// Renewals on the caller's runtime, once `send` was used.
+    session: Option<Session>,
+    /// The renewals `send` started and `answer` has not given yet (at most two: an overdue one
+    /// being abandoned, and its retry): epoch, the monotonic time it was sent, and whether it is a
+    /// cancel request to record instead of a keepalive.
+    in_flight: VecDeque<(u64, u64, bool)>,
 }
 
 enum Kept {
@@ -44,7 +57,9 @@ impl EtcdRenewer {
         lease: i64,
     ) -> Result<EtcdRenewer, StoreError> {
         Ok(EtcdRenewer {
-            cancel: CancelWatch::start(&store, &id),
+            cancel: None,
+            session: None,
+            in_flight: VecDeque::new(),
             store,
             id,
             lease,
@@ -69,7 +84,10 @@ impl Renew for EtcdRenewer {
         _mono_ms: u64,
         progress: &Progress,
     ) -> Result<Result<(), Box<Refused>>, StoreError> {
-        if self.cancel.requested() {
+        let cancel = self
+            .cancel
+            .get_or_insert_with(|| CancelWatch::start(&self.store, &self.id));
+        if cancel.requested() {
             return self.cancel_requested();
         }
         let (lease, slot, timeout) = (self.lease, self.stream.clone(), self.timeout);
@@ -87,12 +105,7 @@ impl Renew for EtcdRenewer {
             })
             .map_err(|e| self.store.io(self.id.as_str(), e))?;
         match kept {
-            Kept::Failed(why) => {
-                return Err(StoreError::Io {
-                    path: self.store.where_(self.id.as_str()),
-                    err: std::io::Error::other(why),
-                });
-            }
+            Kept::Failed(why) => return Err(self.failed(why)),
             Kept::Ttl(ttl) if ttl <= 0 => {
                 return Ok(Err(self.refused(epoch, "expired or was revoked")));
             }
@@ -109,15 +122,100 @@ impl Renew for EtcdRenewer {
 }
 
 impl EtcdRenewer {
-    /// Puts the beat count into the liveness key, only while it is still attached to our lease.
-    fn write_beats(&self, epoch: u64, progress: &Progress) -> Result<bool, StoreError> {
-        let lk = self.store.keys.live(self.id.as_str());
-        let value = serde_json::to_vec(&LiveValue {
+    /// Starts a renewal on the caller's own runtime (the first call starts the session there);
+    /// its answer comes from `answer`. None outside a tokio runtime: use `renew` there. A
+    /// renewal still unanswered after `timeout` is abandoned (its answer is a failure) and this
+    /// one is sent behind it on a new connection; one unanswered for less stands for this tick.
+    pub fn send(
+        &mut self,
+        epoch: u64,
+        mono_ms: u64,
+        progress: &Progress,
+    ) -> Option<Result<(), StoreError>> {
+        if self.session.is_none() {
+            tokio::runtime::Handle::try_current().ok()?;
+            let (endpoints, opts) = (*self.store.session).clone();
+            self.session = Some(Session::start(Target {
+                endpoints,
+                opts,
+                lease: self.lease,
+                live_key: self.store.keys.live(self.id.as_str()),
+                cancel_key: self.store.keys.cancel(self.id.as_str()),
+                setup_timeout: super::REQUEST_TIMEOUT,
+            }));
+        }
+        let s = self.session.as_ref()?;
+        if let Some(&(_, sent, _)) = self.in_flight.back() {
+            let overdue = mono_ms.saturating_sub(sent) >= self.timeout.as_millis() as u64;
+            if !overdue || self.in_flight.len() > 1 {
+                return Some(Ok(()));
+            }
+            s.abandon();
+        }
+        if s.cancel_requested() {
+            self.in_flight.push_back((epoch, mono_ms, true));
+            return Some(Ok(()));
+        }
+        let live = (self.written_beats != Some(progress.count))
+            .then(|| (progress.count, self.live_value(epoch, progress)));
+        if !s.ask(Ask { live }) {
+            return Some(Err(self.failed("the renewal task is busy".into())));
+        }
+        self.in_flight.push_back((epoch, mono_ms, false));
+        Some(Ok(()))
+    }
+
+    /// The answer to the renewal `send` started, with the monotonic time it was sent (a renewed
+    /// lease runs from then at the latest). Pending while none is under way; cancel-safe.
+    pub async fn answer(&mut self) -> (u64, Result<Result<(), Box<Refused>>, StoreError>) {
+        let (Some(&(epoch, sent, cancel)), Some(s)) =
+            (self.in_flight.front(), self.session.as_mut())
+        else {
+            return std::future::pending().await;
+        };
+        let out = if cancel {
+            None
+        } else {
+            Some(s.outcome().await)
+        };
+        self.in_flight.pop_front();
+        let r = match out {
+            None => self.cancel_requested(),
+            Some(Outcome::Kept { wrote }) => {
+                if wrote.is_some() {
+                    self.written_beats = wrote;
+                }
+                Ok(Ok(()))
+            }
+            Some(Outcome::Expired) => Ok(Err(self.refused(epoch, "expired or was revoked"))),
+            Some(Outcome::Unattached) => {
+                Ok(Err(self.refused(epoch, "no longer holds the liveness key")))
+            }
+            Some(Outcome::Failed(why)) => Err(self.failed(why)),
+        };
+        (sent, r)
+    }
+
+    fn failed(&self, why: String) -> StoreError {
+        StoreError::Io {
+            path: self.store.where_(self.id.as_str()),
+            err: std::io::Error::other(why),
+        }
+    }
+
+    fn live_value(&self, epoch: u64, progress: &Progress) -> Vec<u8> {
+        serde_json::to_vec(&LiveValue {
             epoch,
             beats: progress.count,
             beat_at: progress.at,
         })
-        .expect("a live value serializes");
+        .expect("a live value serializes")
+    }
+
+    /// Puts the beat count into the liveness key, only while it is still attached to our lease.
+    fn write_beats(&self, epoch: u64, progress: &Progress) -> Result<bool, StoreError> {
+        let lk = self.store.keys.live(self.id.as_str());
+        let value = self.live_value(epoch, progress);
         let txn = etcd_client::Txn::new()
             .when(vec![Compare::lease(
                 lk.clone(),
