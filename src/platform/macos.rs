@@ -11,7 +11,7 @@ use std::os::fd::AsFd;
 
 use super::Stat;
 
-pub use super::posix::{ChildHandle, pipe};
+pub use super::posix::{ChildHandle, pipe, read_signal, signal_fd, unblock_signals};
 pub use kq::{DirEvents, Pin, periodic_timer, take_tick};
 
 /// No `O_PATH` on macOS: directories are opened for reading to go through them.

@@ -132,6 +132,21 @@ impl DirEvents {
     }
 }
 
+/// No signal descriptor here: the caller installs handlers (tokio's) instead.
+pub fn signal_fd(_signals: &[Signal]) -> io::Result<Option<OwnedFd>> {
+    Ok(None)
+}
+
+/// Nothing was blocked without a [`signal_fd`].
+pub fn unblock_signals(_signals: &[Signal]) -> io::Result<()> {
+    Ok(())
+}
+
+/// Never called without a [`signal_fd`].
+pub fn read_signal(_fd: BorrowedFd<'_>) -> rustix::io::Result<Signal> {
+    Err(rustix::io::Errno::NOSYS)
+}
+
 /// No kernel timer here: the caller uses tokio's interval.
 pub fn periodic_timer(_every: Duration) -> io::Result<Option<OwnedFd>> {
     Ok(None)

@@ -56,10 +56,11 @@ pub fn spawn(
     if pipe_output {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     }
-    // SAFETY: the closure only makes raw syscalls (prctl, getppid, and the terminal's), which are
-    // async-signal-safe.
+    // SAFETY: the closure only makes raw syscalls (sigprocmask, prctl, getppid, and the
+    // terminal's), which are async-signal-safe.
     unsafe {
         cmd.pre_exec(move || {
+            platform::unblock_signals(&super::signals::FORWARDED)?;
             platform::die_with_parent()?;
             // The wrapper may have died between fork and prctl; then no death signal will come.
             if rustix::process::getppid() != Some(parent) {
@@ -137,6 +138,11 @@ impl Spawned {
         if let Some(p) = Pid::from_raw(self.pid as i32) {
             let _ = rustix::process::kill_process_group(p, sig);
         }
+    }
+
+    /// A descriptor that turns readable when the child exits, where the platform has one.
+    pub fn exit_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.handle.poll_fd()
     }
 
     /// Watches for the child's exit without reaping it (WNOWAIT) and reports how. Where the child

@@ -46,6 +46,9 @@ struct Sources {
     probes: Option<(tokio::sync::mpsc::Receiver<ProbeOutcome>, u32)>,
     /// Told of each tick when the prober paces itself by the renewal tick (see `probe::run`).
     probe_ticks: Option<std::sync::Arc<tokio::sync::Notify>>,
+    /// The last event was a tick: the job is quiet, so the next wait may be the idle one
+    /// (`idle.rs`). After anything else the loop goes through tokio until a tick comes.
+    quiet: bool,
 }
 
 /// Runs the job to its end and returns the wrapper's exit code.
@@ -65,6 +68,7 @@ pub async fn supervise(setup: Setup, opts: &Options, ready: Option<Ready>) -> i3
         dgram: [0u8; 4096],
         probes: None,
         probe_ticks: None,
+        quiet: false,
     };
     let mut st = State::new(held, opts, ready);
     // The first renewal records the job running; the ticker's first tick comes one interval later.
@@ -81,7 +85,9 @@ pub async fn supervise(setup: Setup, opts: &Options, ready: Option<Ready>) -> i3
         src.probes = Some((rx, threshold));
     }
     let exit = loop {
-        match next(&mut src, &mut st).await {
+        let ev = next(&mut src, &mut st).await;
+        src.quiet = matches!(ev, Event::Tick);
+        match ev {
             Event::Exited(r) => break r,
             Event::Probe(o) => {
                 let threshold = src.probes.as_ref().map_or(1, |p| p.1);
@@ -143,6 +149,9 @@ async fn drain(src: &mut Sources, st: &mut State) {
 }
 
 async fn next(src: &mut Sources, st: &mut State) -> Event {
+    if src.quiet && super::idle::tick(&src.ticker, &src.signals, src.probes.is_some(), st) {
+        return Event::Tick;
+    }
     let kill_at = st.kill_at;
     let renewing = st.renewing;
     let stall_at = st.stall_check_at();

@@ -193,6 +193,18 @@ impl Channel {
     /// Waits for the next beat: a datagram from the job's user, or a change of the heartbeat file
     /// (forever in the other modes). Datagrams from anyone else are dropped and counted in
     /// `rejected`.
+    /// What the idle wait (`idle.rs`) must sleep on for this channel: Some(None) when nothing,
+    /// Some(fd) for the notify socket, None when a beat can also come another way (a heartbeat
+    /// file, watched or compared per tick), which only the event loop proper handles.
+    pub fn idle_fd(&self) -> Option<Option<std::os::fd::BorrowedFd<'_>>> {
+        use std::os::fd::AsFd as _;
+        match self.mode {
+            Mode::None | Mode::Output => Some(None),
+            Mode::Notify => self.socket.as_ref().map(|(s, _)| Some(s.as_fd())),
+            Mode::File => None,
+        }
+    }
+
     pub async fn next(&mut self, buf: &mut [u8]) -> Beat {
         if let Some(w) = &mut self.watch {
             return Beat::File(w.changed().await);

@@ -17,6 +17,7 @@ mod end;
 mod error;
 mod event;
 pub mod heartbeat;
+mod idle;
 pub mod log;
 mod notes;
 mod private;
@@ -112,6 +113,10 @@ pub fn run_job(
     opts: Options,
     ready: Option<Ready>,
 ) -> (Option<crate::id::JobId>, Result<i32, Error>) {
+    // Before the runtime, the store or anything else can start a thread (`signal_fd` says why).
+    // Without a descriptor the handlers are installed instead; a signal arriving before either
+    // exists takes its default action, as it always did.
+    let sigfd = crate::platform::signal_fd(&signals::FORWARDED).unwrap_or(None);
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -123,7 +128,7 @@ pub fn run_job(
         }
     };
     rt.block_on(async {
-        match setup::setup(&opts, ready.is_some()).await {
+        match setup::setup(&opts, ready.is_some(), sigfd).await {
             Ok(s) => {
                 let id = s.held.job.id.clone();
                 announce(&id, &opts, ready.is_some());

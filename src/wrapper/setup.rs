@@ -94,7 +94,11 @@ pub fn check(opts: &Options) -> Result<(u64, u64, Option<JobId>), Error> {
 }
 
 /// Needs the tokio runtime (the channel, the signals and the ticker register with it).
-pub async fn setup(opts: &Options, detached: bool) -> Result<Setup, Error> {
+pub async fn setup(
+    opts: &Options,
+    detached: bool,
+    sigfd: Option<std::os::fd::OwnedFd>,
+) -> Result<Setup, Error> {
     let (interval_ms, ttl_ms, id) = check(opts)?;
     let probe_cfg = check_probe(opts)?;
     let store = AnyStore::open(opts.dir.as_deref(), true)?;
@@ -106,7 +110,7 @@ pub async fn setup(opts: &Options, detached: bool) -> Result<Setup, Error> {
     let local = store.local()?;
     let channel = heartbeat::Channel::open(opts.heartbeat, local.root_fd(), &abs_dir)
         .map_err(|e| Error::io(format!("cannot set up the heartbeat channel: {e}")))?;
-    let signals = Signals::install()
+    let signals = Signals::install(sigfd)
         .map_err(|e| Error::io(format!("cannot install signal handlers: {e}")))?;
     let ticker = tick::Ticker::new(Duration::from_millis(interval_ms))
         .map_err(|e| Error::io(format!("cannot start the renewal timer: {e}")))?;

@@ -126,6 +126,13 @@ impl Streams {
 
     /// Either pipe still open: someone (the child's group, or a process that escaped it) may
     /// still write.
+    /// The pipes still open, for the idle wait (`idle.rs`) to sleep on.
+    pub fn fds(&self) -> impl Iterator<Item = std::os::fd::BorrowedFd<'_>> {
+        [&self.out, &self.err]
+            .into_iter()
+            .filter_map(|p| p.rx.as_ref().map(|r| r.as_fd()))
+    }
+
     pub fn open(&self) -> bool {
         self.out.rx.is_some() || self.err.rx.is_some()
     }

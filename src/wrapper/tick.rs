@@ -36,6 +36,15 @@ impl Ticker {
         Ok(Ticker::Fd(afd))
     }
 
+    /// The kernel timer, where there is one.
+    pub fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd as _;
+        match self {
+            Ticker::Fd(fd) => Some(fd.get_ref().as_fd()),
+            Ticker::Interval(_) => None,
+        }
+    }
+
     /// Waits for the next tick (or returns at once if ticks were missed meanwhile).
     pub async fn tick(&mut self) {
         let fd = match self {

@@ -146,6 +146,34 @@ fn sigterm_to_the_wrapper_is_forwarded_and_recorded() {
     assert!(!alive(child_pid(&r)));
 }
 
+/// An idle wrapper sleeps in its own `poll` (src/wrapper/idle.rs) with the forwarded signals
+/// waiting in a signalfd: a SIGTERM that came while it slept there must still reach the job, and
+/// the job itself must start with none of those signals blocked.
+#[test]
+fn an_idle_wrapper_still_forwards_sigterm_and_the_job_blocks_nothing() {
+    let mut env = Env::new();
+    let (id, w) = env.detach(&["--interval", "300ms", "--ttl", "30s", "--", "sleep", "100"]);
+    let child = child_pid(&env.record(&id));
+    let blocked = std::fs::read_to_string(format!("/proc/{child}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("SigBlk:").map(|v| v.trim().to_string()))
+        .unwrap();
+    assert_eq!(blocked, "0000000000000000", "the job starts with signals blocked");
+    // Several ticks, so the wrapper has gone quiet and waits in the idle poll.
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(w, rustix::process::Signal::TERM);
+    assert!(
+        wait_for(Duration::from_secs(15), || !alive(w)),
+        "the wrapper did not act on SIGTERM while idle"
+    );
+    let r = env.record(&id);
+    assert_eq!(r["status"], "failed", "{r}");
+    assert_eq!(r["reason"], "holder-signaled", "{r}");
+    assert_eq!(r["exit"]["signal"], 15, "{r}");
+    assert!(!alive(child));
+}
+
 #[test]
 fn beat_outside_a_job_is_a_usage_error() {
     let env = Env::new();
