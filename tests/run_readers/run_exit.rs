@@ -159,7 +159,10 @@ fn an_idle_wrapper_still_forwards_sigterm_and_the_job_blocks_nothing() {
         .lines()
         .find_map(|l| l.strip_prefix("SigBlk:").map(|v| v.trim().to_string()))
         .unwrap();
-    assert_eq!(blocked, "0000000000000000", "the job starts with signals blocked");
+    assert_eq!(
+        blocked, "0000000000000000",
+        "the job starts with signals blocked"
+    );
     // Several ticks, so the wrapper has gone quiet and waits in the idle poll.
     std::thread::sleep(Duration::from_millis(1500));
     signal(w, rustix::process::Signal::TERM);
