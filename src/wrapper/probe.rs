@@ -194,10 +194,6 @@ async fn exec(cmd: &str, env: &ChildEnv) -> Result<String, String> {
     for (k, v) in &env.set {
         c.env(k, v);
     }
-    // SAFETY: the closure only calls sigemptyset, sigaddset and sigprocmask (async-signal-safe).
-    unsafe {
-        c.pre_exec(|| crate::platform::unblock_signals(&super::signals::FORWARDED));
-    }
     let child = c.spawn().map_err(|e| format!("cannot start sh: {e}"))?;
     // At the timeout this future is dropped: the group goes with it (sh and what it started).
     let guard = GroupKill(child.id());

@@ -177,6 +177,38 @@ fn an_idle_wrapper_still_forwards_sigterm_and_the_job_blocks_nothing() {
     assert!(!alive(child));
 }
 
+/// Exec probes are spawned without a pre-exec hook (std then uses posix_spawn, far cheaper than
+/// fork for the wrapper), and std's posix_spawn clears the signal mask: the probe's shell must not
+/// inherit the wrapper's blocked TERM, INT and HUP.
+#[test]
+fn exec_probes_start_with_no_signal_blocked() {
+    let mut env = Env::new();
+    let out = env.dir.join("sigblk");
+    let probe = format!("grep SigBlk /proc/self/status >> {}", out.display());
+    let (code, _, err) = env.run_fg(
+        &[
+            "--probe",
+            &probe,
+            "--probe-every",
+            "200ms",
+            "--",
+            "sleep",
+            "1.5",
+        ],
+        LIMIT,
+    );
+    assert_eq!(code, 0, "{err}");
+    let lines = std::fs::read_to_string(&out).unwrap();
+    assert!(lines.lines().count() >= 1, "no probe ran");
+    for l in lines.lines() {
+        assert_eq!(
+            l.split_whitespace().nth(1),
+            Some("0000000000000000"),
+            "{lines}"
+        );
+    }
+}
+
 #[test]
 fn beat_outside_a_job_is_a_usage_error() {
     let env = Env::new();
