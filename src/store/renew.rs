@@ -9,7 +9,7 @@
 //! nothing but two `flock` calls per renewal, and a renewal that waited on whoever held the lock.
 //!
 //! What one idle renewal costs (issue 13; `scripts/idle-cost`, strace -c -f): one wake-up of the
-//! one thread (`epoll_wait` returns for the timerfd), one `read` of the timerfd, one `statx` of the
+//! one thread (`ppoll` returns for the timerfd, `wrapper/idle.rs`), one `read` of the timerfd, one `statx` of the
 //! record, one `fstat` of the lease file (deleted under us?), one `pwrite` of a 128-byte slot.
 
 use std::fs::File;
