@@ -26,6 +26,9 @@
 //!   timerfd, ticking on whole multiples of the period so holders wake together; macOS: a kqueue
 //!   with `EVFILT_TIMER`, whose periodic timer cannot start at an absolute time, so not aligned;
 //!   `posix.rs`: none, tokio's interval, aligned like Linux's);
+//! - the wrapper's forwarded signals as a descriptor ([`signal_fd`], [`read_signal`],
+//!   [`unblock_signals`]; Linux: signalfd, so the idle wait can sleep on them; macOS and
+//!   `posix.rs`: none, tokio's handlers);
 //! - orphan protection: [`die_with_parent`] (Linux: `PR_SET_PDEATHSIG`). macOS cannot tell a
 //!   child that its parent died: there a SIGKILLed wrapper leaves its child running; readers judge
 //!   the job `lost` when its lease expires (the wrapper no longer renews it), and `tether cancel`
