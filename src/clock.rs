@@ -234,15 +234,6 @@ pub fn next_multiple(now: Duration, every: Duration) -> Duration {
     now.checked_add(to_next).unwrap_or(Duration::MAX)
 }
 
-/// The monotonic clock as a Duration since its zero (CLOCK_MONOTONIC, as [`mono_ms`]).
-pub fn mono_now() -> Duration {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    Duration::new(
-        t.tv_sec.max(0) as u64,
-        t.tv_nsec.clamp(0, 999_999_999) as u32,
-    )
-}
-
 /// A reader's view of "now", bundled so the verdict can be a pure function of it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Now {

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use tether::clock::{mono_now, next_multiple};
+use tether::clock::{mono, next_multiple};
 
 /// The bench binary re-run as one floor process: `--idle-floor MS FILE aligned|apart`.
 pub fn serve(interval_ms: u64, file: &Path, aligned: bool) -> ! {
@@ -21,7 +21,7 @@ pub fn serve(interval_ms: u64, file: &Path, aligned: bool) -> ! {
     let every = Duration::from_millis(interval_ms);
     loop {
         let pause = if aligned {
-            let now = mono_now();
+            let now = mono();
             next_multiple(now, every) - now
         } else {
             every

@@ -445,7 +445,7 @@ mod native {
             TimerfdClockId::Monotonic,
             TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
         )?;
-        let first = crate::clock::next_multiple(crate::clock::mono_now(), every);
+        let first = crate::clock::next_multiple(crate::clock::mono(), every);
         let spec = Itimerspec {
             it_interval: timespec(every),
             it_value: timespec(first),
@@ -493,7 +493,7 @@ mod tests {
         use std::time::Duration;
         let every = Duration::from_millis(200);
         let fd = periodic_timer(every).unwrap().unwrap();
-        let now = crate::clock::mono_now();
+        let now = crate::clock::mono();
         let left = rustix::time::timerfd_gettime(&fd).unwrap();
         let left = Duration::new(left.it_value.tv_sec as u64, left.it_value.tv_nsec as u32);
         assert!(left > Duration::ZERO && left <= every, "{left:?}");

@@ -31,12 +31,8 @@ impl Signals {
             return Ok(Signals::Fd(afd));
         }
         let mut streams = Vec::new();
-        for (kind, sig) in [
-            (SignalKind::terminate(), Signal::TERM),
-            (SignalKind::interrupt(), Signal::INT),
-            (SignalKind::hangup(), Signal::HUP),
-        ] {
-            streams.push((signal(kind)?, sig));
+        for sig in FORWARDED {
+            streams.push((signal(SignalKind::from_raw(sig.as_raw()))?, sig));
         }
         Ok(Signals::Handlers(streams))
     }

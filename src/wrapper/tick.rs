@@ -21,7 +21,7 @@ impl Ticker {
     /// period from now).
     pub fn new(every: Duration) -> std::io::Result<Ticker> {
         let Some(fd) = crate::platform::periodic_timer(every)? else {
-            let now = crate::clock::mono_now();
+            let now = crate::clock::mono();
             let start =
                 tokio::time::Instant::now() + (crate::clock::next_multiple(now, every) - now);
             let mut i = tokio::time::interval_at(start, every);
