@@ -233,6 +233,37 @@ impl AnyRenewer {
         }
     }
 
+    /// Takes in, without waiting, answers to renewals that `send` made on a connection read only
+    /// at ticks (etcd's direct keepalive); `ready` gives them.
+    pub fn collect(&mut self, mono_ms: u64) {
+        match self {
+            AnyRenewer::File(_) => {
+                let _ = mono_ms;
+            }
+            #[cfg(feature = "etcd")]
+            AnyRenewer::Etcd(r) => r.collect(mono_ms),
+        }
+    }
+
+    /// The next answer `collect` took in, with the monotonic time its renewal was sent.
+    pub fn ready(&mut self) -> Option<(u64, Renewal)> {
+        match self {
+            AnyRenewer::File(_) => None,
+            #[cfg(feature = "etcd")]
+            AnyRenewer::Etcd(r) => r.ready(),
+        }
+    }
+
+    /// Whether renewals need nothing from the caller's runtime between ticks (the idle wait may
+    /// then be used, wrapper/idle.rs).
+    pub fn runs_alone(&self) -> bool {
+        match self {
+            AnyRenewer::File(_) => true,
+            #[cfg(feature = "etcd")]
+            AnyRenewer::Etcd(r) => r.runs_alone(),
+        }
+    }
+
     /// The answer to what `send` started, with the monotonic time it was sent; pending while
     /// nothing is under way. Cancel-safe.
     pub async fn answer(&mut self) -> (u64, Renewal) {

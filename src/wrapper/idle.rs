@@ -12,9 +12,9 @@
 //! pending in tokio's epoll there) and handles it as before.
 //!
 //! It is used only where every source has a descriptor (Linux without `portable`: timerfd,
-//! pidfd, signalfd), when no task must run meanwhile (no probes; no store whose renewals run on
-//! the runtime, as etcd's keepalives do), and when the channel is none, output or notify (a
-//! heartbeat file's watch keeps state of its own).
+//! pidfd, signalfd), when no task must run meanwhile (no probes; on etcd, only while renewals go
+//! on the direct connection, which the tick itself reads and writes, store/etcd/direct.rs), and
+//! when the channel is none, output or notify (a heartbeat file's watch keeps state of its own).
 
 use std::os::fd::BorrowedFd;
 use std::time::Duration;
@@ -32,7 +32,7 @@ const MAX_FDS: usize = 6;
 /// taken (renew now). False: something else is ready, a deadline is due, or this wait does not
 /// apply; the caller waits through tokio instead.
 pub fn tick(ticker: &Ticker, signals: &Signals, probes: bool, st: &State) -> bool {
-    if probes || !st.renewing || st.job.store.self_fences() {
+    if probes || !st.renewing || !st.renews_alone() {
         return false;
     }
     let (Some(timer), Some(exit), Some(sig), Some(chan)) = (

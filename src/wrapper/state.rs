@@ -89,6 +89,12 @@ impl State {
     /// One tick: take in beats, then renew, re-acquire (protocol.md 6.3), or declare the stall.
     pub fn renew(&mut self, judge_beats: bool) {
         self.channel.poll(&mut self.beats, false);
+        // Answers read only at ticks (etcd's direct keepalive) count before the renew deadline
+        // is judged.
+        self.take_answers();
+        if !self.renewing {
+            return;
+        }
         let now = mono_ms();
         if judge_beats
             && self.running_durable
@@ -238,6 +244,25 @@ impl State {
         self.renewer
             .as_mut()?
             .send(self.epoch, now, &self.beats.progress)
+    }
+
+    /// Applies the answers the renewer read without waiting (store/etcd/direct.rs).
+    fn take_answers(&mut self) {
+        let Some(r) = self.renewer.as_mut() else {
+            return;
+        };
+        r.collect(mono_ms());
+        while let Some((sent, res)) = self.renewer.as_mut().and_then(|r| r.ready()) {
+            self.answered(sent, res);
+        }
+    }
+
+    /// Whether the idle wait may be used: renewals need nothing from the runtime between ticks.
+    pub fn renews_alone(&self) -> bool {
+        match &self.renewer {
+            Some(r) => r.runs_alone(),
+            None => !self.job.store.self_fences(),
+        }
     }
 
     /// The answer to a renewal `send_renewal` started, `sent` being when it was sent.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use etcd_client::{EventType, WatchOptions};
+use etcd_client::{EventType, GetOptions, WatchOptions};
 use serde::{Deserialize, Serialize};
 
 use super::EtcdStore;
@@ -35,6 +35,20 @@ impl EtcdStore {
         self.call(move |mut c| async move { c.put(ck, value, None).await })
             .map(|_| ())
             .map_err(|e| self.io(id.as_str(), e))
+    }
+}
+
+impl EtcdStore {
+    /// Whether a cancel request is there now, and the revision it was read at: a watch from the
+    /// next one sees every later request.
+    pub(super) fn cancel_state(&self, key: &str) -> Result<(bool, i64), String> {
+        let key = key.to_owned();
+        let g = self
+            .call(move |mut c| async move {
+                c.get(key, Some(GetOptions::new().with_count_only())).await
+            })
+            .map_err(|e| e.to_string())?;
+        Ok((g.count() > 0, g.header().map_or(0, |h| h.revision())))
     }
 }
 

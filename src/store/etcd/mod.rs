@@ -9,11 +9,13 @@
 
 mod cancel;
 mod create;
+mod direct;
 mod evidence;
 mod list;
 mod renew;
 mod session;
 mod watch;
+mod wire;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -61,6 +63,9 @@ pub struct EtcdStore {
     /// The endpoints and options the client was made with, for a holder's own connection
     /// (session.rs), without HTTP/2 pings.
     session: Arc<(Vec<String>, ConnectOptions)>,
+    /// The endpoints (`host:port`) a holder may keep its lease alive on by hand (direct.rs):
+    /// only plain connections without a password, which etcd-client handles instead.
+    direct: Option<Arc<Vec<String>>>,
     rt: Arc<Rt>,
     /// What the last read of each job saw of its lease, for `verdict` (11.4).
     observed: Arc<Mutex<HashMap<String, Observed>>>,
@@ -128,6 +133,8 @@ impl EtcdStore {
             .map(|e| format!("{scheme}://{e}"))
             .collect();
         let session = Arc::new((endpoints.clone(), opts.clone()));
+        let direct =
+            (scheme == "http" && auth.user.is_none()).then(|| Arc::new(url.endpoints.clone()));
         // Pings only while a request or stream is open: they find a connection that died under
         // one. Idle, there is nothing to find (and etcd answers pings sent more often than every
         // 5 s with nothing else on the connection by closing it).
@@ -149,6 +156,7 @@ impl EtcdStore {
             url: url.clone(),
             client,
             session,
+            direct,
             rt: Arc::new(rt),
             observed: Arc::default(),
             answered: Arc::default(),

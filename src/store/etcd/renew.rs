@@ -2,8 +2,12 @@
 //! over a stream opened once, and a write of the liveness key only when the beat count moved.
 //!
 //! Two ways in: `Renew::renew` answers at once, from any thread, through the store's runtime;
-//! `send` and `answer` (the wrapper's way) run the renewal on the caller's own runtime thread
-//! (session.rs) and give its answer later, as an event of the caller's loop.
+//! `send` (the wrapper's way, at each tick) gives its answer later. A keepalive with nothing to
+//! write goes on the direct connection (direct.rs), whose answers the next tick's `collect` reads
+//! and `ready` gives; the rest (a beat's liveness write, a cancel, any renewal while no direct
+//! connection is open) runs on the caller's runtime (session.rs) and `answer` gives it, as an
+//! event of the caller's loop. A direct connection is opened on a thread of its own, so the loop
+//! never waits for it, and one that fails is dropped: the session renews until another is open.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -14,6 +18,7 @@ use tokio::sync::Mutex;
 
 use super::EtcdStore;
 use super::cancel::CancelWatch;
+use super::direct::{Answer, Direct};
 use super::session::{Ask, Outcome, Session, Target};
 use crate::clock::Timestamp;
 use crate::id::JobId;
@@ -42,6 +47,14 @@ pub struct EtcdRenewer {
     /// being abandoned, and its retry): epoch, the monotonic time it was sent, and whether it is a
     /// cancel request to record instead of a keepalive.
     in_flight: VecDeque<(u64, u64, bool)>,
+    /// The direct connection, once open, and the thread opening one.
+    direct: Option<Direct>,
+    opening: Option<std::sync::mpsc::Receiver<Result<Direct, String>>>,
+    /// The epoch of the renewals sent (on etcd it never changes, 11.3).
+    epoch: u64,
+    /// Direct answers read by `collect`, for `ready`; and a buffer `collect` reuses.
+    ready: VecDeque<(u64, crate::store::Renewal)>,
+    answers: VecDeque<Answer>,
 }
 
 enum Kept {
@@ -60,6 +73,11 @@ impl EtcdRenewer {
             cancel: None,
             session: None,
             in_flight: VecDeque::new(),
+            direct: None,
+            opening: None,
+            epoch: 0,
+            ready: VecDeque::new(),
+            answers: VecDeque::new(),
             store,
             id,
             lease,
@@ -122,42 +140,52 @@ impl Renew for EtcdRenewer {
 }
 
 impl EtcdRenewer {
-    /// Starts a renewal on the caller's own runtime (the first call starts the session there);
-    /// its answer comes from `answer`. None outside a tokio runtime: use `renew` there. A
-    /// renewal still unanswered after `timeout` is abandoned (its answer is a failure) and this
-    /// one is sent behind it on a new connection; one unanswered for less stands for this tick.
+    /// Starts a renewal whose answer comes later: from `ready` after a later `collect` when it went
+    /// on the direct connection, else from `answer`. None outside a tokio runtime: use `renew`
+    /// there. A renewal still unanswered after `timeout` is abandoned (its answer is a failure)
+    /// and this one is sent behind it; one unanswered for less stands for this tick.
     pub fn send(
         &mut self,
         epoch: u64,
         mono_ms: u64,
         progress: &Progress,
     ) -> Option<Result<(), StoreError>> {
-        if self.session.is_none() {
-            tokio::runtime::Handle::try_current().ok()?;
+        tokio::runtime::Handle::try_current().ok()?;
+        self.epoch = epoch;
+        if let Some(&(_, sent, _)) = self.in_flight.back() {
+            let overdue = mono_ms.saturating_sub(sent) >= self.timeout.as_millis() as u64;
+            if !overdue || self.in_flight.len() > 1 {
+                return Some(Ok(()));
+            }
+            if let Some(s) = &self.session {
+                s.abandon();
+            }
+        }
+        let cancel = self.direct.as_ref().is_some_and(|d| d.cancel)
+            || self.session.as_ref().is_some_and(Session::cancel_requested);
+        if cancel {
+            self.in_flight.push_back((epoch, mono_ms, true));
+            return Some(Ok(()));
+        }
+        if self.written_beats == Some(progress.count) && self.in_flight.is_empty() {
+            if self.send_direct(mono_ms) {
+                return Some(Ok(()));
+            }
+            self.start_opening();
+        }
+        let s = self.session.get_or_insert_with(|| {
             let (endpoints, opts) = (*self.store.session).clone();
-            self.session = Some(Session::start(Target {
+            Session::start(Target {
                 endpoints,
                 opts,
                 lease: self.lease,
                 live_key: self.store.keys.live(self.id.as_str()),
                 cancel_key: self.store.keys.cancel(self.id.as_str()),
                 setup_timeout: super::REQUEST_TIMEOUT,
-            }));
-        }
-        let s = self.session.as_ref()?;
-        if let Some(&(_, sent, _)) = self.in_flight.back() {
-            let overdue = mono_ms.saturating_sub(sent) >= self.timeout.as_millis() as u64;
-            if !overdue || self.in_flight.len() > 1 {
-                return Some(Ok(()));
-            }
-            s.abandon();
-        }
-        if s.cancel_requested() {
-            self.in_flight.push_back((epoch, mono_ms, true));
-            return Some(Ok(()));
-        }
+            })
+        });
         let live = (self.written_beats != Some(progress.count))
-            .then(|| (progress.count, self.live_value(epoch, progress)));
+            .then(|| (progress.count, live_value(epoch, progress)));
         if !s.ask(Ask { live }) {
             return Some(Err(self.failed("the renewal task is busy".into())));
         }
@@ -165,18 +193,121 @@ impl EtcdRenewer {
         Some(Ok(()))
     }
 
+    /// Sends a keepalive on the direct connection, or lets the one unanswered stand for this
+    /// tick (`collect` failed it if overdue). False when there is no usable direct connection.
+    fn send_direct(&mut self, mono_ms: u64) -> bool {
+        let Some(d) = self.direct.as_mut() else {
+            return false;
+        };
+        let r = if d.unanswered().is_some() {
+            d.flush()
+        } else {
+            d.send(mono_ms)
+        };
+        if r.is_err() {
+            self.direct = None;
+        }
+        r.is_ok()
+    }
+
+    /// Opens a direct connection on a thread of its own, if this store allows one and none is
+    /// open or opening; `collect` takes it once open.
+    fn start_opening(&mut self) {
+        let Some(endpoints) = self.store.direct.clone() else {
+            return;
+        };
+        if self.direct.is_some() || self.opening.is_some() {
+            return;
+        }
+        let (store, id, lease, timeout) = (
+            self.store.clone(),
+            self.id.clone(),
+            self.lease,
+            super::REQUEST_TIMEOUT,
+        );
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let opener = move || {
+            let ck = store.keys.cancel(id.as_str());
+            let r = store.cancel_state(&ck).and_then(|(requested, rev)| {
+                let mut d = Direct::open(&endpoints, lease, &ck, rev + 1, timeout)?;
+                d.cancel |= requested;
+                Ok(d)
+            });
+            let _ = tx.send(r);
+        };
+        let spawned = std::thread::Builder::new()
+            .name("tether-direct".into())
+            .spawn(opener);
+        if spawned.is_ok() {
+            self.opening = Some(rx);
+        }
+    }
+
+    /// Takes in a direct connection just opened, and the answers on the open one so far, without
+    /// waiting; `ready` gives them. A connection that failed, or whose keepalive is overdue, is
+    /// dropped (the session renews until another is open).
+    pub fn collect(&mut self, mono_ms: u64) {
+        if let Some(rx) = &self.opening {
+            match rx.try_recv() {
+                Ok(r) => {
+                    self.direct = r.ok();
+                    self.opening = None;
+                }
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => self.opening = None,
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+            }
+        }
+        let Some(d) = self.direct.as_mut() else {
+            return;
+        };
+        let mut answers = std::mem::take(&mut self.answers);
+        let mut broken = d.read(&mut answers, false).err();
+        let unanswered = d.unanswered();
+        if broken.is_none() {
+            if let Some(sent) = unanswered {
+                if mono_ms.saturating_sub(sent) >= self.timeout.as_millis() as u64 {
+                    broken = Some(format!("no keepalive answer within {:?}", self.timeout));
+                }
+            }
+        }
+        for Answer { sent, ttl } in answers.drain(..) {
+            let r = if ttl > 0 {
+                Ok(Ok(()))
+            } else {
+                Ok(Err(self.refused(self.epoch, "expired or was revoked")))
+            };
+            self.ready.push_back((sent, r));
+        }
+        self.answers = answers;
+        if let Some(why) = broken {
+            self.direct = None;
+            if let Some(sent) = unanswered {
+                self.ready.push_back((sent, Err(self.failed(why))));
+            }
+        }
+    }
+
+    /// The next answer `collect` read, with when its keepalive was sent.
+    pub fn ready(&mut self) -> Option<(u64, crate::store::Renewal)> {
+        self.ready.pop_front()
+    }
+
+    /// Whether renewals need nothing from the caller's runtime until the next tick: they go on
+    /// the direct connection and none waits on the session.
+    pub fn runs_alone(&self) -> bool {
+        self.direct.is_some() && self.in_flight.is_empty()
+    }
+
     /// The answer to the renewal `send` started, with the monotonic time it was sent (a renewed
     /// lease runs from then at the latest). Pending while none is under way; cancel-safe.
     pub async fn answer(&mut self) -> (u64, Result<Result<(), Box<Refused>>, StoreError>) {
-        let (Some(&(epoch, sent, cancel)), Some(s)) =
-            (self.in_flight.front(), self.session.as_mut())
-        else {
+        let Some(&(epoch, sent, cancel)) = self.in_flight.front() else {
             return std::future::pending().await;
         };
-        let out = if cancel {
-            None
-        } else {
-            Some(s.outcome().await)
+        let out = match (cancel, self.session.as_mut()) {
+            (true, _) => None,
+            (false, Some(s)) => Some(s.outcome().await),
+            (false, None) => Some(Outcome::Failed("the renewal task is gone".into())),
         };
         self.in_flight.pop_front();
         let r = match out {
@@ -203,19 +334,10 @@ impl EtcdRenewer {
         }
     }
 
-    fn live_value(&self, epoch: u64, progress: &Progress) -> Vec<u8> {
-        serde_json::to_vec(&LiveValue {
-            epoch,
-            beats: progress.count,
-            beat_at: progress.at,
-        })
-        .expect("a live value serializes")
-    }
-
     /// Puts the beat count into the liveness key, only while it is still attached to our lease.
     fn write_beats(&self, epoch: u64, progress: &Progress) -> Result<bool, StoreError> {
         let lk = self.store.keys.live(self.id.as_str());
-        let value = self.live_value(epoch, progress);
+        let value = live_value(epoch, progress);
         let txn = etcd_client::Txn::new()
             .when(vec![Compare::lease(
                 lk.clone(),
@@ -272,6 +394,15 @@ impl EtcdRenewer {
             late: None,
         })
     }
+}
+
+fn live_value(epoch: u64, progress: &Progress) -> Vec<u8> {
+    serde_json::to_vec(&LiveValue {
+        epoch,
+        beats: progress.count,
+        beat_at: progress.at,
+    })
+    .expect("a live value serializes")
 }
 
 /// One keepalive round trip on the (re)opened stream.
