@@ -339,12 +339,24 @@ impl Store for EtcdStore {
 
     /// Keepalives on the job's etcd lease (11.3).
     fn renewer(&self, id: &JobId) -> Result<EtcdRenewer, StoreError> {
-        let rec = self.load(id)?;
+        let s = self.snapshot(id.as_str())?;
+        let Some(kv) = &s.record else {
+            return Err(self.not_found(id.clone()));
+        };
+        let rec = self.parse(id.as_str(), kv, s.live.as_ref())?;
         let lease = EtcdStore::lease_of(&rec).ok_or_else(|| StoreError::Record {
             path: self.where_(id.as_str()),
             err: RecordError::Corrupt("record has no etcd lease id (etcd.lease)".into()),
         })?;
         let mut r = EtcdRenewer::start(self.clone(), id.clone(), lease)?;
+        // The beat count the liveness key holds now need not be written again: a quiet job's
+        // first renewal is then a keepalive alone.
+        r.written_beats = s
+            .live
+            .as_ref()
+            .and_then(|l| serde_json::from_slice::<LiveValue>(l.value()).ok())
+            .filter(|v| v.epoch == rec.lease.epoch)
+            .map(|v| v.beats);
         // A renewal must fail within about one interval, or a partitioned holder would notice
         // its ttl had passed only after a whole request timeout more.
         r.timeout = Duration::from_millis(rec.lease.interval_ms.clamp(200, 5_000));

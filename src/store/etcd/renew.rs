@@ -28,6 +28,8 @@ use crate::store::{Renew, StoreError};
 use crate::transition::Refused;
 
 type Stream = Arc<Mutex<Option<(LeaseKeeper, LeaseKeepAliveStream)>>>;
+/// Where the thread opening a direct connection leaves it.
+type Opened = std::sync::mpsc::Receiver<Result<Direct, String>>;
 
 pub struct EtcdRenewer {
     store: EtcdStore,
@@ -35,7 +37,7 @@ pub struct EtcdRenewer {
     lease: i64,
     stream: Stream,
     /// The beat count last written to the liveness key.
-    written_beats: Option<u64>,
+    pub(super) written_beats: Option<u64>,
     /// A renewal that takes longer fails, so a partitioned holder learns it within this bound.
     pub timeout: Duration,
     /// Cancel requests from other hosts (11.9), seen through a watch opened at the first
@@ -47,9 +49,13 @@ pub struct EtcdRenewer {
     /// being abandoned, and its retry): epoch, the monotonic time it was sent, and whether it is a
     /// cancel request to record instead of a keepalive.
     in_flight: VecDeque<(u64, u64, bool)>,
-    /// The direct connection, once open, and the thread opening one.
+    /// The direct connection, once open.
     direct: Option<Direct>,
-    opening: Option<std::sync::mpsc::Receiver<Result<Direct, String>>>,
+    /// The thread opening one: its answer, when it started (monotonic ms), and whether its own
+    /// keepalive stood for a tick's renewal.
+    opening: Option<(Opened, u64, bool)>,
+    /// The last opening failed: the next tick renews through the session while another opens.
+    open_failed: bool,
     /// The epoch of the renewals sent (on etcd it never changes, 11.3).
     epoch: u64,
     /// Direct answers read by `collect`, for `ready`; and a buffer `collect` reuses.
@@ -75,6 +81,7 @@ impl EtcdRenewer {
             in_flight: VecDeque::new(),
             direct: None,
             opening: None,
+            open_failed: false,
             epoch: 0,
             ready: VecDeque::new(),
             answers: VecDeque::new(),
@@ -167,11 +174,9 @@ impl EtcdRenewer {
             self.in_flight.push_back((epoch, mono_ms, true));
             return Some(Ok(()));
         }
-        if self.written_beats == Some(progress.count) && self.in_flight.is_empty() {
-            if self.send_direct(mono_ms) {
-                return Some(Ok(()));
-            }
-            self.start_opening();
+        let quiet = self.written_beats == Some(progress.count) && self.in_flight.is_empty();
+        if quiet && (self.send_direct(mono_ms) || self.opening_stands(mono_ms)) {
+            return Some(Ok(()));
         }
         let s = self.session.get_or_insert_with(|| {
             let (endpoints, opts) = (*self.store.session).clone();
@@ -210,15 +215,26 @@ impl EtcdRenewer {
         r.is_ok()
     }
 
-    /// Opens a direct connection on a thread of its own, if this store allows one and none is
-    /// open or opening; `collect` takes it once open.
-    fn start_opening(&mut self) {
-        let Some(endpoints) = self.store.direct.clone() else {
-            return;
-        };
-        if self.direct.is_some() || self.opening.is_some() {
-            return;
+    /// Whether a direct connection being opened renews for this tick: its first keepalive is a
+    /// renewal, so an opening younger than the renewal timeout stands for the tick, and a job
+    /// that stays quiet never needs the session. One is started here when none is under way; after
+    /// a failed one, the session renews this tick while the next opens.
+    fn opening_stands(&mut self, mono_ms: u64) -> bool {
+        if let Some((_, started, stood)) = &mut self.opening {
+            let young = mono_ms.saturating_sub(*started) < self.timeout.as_millis() as u64;
+            *stood |= young;
+            return young;
         }
+        let failed = std::mem::take(&mut self.open_failed);
+        self.start_opening(mono_ms) && !failed && self.opening_stands(mono_ms)
+    }
+
+    /// Opens a direct connection on a thread of its own, if this store allows one; `collect`
+    /// takes it once open. False if none was started.
+    fn start_opening(&mut self, mono_ms: u64) -> bool {
+        let Some(endpoints) = self.store.direct.clone() else {
+            return false;
+        };
         let (store, id, lease, timeout) = (
             self.store.clone(),
             self.id.clone(),
@@ -239,22 +255,40 @@ impl EtcdRenewer {
             .name("tether-direct".into())
             .spawn(opener);
         if spawned.is_ok() {
-            self.opening = Some(rx);
+            self.opening = Some((rx, mono_ms, false));
         }
+        spawned.is_ok()
     }
 
     /// Takes in a direct connection just opened, and the answers on the open one so far, without
     /// waiting; `ready` gives them. A connection that failed, or whose keepalive is overdue, is
     /// dropped (the session renews until another is open).
     pub fn collect(&mut self, mono_ms: u64) {
-        if let Some(rx) = &self.opening {
-            match rx.try_recv() {
-                Ok(r) => {
-                    self.direct = r.ok();
-                    self.opening = None;
+        if let Some((rx, started, stood)) = &self.opening {
+            let (started, stood) = (*started, *stood);
+            let r = match rx.try_recv() {
+                Ok(r) => r,
+                Err(std::sync::mpsc::TryRecvError::Empty) => Err(String::new()),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    Err("the thread opening it stopped".into())
                 }
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => self.opening = None,
-                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+            };
+            match r {
+                Err(why) if why.is_empty() => {}
+                Ok(d) => {
+                    // Its first keepalive was answered: the lease was renewed after `started`.
+                    self.direct = Some(d);
+                    self.opening = None;
+                    self.ready.push_back((started, Ok(Ok(()))));
+                }
+                Err(why) => {
+                    self.opening = None;
+                    self.open_failed = true;
+                    if stood {
+                        let why = format!("could not open a keepalive connection: {why}");
+                        self.ready.push_back((started, Err(self.failed(why))));
+                    }
+                }
             }
         }
         let Some(d) = self.direct.as_mut() else {
