@@ -6,10 +6,11 @@
 //
 // LEASE_HEX from `ETCDCTL_API=3 etcdctl --endpoints 127.0.0.1:PORT lease grant 600`. MODE 2 does
 // what tether's direct keepalive does (store/etcd/direct.rs): each tick reads whatever etcd sent
-// without waiting, then writes the pongs and the next keepalive in one write. MODE 1 waits for
-// each answer and acknowledges etcd's PING at once, as a client stack does; MODE 0 waits for each
-// answer and never acknowledges a PING (not a valid client: for comparison only). Read its CPU
-// from /proc/PID/schedstat (ns, first field) over a window and divide by the ticks in it.
+// without waiting, then writes the pongs and the next keepalive in one write, on ticks aligned as
+// tether's are. MODE 1 waits for each answer and acknowledges etcd's PING at once, as a client
+// stack does; MODE 0 waits for each answer and never acknowledges a PING (not a valid client: for
+// comparison only). Read its CPU from /proc/PID/schedstat (ns, first field) over a window and
+// divide by the ticks in it. The bench builds and runs it beside the wrapper (benches/support/etcd.rs).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +54,12 @@ int main(int argc,char**argv){
   unsigned char m[64]; int ml=0; m[ml++]=0x08; unsigned long long v=lease; while(v>=0x80){m[ml++]=(v&0x7f)|0x80;v>>=7;} m[ml++]=v;
   unsigned char d[64]; frame(d,5+ml,0,0,1); d[9]=0; d[10]=0;d[11]=0;d[12]=0;d[13]=ml; memcpy(d+14,m,ml);
   if(ack==2){ write(fd,d,14+ml); pump(1); fcntl(fd,F_SETFL,O_NONBLOCK); long answers=0;
-    for(int k=0;;k++){ usleep(iv*1000);
+    for(int k=0;;k++){
+      // Ticks on whole multiples of the interval on the monotonic clock, as tether's are.
+      struct timespec now; clock_gettime(CLOCK_MONOTONIC,&now);
+      long long step=iv*1000000LL, ns=now.tv_sec*1000000000LL+now.tv_nsec, next=(ns/step+1)*step;
+      struct timespec at={next/1000000000LL, next%1000000000LL};
+      clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL);
       for(;;){int n=read(fd,rb+rl,sizeof rb-rl); if(n<=0)break; rl+=n;}
       unsigned char out[256]; int ol=0;
       while(rl>=9){int len=(rb[0]<<16)|(rb[1]<<8)|rb[2]; if(rl<9+len)break; int type=rb[3],flags=rb[4];

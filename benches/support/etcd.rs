@@ -44,7 +44,8 @@ pub fn rows(tmp: &Path, quick: bool, rows: &mut Vec<Row>) {
         }
     };
     let local = tmp.join("etcd-local");
-    let (per_renewal, counted) = renewal_cpu(&etcd, &local, n(5, 2), n(4, 2) as u64);
+    let (per_renewal, floor, counted) = renewal_cpu(&etcd, &local, n(5, 2), n(4, 2) as u64);
+    let ratios: Vec<f64> = per_renewal.iter().zip(&floor).map(|(w, f)| w / f).collect();
     rows.push(Row::new(
         &format!("etcd: wrapper CPU per renewal (200 ms interval, {counted})"),
         "us",
@@ -52,6 +53,22 @@ pub fn rows(tmp: &Path, quick: bool, rows: &mut Vec<Row>) {
         "<= 100 us",
         |s| s.median <= 100.0,
     ));
+    if !floor.is_empty() {
+        rows.push(Row::new(
+            "etcd: the same exchange in C, same windows (scripts/keepalive-floor.c)",
+            "us",
+            floor,
+            "-",
+            |_| true,
+        ));
+        rows.push(Row::new(
+            "etcd: wrapper / C, per window",
+            "x",
+            ratios,
+            "-",
+            |_| true,
+        ));
+    }
 
     let big = n(10_000, 1_000);
     let (status, list) = status_and_listing(&etcd, &local, big, n(30, 5), n(10, 3));
@@ -137,9 +154,17 @@ pub fn rows(tmp: &Path, quick: bool, rows: &mut Vec<Row>) {
 // Figures
 
 /// One idle job renewing every 200 ms: its wrapper's CPU (every thread) over `windows` windows of
-/// `secs` s, each divided by the renewals etcd counted in it. Returns the per-window figures and
-/// how renewals were counted.
-fn renewal_cpu(etcd: &Server, dir: &Path, windows: usize, secs: u64) -> (Vec<f64>, &'static str) {
+/// `secs` s, each divided by the renewals etcd counted in it. Beside it, in the same windows, the
+/// floor of the exchange on this machine: a minimal C client renewing a lease of its own the way
+/// the direct keepalive does (`floor_client`). Both tick on the same aligned 200 ms boundaries, so
+/// each made half the renewals etcd counted. Returns the per-window figures of both (the floor's
+/// empty when it could not run) and how renewals were counted.
+fn renewal_cpu(
+    etcd: &Server,
+    dir: &Path,
+    windows: usize,
+    secs: u64,
+) -> (Vec<f64>, Vec<f64>, &'static str) {
     let url = etcd.url("bench-renew");
     let job = detach(
         &url,
@@ -147,31 +172,83 @@ fn renewal_cpu(etcd: &Server, dir: &Path, windows: usize, secs: u64) -> (Vec<f64
         &["--interval", "200ms", "--ttl", "2s"],
         &["sleep", "3600"],
     );
+    let mut floor = floor_client(etcd, dir);
     std::thread::sleep(Duration::from_secs(1));
-    let mut out = Vec::new();
+    let (mut out, mut below) = (Vec::new(), Vec::new());
     let mut counted = "renewals counted by etcd";
+    let cpu_of = |c: &Option<Child>| c.as_ref().map_or(0, |c| task_cpu_ns(c.id()));
     for _ in 0..windows {
-        let (c0, r0) = (task_cpu_ns(job.pid), etcd.renewals());
+        if floor
+            .as_mut()
+            .is_some_and(|c| !matches!(c.try_wait(), Ok(None)))
+        {
+            eprintln!("tether bench: the C keepalive floor stopped; renewals are not halved");
+            floor = None;
+        }
+        let (c0, f0, r0) = (task_cpu_ns(job.pid), cpu_of(&floor), etcd.renewals());
         let t0 = Instant::now();
         std::thread::sleep(Duration::from_secs(secs));
-        let (c1, r1) = (task_cpu_ns(job.pid), etcd.renewals());
+        let (c1, f1, r1) = (task_cpu_ns(job.pid), cpu_of(&floor), etcd.renewals());
+        let clients = if floor.is_some() { 2 } else { 1 };
         let renewals = match (r0, r1) {
-            (Some(a), Some(b)) if b > a => b - a,
+            (Some(a), Some(b)) if b > a => (b - a) as f64 / clients as f64,
             _ => {
                 counted = "renewals counted from the interval";
-                (t0.elapsed().as_millis() / 200) as u64
+                (t0.elapsed().as_millis() / 200) as f64
             }
         };
         let cpu_us = c1.saturating_sub(c0) as f64 / 1e3;
+        let floor_us = f1.saturating_sub(f0) as f64 / 1e3;
         eprintln!(
-            "tether bench: etcd renewal window: {cpu_us:.0} us of wrapper CPU, {renewals} renewals"
+            "tether bench: etcd renewal window: {cpu_us:.0} us of wrapper CPU, {floor_us:.0} us of the C client's, {renewals} renewals each"
         );
-        out.push(cpu_us / renewals as f64);
+        out.push(cpu_us / renewals);
+        if floor.is_some() {
+            below.push(floor_us / renewals);
+        }
+    }
+    if let Some(c) = floor.as_mut() {
+        let _ = c.kill();
+        let _ = c.wait();
     }
     let st = status_json(&url, dir);
     assert_eq!(st[0]["status"], "running", "the renewing job: {st}");
     cleanup(&url, dir, &[job]);
-    (out, counted)
+    (out, below, counted)
+}
+
+/// scripts/keepalive-floor.c, built with `cc` and renewing a lease of its own every 200 ms (mode
+/// 2: one read and one write per aligned tick, as the wrapper's direct keepalive). None, with a
+/// notice, when it cannot be built or started.
+fn floor_client(etcd: &Server, dir: &Path) -> Option<Child> {
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/keepalive-floor.c");
+    let exe = dir.join("keepalive-floor");
+    let _ = std::fs::create_dir_all(dir);
+    let built = Command::new("cc")
+        .args(["-O2", "-o"])
+        .arg(&exe)
+        .arg(src)
+        .status()
+        .is_ok_and(|s| s.success());
+    let lease = built.then(|| etcd.grant(600)).flatten();
+    let child = lease.and_then(|l| {
+        Command::new(&exe)
+            .args([
+                etcd.port().to_string(),
+                format!("{l:x}"),
+                "2".into(),
+                "200".into(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()
+    });
+    if child.is_none() {
+        eprintln!("tether bench: the C keepalive floor did not run (no `cc`, or no lease)");
+    }
+    child
 }
 
 /// `status ID` and `status --json` over `big` finished records, written straight into etcd as

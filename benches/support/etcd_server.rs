@@ -84,6 +84,23 @@ impl Server {
         format!("etcd://127.0.0.1:{}/{prefix}", self.client_port)
     }
 
+    pub fn port(&self) -> u16 {
+        self.client_port
+    }
+
+    /// A lease of `ttl` seconds, for a client of the bench's own.
+    pub fn grant(&self, ttl: i64) -> Option<i64> {
+        let ep = format!("http://127.0.0.1:{}", self.client_port);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        rt.block_on(async {
+            let mut c = etcd_client::Client::connect([ep], None).await.ok()?;
+            c.lease_grant(ttl, None).await.ok().map(|r| r.id())
+        })
+    }
+
     /// Lease keepalives etcd has served since it started, from its metrics endpoint.
     pub fn renewals(&self) -> Option<u64> {
         let mut c = TcpStream::connect(("127.0.0.1", self.client_port)).ok()?;
