@@ -11,6 +11,7 @@
 // stack does; MODE 0 waits for each answer and never acknowledges a PING (not a valid client: for
 // comparison only). Read its CPU from /proc/PID/schedstat (ns, first field) over a window and
 // divide by the ticks in it. The bench builds and runs it beside the wrapper (benches/support/etcd.rs).
+#define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,8 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <poll.h>
+#include <sys/timerfd.h>
 #include <fcntl.h>
 #include <errno.h>
 static int fd;
@@ -27,6 +30,24 @@ static void frame(unsigned char *b, int len, int type, int flags, int sid){
   b[0]=len>>16;b[1]=len>>8;b[2]=len;b[3]=type;b[4]=flags;b[5]=sid>>24;b[6]=sid>>16;b[7]=sid>>8;b[8]=sid;}
 static int hdr(unsigned char *p,const char*n,const char*v){int i=0;p[i++]=0;int nl=strlen(n),vl=strlen(v);p[i++]=nl;memcpy(p+i,n,nl);i+=nl;p[i++]=vl;memcpy(p+i,v,vl);i+=vl;return i;}
 static unsigned char rb[65536]; static int rl=0;
+// How a tick's sleep is taken, by SLEEP in the environment: unset, `clock_nanosleep`; `timerfd`,
+// `ppoll` on a periodic timerfd (armed once, aligned) and 4 pipes, then the timerfd's read, as
+// tether's idle wait does (wrapper/idle.rs); `timeout`, `ppoll` on the 4 pipes with a timeout
+// to the next aligned tick. For comparing the wake-ups alone.
+static void sleep_until(const struct timespec *at, long long step){
+  static const char *how; static int tfd=-1, q[4][2], init=0;
+  if(!init){ init=1; how=getenv("SLEEP"); if(!how) how="";
+    for(int j=0;j<4;j++) if(pipe(q[j])) exit(1);
+    if(!strcmp(how,"timerfd")){ tfd=timerfd_create(CLOCK_MONOTONIC,TFD_CLOEXEC);
+      struct itimerspec its={{step/1000000000LL, step%1000000000LL},*at};
+      timerfd_settime(tfd,TFD_TIMER_ABSTIME,&its,NULL); } }
+  struct pollfd pf[5]={{q[0][0],POLLIN,0},{q[1][0],POLLIN,0},{q[2][0],POLLIN,0},{q[3][0],POLLIN,0},{tfd,POLLIN,0}};
+  if(tfd>=0){ unsigned long long x; ppoll(pf,5,NULL,NULL); if(read(tfd,&x,8)<0) exit(1); return; }
+  if(!strcmp(how,"timeout")){ struct timespec n; clock_gettime(CLOCK_MONOTONIC,&n);
+    long long rel=(at->tv_sec-n.tv_sec)*1000000000LL+(at->tv_nsec-n.tv_nsec); if(rel<0) rel=0;
+    struct timespec ts={rel/1000000000LL, rel%1000000000LL}; ppoll(pf,4,&ts,NULL); return; }
+  clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, at, NULL);
+}
 // read frames until a DATA on stream 1; ack pings if ack
 static int pump(int ack){
   for(;;){
@@ -59,7 +80,7 @@ int main(int argc,char**argv){
       struct timespec now; clock_gettime(CLOCK_MONOTONIC,&now);
       long long step=iv*1000000LL, ns=now.tv_sec*1000000000LL+now.tv_nsec, next=(ns/step+1)*step;
       struct timespec at={next/1000000000LL, next%1000000000LL};
-      clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL);
+      sleep_until(&at, step);
       for(;;){int n=read(fd,rb+rl,sizeof rb-rl); if(n<=0)break; rl+=n;}
       unsigned char out[256]; int ol=0;
       while(rl>=9){int len=(rb[0]<<16)|(rb[1]<<8)|rb[2]; if(rl<9+len)break; int type=rb[3],flags=rb[4];

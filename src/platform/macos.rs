@@ -12,7 +12,7 @@ use std::os::fd::AsFd;
 use super::Stat;
 
 pub use super::posix::{ChildHandle, pipe, read_signal, signal_fd, unblock_signals};
-pub use kq::{DirEvents, Pin, periodic_timer, take_tick};
+pub use kq::{DirEvents, Pin, pause_timer, periodic_timer, resume_timer, take_tick};
 
 /// No `O_PATH` on macOS: directories are opened for reading to go through them.
 pub const OPEN_THROUGH: rustix::fs::OFlags = rustix::fs::OFlags::RDONLY;

@@ -133,6 +133,20 @@ pub fn periodic_timer(every: Duration) -> io::Result<Option<OwnedFd>> {
 /// Takes the pending tick off a [`periodic_timer`]'s queue, however many periods it counts
 /// (taking the event resets its count; the timer keeps running); `AGAIN` when none is pending.
 pub fn take_tick(timer: impl AsFd) -> rustix::io::Result<()> {
+    take_kq_tick(timer)
+}
+
+/// The idle wait that pauses the timer is Linux's (wrapper/idle.rs): not supported here.
+pub fn pause_timer(_timer: impl AsFd) -> rustix::io::Result<Duration> {
+    Err(Errno::NOTSUP)
+}
+
+/// See [`pause_timer`].
+pub fn resume_timer(_timer: impl AsFd, _at: Duration, _every: Duration) -> rustix::io::Result<()> {
+    Err(Errno::NOTSUP)
+}
+
+fn take_kq_tick(timer: impl AsFd) -> rustix::io::Result<()> {
     let mut evs: Vec<Event> = Vec::with_capacity(1);
     // SAFETY: no changes are passed, so no descriptor is named.
     let n = unsafe { kevent(timer, &[], spare_capacity(&mut evs), Some(Duration::ZERO)) }?;

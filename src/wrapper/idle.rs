@@ -5,11 +5,16 @@
 //! mostly how much memory and code it touches after seconds asleep, caches cold. Through tokio it
 //! is the driver's turn, the task's wake, and every branch of the loop's `select!` polled again:
 //! about twice what the same five system calls cost from a plain loop (the bench's profile and
-//! floor rows). So while nothing but the timer fires, the loop waits here: the timer, the child's
-//! exit, its two pipes, the notify socket and the forwarded signals (a signalfd) in one `poll`,
-//! with the stall and kill deadlines as its timeout. Anything else that is ready, or a deadline,
-//! sends the loop back to its `select!`, which finds the same readiness (level-triggered here,
-//! pending in tokio's epoll there) and handles it as before.
+//! floor rows). So while nothing but the timer fires, the loop waits here: the child's exit, its
+//! two pipes, the notify socket and the forwarded signals (a signalfd) in one `poll`, whose timeout
+//! is the next tick or the stall or kill deadline if sooner. Anything else that is ready, or a
+//! deadline, sends the loop back to its `select!`, which finds the same readiness (level-triggered
+//! here, pending in tokio's epoll there) and handles it as before.
+//!
+//! The tick is the poll's own timeout, with the timerfd paused meanwhile, not the timerfd in the
+//! poll: a wake-up through the timerfd cost more (side by side, `scripts/keepalive-floor.c` with
+//! `SLEEP=timerfd` against `SLEEP=timeout`, 10 windows: 91 against 63 µs per etcd renewal), and
+//! its `read` was one more system call per tick.
 //!
 //! It is used only where every source has a descriptor (Linux without `portable`: timerfd,
 //! pidfd, signalfd), when no task must run meanwhile (no probes; on etcd, only while renewals go
@@ -25,31 +30,59 @@ use super::signals::Signals;
 use super::state::State;
 use super::tick::Ticker;
 
-/// At most: timer, child exit, signals, notify socket, stdout, stderr.
-const MAX_FDS: usize = 6;
+/// At most: child exit, signals, notify socket, stdout, stderr.
+const MAX_FDS: usize = 5;
 
-/// Waits while nothing but the renewal timer fires. True: the timer fired alone and its tick is
-/// taken (renew now). False: something else is ready, a deadline is due, or this wait does not
-/// apply; the caller waits through tokio instead.
-pub fn tick(ticker: &Ticker, signals: &Signals, probes: bool, st: &State) -> bool {
-    if probes || !st.renewing || !st.renews_alone() {
+/// Waits while nothing but the renewal tick comes. True: the tick came alone (renew now). False:
+/// something else is ready, a deadline is due, or this wait does not apply; the caller waits
+/// through tokio instead. While it waits, the kernel timer is paused and the wait's own timeout
+/// is the tick (`paused` holds when the next one is due); whenever it hands back to tokio, the
+/// timer starts again with that tick, so tokio's wait gets it, at once if it is already due.
+pub fn tick(
+    ticker: &mut Ticker,
+    signals: &Signals,
+    probes: bool,
+    st: &State,
+    paused: &mut Option<Duration>,
+) -> bool {
+    let alone = wait_alone(ticker, signals, probes, st, paused);
+    if !alone {
+        if let Some(at) = paused.take() {
+            ticker.resume(at);
+        }
+    }
+    alone
+}
+
+fn wait_alone(
+    ticker: &Ticker,
+    signals: &Signals,
+    probes: bool,
+    st: &State,
+    paused: &mut Option<Duration>,
+) -> bool {
+    if probes || !st.renewing || !st.renews_alone() || ticker.fd().is_none() {
         return false;
     }
-    let (Some(timer), Some(exit), Some(sig), Some(chan)) = (
-        ticker.fd(),
-        st.spawned.exit_fd(),
-        signals.fd(),
-        st.channel.idle_fd(),
-    ) else {
+    let (Some(exit), Some(sig), Some(chan)) =
+        (st.spawned.exit_fd(), signals.fd(), st.channel.idle_fd())
+    else {
         return false;
     };
-    let Some(timeout) = timeout(st) else {
+    let Some(deadline) = timeout(st) else {
         return false;
     };
-    // The timer first; unused places repeat it and are left out of the poll.
-    let mut fds = [timer; MAX_FDS];
+    let next = match *paused {
+        Some(at) => at,
+        None => match ticker.pause() {
+            Some(at) => *paused.insert(at),
+            None => return false,
+        },
+    };
+    // Unused places repeat the first and are left out of the poll.
+    let mut fds = [exit; MAX_FDS];
     let mut n = 0;
-    for fd in [Some(timer), Some(exit), Some(sig), chan]
+    for fd in [Some(exit), Some(sig), chan]
         .into_iter()
         .flatten()
         .chain(st.streams.fds())
@@ -57,7 +90,16 @@ pub fn tick(ticker: &Ticker, signals: &Signals, probes: bool, st: &State) -> boo
         fds[n] = fd;
         n += 1;
     }
-    poll_alone(&fds[..n], timeout) && crate::platform::take_tick(timer).is_ok()
+    let to_tick = next.saturating_sub(crate::clock::mono());
+    if !poll_quiet(&fds[..n], deadline.map_or(to_tick, |d| d.min(to_tick))) {
+        return false;
+    }
+    let now = crate::clock::mono();
+    if now < next {
+        return false; // a deadline came first
+    }
+    *paused = Some(crate::clock::next_multiple(now, ticker.every()));
+    true
 }
 
 /// How long the wait may last: until the next kill or stall deadline, or forever. None when one is
@@ -75,19 +117,14 @@ fn timeout(st: &State) -> Option<Option<Duration>> {
     }
 }
 
-/// Polls `fds` (the first is the timer); true when the timer alone is readable.
-fn poll_alone(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> bool {
+/// Polls `fds` for up to `timeout`; true when it passed with none of them ready.
+fn poll_quiet(fds: &[BorrowedFd<'_>], timeout: Duration) -> bool {
     let mut set: [PollFd<'_>; MAX_FDS] =
         std::array::from_fn(|i| PollFd::from_borrowed_fd(fds[i.min(fds.len() - 1)], PollFlags::IN));
     let set = &mut set[..fds.len()];
-    let ts = timeout.map(|d| rustix::time::Timespec {
-        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
-        tv_nsec: d.subsec_nanos() as i64,
-    });
-    match rustix::event::poll(set, ts.as_ref()) {
-        Ok(n) if n > 0 => {
-            !set[0].revents().is_empty() && set[1..].iter().all(|p| p.revents().is_empty())
-        }
-        _ => false,
-    }
+    let ts = rustix::time::Timespec {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: timeout.subsec_nanos() as i64,
+    };
+    matches!(rustix::event::poll(set, Some(&ts)), Ok(0))
 }

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 /// A kernel timer where the platform has one (`platform::periodic_timer`), else tokio's interval.
 pub enum Ticker {
-    Fd(tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>),
+    /// The timer, and its period.
+    Fd(tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>, Duration),
     Interval(tokio::time::Interval),
 }
 
@@ -33,15 +34,45 @@ impl Ticker {
             tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
         }
         .map_err(|e| e.into_parts().1)?;
-        Ok(Ticker::Fd(afd))
+        Ok(Ticker::Fd(afd, every))
     }
 
     /// The kernel timer, where there is one.
     pub fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         use std::os::fd::AsFd as _;
         match self {
-            Ticker::Fd(fd) => Some(fd.get_ref().as_fd()),
+            Ticker::Fd(fd, _) => Some(fd.get_ref().as_fd()),
             Ticker::Interval(_) => None,
+        }
+    }
+
+    /// The period, for the idle wait that keeps time while the kernel timer is paused.
+    pub fn every(&self) -> Duration {
+        match self {
+            Ticker::Fd(_, every) => *every,
+            Ticker::Interval(i) => i.period(),
+        }
+    }
+
+    /// Stops the kernel timer while the idle wait keeps time itself (wrapper/idle.rs); when its
+    /// next tick is due on the monotonic clock. None where there is no timer to pause.
+    pub fn pause(&self) -> Option<Duration> {
+        match self {
+            Ticker::Fd(fd, _) => crate::platform::pause_timer(fd.get_ref()).ok(),
+            Ticker::Interval(_) => None,
+        }
+    }
+
+    /// Starts the paused timer again, its next tick at `at` (monotonic; at once if past). If that
+    /// fails the timer is made anew, so ticks never stop.
+    pub fn resume(&mut self, at: Duration) {
+        let Ticker::Fd(fd, every) = self else {
+            return;
+        };
+        if crate::platform::resume_timer(fd.get_ref(), at, *every).is_err() {
+            if let Ok(t) = Ticker::new(*every) {
+                *self = t;
+            }
         }
     }
 
@@ -52,7 +83,7 @@ impl Ticker {
                 i.tick().await;
                 return;
             }
-            Ticker::Fd(fd) => fd,
+            Ticker::Fd(fd, _) => fd,
         };
         loop {
             let Ok(mut ready) = fd.readable().await else {
