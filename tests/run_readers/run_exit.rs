@@ -239,3 +239,41 @@ fn forwarded_sigterm_escalates_to_sigkill_after_grace() {
     assert_eq!(r["reason"], "holder-signaled", "{r}");
     assert_eq!(r["exit"]["signal"], 9, "{r}");
 }
+
+/// The idle wait keeps time with its own timeout while the timer is paused, and starts the timer
+/// again whenever it hands back to tokio (src/wrapper/idle.rs). A job that writes a line every
+/// 0.45 s sends the wrapper back and forth between the two every few ticks: no tick may be lost
+/// or doubled on the way. Counted from the lease file's sequence number, one per renewal, with
+/// room for a loaded machine.
+#[test]
+fn renewals_keep_their_pace_across_the_idle_wait_and_output() {
+    let mut env = Env::new();
+    let script = "while :; do echo x; sleep 0.45; done";
+    let (id, w) = env.detach(&[
+        "--interval",
+        "200ms",
+        "--ttl",
+        "30s",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let lease = env.dir.join(format!("jobs/{id}.lease"));
+    let seq = || {
+        let bytes = std::fs::read(&lease).unwrap_or_default();
+        tether::lease_file::newest(&bytes).map_or(0, |s| s.seq)
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let (s0, t0) = (seq(), std::time::Instant::now());
+    std::thread::sleep(Duration::from_secs(4));
+    let (s1, ticks) = (seq(), t0.elapsed().as_millis() as u64 / 200);
+    let renewals = s1 - s0;
+    assert!(
+        renewals >= ticks * 6 / 10 && renewals <= ticks + 3,
+        "{renewals} renewals in {ticks} ticks"
+    );
+    assert_eq!(env.record(&id)["status"], "running");
+    signal(w, rustix::process::Signal::TERM);
+    assert!(wait_for(Duration::from_secs(15), || !alive(w)));
+}
