@@ -5,7 +5,6 @@
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
-use std::time::Duration;
 
 use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 
@@ -25,6 +24,11 @@ pub use signals::{read_signal, signal_fd, unblock_signals};
 #[path = "linux_signals.rs"]
 mod signals;
 
+// The renewal timer's tick, pause and resume (the idle wait's), likewise.
+#[path = "linux_timer.rs"]
+mod timer;
+pub use timer::{pause_timer, resume_timer, take_tick};
+
 /// Parses a `/proc/<pid>/stat` line, the one parser of it in tether: fields are counted after the
 /// last `)`, so a command name with spaces or parentheses cannot shift them. Field 3 is the state,
 /// 4 the parent, 5 the process group, 22 the start time in clock ticks since boot.
@@ -39,57 +43,6 @@ pub fn parse_stat(line: &str) -> Option<Stat> {
         ppid: fields.get(1)?.parse().ok()?,
         pgrp: fields.get(2)?.parse().ok()?,
     })
-}
-
-/// Takes the pending expirations off a [`periodic_timer`]'s timerfd (8 bytes: how many), however
-/// many there were; `AGAIN` when none is pending. Not called under `portable`, whose timer is
-/// tokio's interval.
-pub fn take_tick(timer: impl AsFd) -> rustix::io::Result<()> {
-    let mut expirations = [0u8; 8];
-    rustix::io::read(timer, &mut expirations).map(|_| ())
-}
-
-/// Stops a [`periodic_timer`] while the idle wait keeps time itself (wrapper/idle.rs), and says
-/// when its next tick is due on the monotonic clock (now, if one was pending).
-pub fn pause_timer(timer: impl AsFd) -> rustix::io::Result<Duration> {
-    use rustix::time::{Itimerspec, TimerfdTimerFlags, Timespec, timerfd_settime};
-    let timer = timer.as_fd();
-    let pending = take_tick(timer).is_ok();
-    let zero = Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    let off = Itimerspec {
-        it_interval: zero,
-        it_value: zero,
-    };
-    let old = timerfd_settime(timer, TimerfdTimerFlags::empty(), &off)?;
-    let now = crate::clock::mono();
-    if pending {
-        return Ok(now);
-    }
-    let left = Duration::new(
-        u64::try_from(old.it_value.tv_sec).unwrap_or(0),
-        u32::try_from(old.it_value.tv_nsec).unwrap_or(0),
-    );
-    Ok(now + left)
-}
-
-/// Starts a paused [`periodic_timer`] again: its next tick at `at` on the monotonic clock (at once
-/// if that has passed), then every `every`.
-pub fn resume_timer(timer: impl AsFd, at: Duration, every: Duration) -> rustix::io::Result<()> {
-    use rustix::time::{Itimerspec, TimerfdTimerFlags, Timespec, timerfd_settime};
-    let ts = |d: Duration| Timespec {
-        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
-        tv_nsec: d.subsec_nanos() as i64,
-    };
-    // An it_value of zero would disarm the timer instead.
-    let at = at.max(Duration::from_nanos(1));
-    let on = Itimerspec {
-        it_interval: ts(every),
-        it_value: ts(at),
-    };
-    timerfd_settime(timer, TimerfdTimerFlags::ABSTIME, &on).map(|_| ())
 }
 
 /// CPU time a whole process has used, in ns: all its threads, exited ones included (its CPU-time
