@@ -266,13 +266,6 @@ mod native {
         Ok(rustix::process::pidfd_open(p, PidfdFlags::empty())?)
     }
 
-    fn timespec(d: Duration) -> rustix::time::Timespec {
-        rustix::time::Timespec {
-            tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
-            tv_nsec: d.subsec_nanos() as i64,
-        }
-    }
-
     /// A process held by a pidfd: a signal through it can never reach a reused pid.
     pub struct Pin(OwnedFd);
 
@@ -294,7 +287,8 @@ mod native {
             use rustix::event::{PollFd, PollFlags, poll};
             let deadline = Instant::now() + timeout;
             loop {
-                let ts = timespec(deadline.saturating_duration_since(Instant::now()));
+                let ts =
+                    crate::platform::timespec(deadline.saturating_duration_since(Instant::now()));
                 let mut fds = [PollFd::new(&self.0, PollFlags::IN)];
                 match poll(&mut fds, Some(&ts)) {
                     Ok(n) if n > 0 => return true,
@@ -444,8 +438,8 @@ mod native {
         )?;
         let first = crate::clock::next_multiple(crate::clock::mono(), every);
         let spec = Itimerspec {
-            it_interval: timespec(every),
-            it_value: timespec(first),
+            it_interval: crate::platform::timespec(every),
+            it_value: crate::platform::timespec(first),
         };
         timerfd_settime(&fd, TimerfdTimerFlags::ABSTIME, &spec)?;
         Ok(Some(fd))

@@ -16,16 +16,12 @@ pub fn take_tick(timer: impl AsFd) -> rustix::io::Result<()> {
 /// Stops a [`super::periodic_timer`] while the idle wait keeps time itself (wrapper/idle.rs), and says
 /// when its next tick is due on the monotonic clock (now, if one was pending).
 pub fn pause_timer(timer: impl AsFd) -> rustix::io::Result<Duration> {
-    use rustix::time::{Itimerspec, TimerfdTimerFlags, Timespec, timerfd_settime};
+    use rustix::time::{Itimerspec, TimerfdTimerFlags, timerfd_settime};
     let timer = timer.as_fd();
     let pending = take_tick(timer).is_ok();
-    let zero = Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
     let off = Itimerspec {
-        it_interval: zero,
-        it_value: zero,
+        it_interval: crate::platform::timespec(Duration::ZERO),
+        it_value: crate::platform::timespec(Duration::ZERO),
     };
     let old = timerfd_settime(timer, TimerfdTimerFlags::empty(), &off)?;
     let now = crate::clock::mono();
@@ -42,16 +38,12 @@ pub fn pause_timer(timer: impl AsFd) -> rustix::io::Result<Duration> {
 /// Starts a paused [`super::periodic_timer`] again: its next tick at `at` on the monotonic clock (at once
 /// if that has passed), then every `every`.
 pub fn resume_timer(timer: impl AsFd, at: Duration, every: Duration) -> rustix::io::Result<()> {
-    use rustix::time::{Itimerspec, TimerfdTimerFlags, Timespec, timerfd_settime};
-    let ts = |d: Duration| Timespec {
-        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
-        tv_nsec: d.subsec_nanos() as i64,
-    };
+    use rustix::time::{Itimerspec, TimerfdTimerFlags, timerfd_settime};
     // An it_value of zero would disarm the timer instead.
     let at = at.max(Duration::from_nanos(1));
     let on = Itimerspec {
-        it_interval: ts(every),
-        it_value: ts(at),
+        it_interval: crate::platform::timespec(every),
+        it_value: crate::platform::timespec(at),
     };
     timerfd_settime(timer, TimerfdTimerFlags::ABSTIME, &on).map(|_| ())
 }

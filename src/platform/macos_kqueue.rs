@@ -92,10 +92,7 @@ impl Pin {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let ts = rustix::time::Timespec {
-                tv_sec: left.as_secs().min(i64::MAX as u64) as i64,
-                tv_nsec: i64::from(left.subsec_nanos()),
-            };
+            let ts = crate::platform::timespec(left);
             let mut fds = [PollFd::new(&self.kq, PollFlags::IN)];
             match poll(&mut fds, Some(&ts)) {
                 Ok(n) if n > 0 => return true,
@@ -133,7 +130,10 @@ pub fn periodic_timer(every: Duration) -> io::Result<Option<OwnedFd>> {
 /// Takes the pending tick off a [`periodic_timer`]'s queue, however many periods it counts
 /// (taking the event resets its count; the timer keeps running); `AGAIN` when none is pending.
 pub fn take_tick(timer: impl AsFd) -> rustix::io::Result<()> {
-    take_kq_tick(timer)
+    let mut evs: Vec<Event> = Vec::with_capacity(1);
+    // SAFETY: no changes are passed, so no descriptor is named.
+    let n = unsafe { kevent(timer, &[], spare_capacity(&mut evs), Some(Duration::ZERO)) }?;
+    if n == 0 { Err(Errno::AGAIN) } else { Ok(()) }
 }
 
 /// The idle wait that pauses the timer is Linux's (wrapper/idle.rs): not supported here.
@@ -144,13 +144,6 @@ pub fn pause_timer(_timer: impl AsFd) -> rustix::io::Result<Duration> {
 /// See [`pause_timer`].
 pub fn resume_timer(_timer: impl AsFd, _at: Duration, _every: Duration) -> rustix::io::Result<()> {
     Err(Errno::NOTSUP)
-}
-
-fn take_kq_tick(timer: impl AsFd) -> rustix::io::Result<()> {
-    let mut evs: Vec<Event> = Vec::with_capacity(1);
-    // SAFETY: no changes are passed, so no descriptor is named.
-    let n = unsafe { kevent(timer, &[], spare_capacity(&mut evs), Some(Duration::ZERO)) }?;
-    if n == 0 { Err(Errno::AGAIN) } else { Ok(()) }
 }
 
 const VNODE: VnodeEvents = VnodeEvents::WRITE

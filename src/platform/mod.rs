@@ -63,6 +63,14 @@ mod procargs;
 
 pub use os::*;
 
+/// A duration as the kernel's `timespec` (for `poll`, timers), saturating at the largest.
+pub fn timespec(d: std::time::Duration) -> rustix::time::Timespec {
+    rustix::time::Timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: i64::from(d.subsec_nanos()),
+    }
+}
+
 /// What the system says about one process.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stat {

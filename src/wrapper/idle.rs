@@ -122,9 +122,6 @@ fn poll_quiet(fds: &[BorrowedFd<'_>], timeout: Duration) -> bool {
     let mut set: [PollFd<'_>; MAX_FDS] =
         std::array::from_fn(|i| PollFd::from_borrowed_fd(fds[i.min(fds.len() - 1)], PollFlags::IN));
     let set = &mut set[..fds.len()];
-    let ts = rustix::time::Timespec {
-        tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
-        tv_nsec: timeout.subsec_nanos() as i64,
-    };
+    let ts = crate::platform::timespec(timeout);
     matches!(rustix::event::poll(set, Some(&ts)), Ok(0))
 }
