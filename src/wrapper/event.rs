@@ -49,8 +49,6 @@ struct Sources {
     /// The last event was a tick: the job is quiet, so the next wait may be the idle one
     /// (`idle.rs`). After anything else the loop goes through tokio until a tick comes.
     quiet: bool,
-    /// While the idle wait keeps time, when the next tick is due (monotonic; `idle.rs`).
-    idle_next: Option<Duration>,
 }
 
 /// Runs the job to its end and returns the wrapper's exit code.
@@ -71,7 +69,6 @@ pub async fn supervise(setup: Setup, opts: &Options, ready: Option<Ready>) -> i3
         probes: None,
         probe_ticks: None,
         quiet: false,
-        idle_next: None,
     };
     let mut st = State::new(held, opts, ready);
     // The first renewal records the job running; the ticker's first tick comes one interval later.
@@ -152,8 +149,7 @@ async fn drain(src: &mut Sources, st: &mut State) {
 }
 
 async fn next(src: &mut Sources, st: &mut State) -> Event {
-    let (ticker, paused) = (&mut src.ticker, &mut src.idle_next);
-    if src.quiet && super::idle::tick(ticker, &src.signals, src.probes.is_some(), st, paused) {
+    if src.quiet && super::idle::tick(&mut src.ticker, &src.signals, src.probes.is_some(), st) {
         return Event::Tick;
     }
     let kill_at = st.kill_at;

@@ -36,32 +36,10 @@ const MAX_FDS: usize = 5;
 /// Waits while nothing but the renewal tick comes. True: the tick came alone (renew now). False:
 /// something else is ready, a deadline is due, or this wait does not apply; the caller waits
 /// through tokio instead. While it waits, the kernel timer is paused and the wait's own timeout
-/// is the tick (`paused` holds when the next one is due); whenever it hands back to tokio, the
-/// timer starts again with that tick, so tokio's wait gets it, at once if it is already due.
-pub fn tick(
-    ticker: &mut Ticker,
-    signals: &Signals,
-    probes: bool,
-    st: &State,
-    paused: &mut Option<Duration>,
-) -> bool {
-    let alone = wait_alone(ticker, signals, probes, st, paused);
-    if !alone {
-        if let Some(at) = paused.take() {
-            ticker.resume(at);
-        }
-    }
-    alone
-}
-
-fn wait_alone(
-    ticker: &Ticker,
-    signals: &Signals,
-    probes: bool,
-    st: &State,
-    paused: &mut Option<Duration>,
-) -> bool {
-    if probes || !st.renewing || !st.renews_alone() || ticker.fd().is_none() {
+/// is the tick (`Ticker::pause`); tokio's wait starts the timer again with the tick due, so it
+/// gets that tick, at once if it is already due (`Ticker::tick`).
+pub fn tick(ticker: &mut Ticker, signals: &Signals, probes: bool, st: &State) -> bool {
+    if probes || !st.renewing || !st.renews_alone() {
         return false;
     }
     let (Some(exit), Some(sig), Some(chan)) =
@@ -72,12 +50,8 @@ fn wait_alone(
     let Some(deadline) = timeout(st) else {
         return false;
     };
-    let next = match *paused {
-        Some(at) => at,
-        None => match ticker.pause() {
-            Some(at) => *paused.insert(at),
-            None => return false,
-        },
+    let Some(next) = ticker.pause() else {
+        return false;
     };
     // Unused places repeat the first and are left out of the poll.
     let mut fds = [exit; MAX_FDS];
@@ -98,7 +72,7 @@ fn wait_alone(
     if now < next {
         return false; // a deadline came first
     }
-    *paused = Some(crate::clock::next_multiple(now, ticker.every()));
+    ticker.took_tick(now);
     true
 }
 

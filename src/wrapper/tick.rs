@@ -12,8 +12,13 @@ use std::time::Duration;
 
 /// A kernel timer where the platform has one (`platform::periodic_timer`), else tokio's interval.
 pub enum Ticker {
-    /// The timer, and its period.
-    Fd(tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>, Duration),
+    Fd {
+        fd: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+        every: Duration,
+        /// While the idle wait keeps time instead (wrapper/idle.rs), when the next tick is due on
+        /// the monotonic clock; the kernel timer is paused meanwhile.
+        paused: Option<Duration>,
+    },
     Interval(tokio::time::Interval),
 }
 
@@ -34,39 +39,46 @@ impl Ticker {
             tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
         }
         .map_err(|e| e.into_parts().1)?;
-        Ok(Ticker::Fd(afd, every))
+        Ok(Ticker::Fd {
+            fd: afd,
+            every,
+            paused: None,
+        })
     }
 
-    /// The kernel timer, where there is one.
-    pub fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        use std::os::fd::AsFd as _;
-        match self {
-            Ticker::Fd(fd, _) => Some(fd.get_ref().as_fd()),
-            Ticker::Interval(_) => None,
+    /// Pauses the kernel timer while the idle wait keeps time itself (wrapper/idle.rs), if it is
+    /// not paused already; when the next tick is due on the monotonic clock. None where there is
+    /// no kernel timer to pause.
+    pub fn pause(&mut self) -> Option<Duration> {
+        let Ticker::Fd { fd, paused, .. } = self else {
+            return None;
+        };
+        if paused.is_none() {
+            *paused = Some(crate::platform::pause_timer(fd.get_ref()).ok()?);
+        }
+        *paused
+    }
+
+    /// The idle wait took the tick that was due at `now`: the next is at the next whole multiple
+    /// of the interval.
+    pub fn took_tick(&mut self, now: Duration) {
+        if let Ticker::Fd {
+            every,
+            paused: Some(at),
+            ..
+        } = self
+        {
+            *at = crate::clock::next_multiple(now, *every);
         }
     }
 
-    /// The period, for the idle wait that keeps time while the kernel timer is paused.
-    pub fn every(&self) -> Duration {
-        match self {
-            Ticker::Fd(_, every) => *every,
-            Ticker::Interval(i) => i.period(),
-        }
-    }
-
-    /// Stops the kernel timer while the idle wait keeps time itself (wrapper/idle.rs); when its
-    /// next tick is due on the monotonic clock. None where there is no timer to pause.
-    pub fn pause(&self) -> Option<Duration> {
-        match self {
-            Ticker::Fd(fd, _) => crate::platform::pause_timer(fd.get_ref()).ok(),
-            Ticker::Interval(_) => None,
-        }
-    }
-
-    /// Starts the paused timer again, its next tick at `at` (monotonic; at once if past). If that
-    /// fails the timer is made anew, so ticks never stop.
-    pub fn resume(&mut self, at: Duration) {
-        let Ticker::Fd(fd, every) = self else {
+    /// Starts a paused timer again, its next tick when the paused one was due (at once if that
+    /// has passed). If that fails the timer is made anew, so ticks never stop.
+    fn resume(&mut self) {
+        let Ticker::Fd { fd, every, paused } = self else {
+            return;
+        };
+        let Some(at) = paused.take() else {
             return;
         };
         if crate::platform::resume_timer(fd.get_ref(), at, *every).is_err() {
@@ -78,12 +90,14 @@ impl Ticker {
 
     /// Waits for the next tick (or returns at once if ticks were missed meanwhile).
     pub async fn tick(&mut self) {
+        // A timer the idle wait paused would never fire.
+        self.resume();
         let fd = match self {
             Ticker::Interval(i) => {
                 i.tick().await;
                 return;
             }
-            Ticker::Fd(fd, _) => fd,
+            Ticker::Fd { fd, .. } => fd,
         };
         loop {
             let Ok(mut ready) = fd.readable().await else {
