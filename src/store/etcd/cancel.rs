@@ -39,17 +39,24 @@ impl EtcdStore {
 }
 
 impl EtcdStore {
-    /// Whether a cancel request is there now, and the revision it was read at: a watch from the
-    /// next one sees every later request.
+    /// [`cancel_state`], from any thread.
     pub(super) fn cancel_state(&self, key: &str) -> Result<(bool, i64), String> {
         let key = key.to_owned();
-        let g = self
-            .call(move |mut c| async move {
-                c.get(key, Some(GetOptions::new().with_count_only())).await
-            })
-            .map_err(|e| e.to_string())?;
-        Ok((g.count() > 0, g.header().map_or(0, |h| h.revision())))
+        self.call(move |mut c| async move { cancel_state(&mut c, &key).await })
+            .map_err(|e| e.to_string())
     }
+}
+
+/// Whether a cancel request is under `key` now, and the revision it was read at: a watch from the
+/// next one sees every later request.
+pub(super) async fn cancel_state(
+    c: &mut etcd_client::Client,
+    key: &str,
+) -> Result<(bool, i64), etcd_client::Error> {
+    let g = c
+        .get(key, Some(GetOptions::new().with_count_only()))
+        .await?;
+    Ok((g.count() > 0, g.header().map_or(0, |h| h.revision())))
 }
 
 /// The holder's view of `P/cancel/ID`: a flag set by a watch task on the store's runtime.
@@ -81,10 +88,8 @@ impl CancelWatch {
                 if let Ok(mut stream) = c.watch(ck.clone(), Some(WatchOptions::new())).await {
                     while let Ok(Some(resp)) = stream.message().await {
                         if resp.created() {
-                            if let Ok(g) = c.get(ck.clone(), None).await {
-                                if !g.kvs().is_empty() {
-                                    flag.store(true, Ordering::Release);
-                                }
+                            if let Ok((true, _)) = cancel_state(&mut c, &ck).await {
+                                flag.store(true, Ordering::Release);
                             }
                         }
                         if resp

@@ -22,8 +22,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, LeaseKeepAliveStream,
-    LeaseKeeper, PutOptions, TxnOp, WatchOptions, WatchStream,
+    Client, Compare, CompareOp, ConnectOptions, EventType, LeaseKeepAliveStream, LeaseKeeper,
+    PutOptions, TxnOp, WatchOptions, WatchStream,
 };
 use tokio::sync::mpsc;
 
@@ -186,14 +186,12 @@ async fn open_watch(
     key: &str,
     cancel: &AtomicBool,
 ) -> Result<WatchStream, String> {
-    let g = client
-        .get(key, Some(GetOptions::new().with_count_only()))
+    let (requested, rev) = super::cancel::cancel_state(client, key)
         .await
         .map_err(|e| e.to_string())?;
-    if g.count() > 0 {
+    if requested {
         cancel.store(true, Ordering::Release);
     }
-    let rev = g.header().map_or(0, |h| h.revision());
     client
         .watch(key, Some(WatchOptions::new().with_start_revision(rev + 1)))
         .await
