@@ -324,9 +324,14 @@ impl Direct {
     }
 
     fn stream(&mut self, id: u32) -> Result<&mut Stream, String> {
+        let i = self.index(id)?;
+        Ok(&mut self.streams[i])
+    }
+
+    fn index(&self, id: u32) -> Result<usize, String> {
         self.streams
-            .iter_mut()
-            .find(|s| s.id == id)
+            .iter()
+            .position(|s| s.id == id)
             .ok_or_else(|| format!("etcd sent a frame on stream {id}, which we never opened"))
     }
 
@@ -356,7 +361,8 @@ impl Direct {
         p: &[u8],
         answers: &mut VecDeque<Answer>,
     ) -> Result<(), String> {
-        let s = self.stream(h.stream)?;
+        let i = self.index(h.stream)?;
+        let s = &mut self.streams[i];
         s.unacked += h.len as u32;
         let body = if h.flags & wire::PADDED != 0 {
             let pad = *p.first().ok_or("etcd sent a malformed DATA frame")? as usize;
@@ -370,7 +376,6 @@ impl Direct {
         if h.flags & wire::END_STREAM != 0 {
             return Err(format!("etcd ended stream {}", h.stream));
         }
-        let i = if h.stream == KEEPALIVE { 0 } else { 1 };
         let msg = std::mem::take(&mut self.streams[i].msg);
         let r = self.messages(i, &msg, answers);
         self.streams[i].msg = msg;

@@ -264,33 +264,7 @@ impl EtcdRenewer {
     /// waiting; `ready` gives them. A connection that failed, or whose keepalive is overdue, is
     /// dropped (the session renews until another is open).
     pub fn collect(&mut self, mono_ms: u64) {
-        if let Some((rx, started, stood)) = &self.opening {
-            let (started, stood) = (*started, *stood);
-            let r = match rx.try_recv() {
-                Ok(r) => r,
-                Err(std::sync::mpsc::TryRecvError::Empty) => Err(String::new()),
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                    Err("the thread opening it stopped".into())
-                }
-            };
-            match r {
-                Err(why) if why.is_empty() => {}
-                Ok(d) => {
-                    // Its first keepalive was answered: the lease was renewed after `started`.
-                    self.direct = Some(d);
-                    self.opening = None;
-                    self.ready.push_back((started, Ok(Ok(()))));
-                }
-                Err(why) => {
-                    self.opening = None;
-                    self.open_failed = true;
-                    if stood {
-                        let why = format!("could not open a keepalive connection: {why}");
-                        self.ready.push_back((started, Err(self.failed(why))));
-                    }
-                }
-            }
-        }
+        self.take_opened();
         let Some(d) = self.direct.as_mut() else {
             return;
         };
@@ -317,6 +291,36 @@ impl EtcdRenewer {
             self.direct = None;
             if let Some(sent) = unanswered {
                 self.ready.push_back((sent, Err(self.failed(why))));
+            }
+        }
+    }
+
+    /// The opening thread's connection, if it has finished. Its first keepalive was answered, so
+    /// the lease was renewed after the opening started; a failure counts as a failed renewal only
+    /// if the opening stood for a tick's.
+    fn take_opened(&mut self) {
+        use std::sync::mpsc::TryRecvError;
+        let Some((rx, started, stood)) = &self.opening else {
+            return;
+        };
+        let (started, stood) = (*started, *stood);
+        let opened = match rx.try_recv() {
+            Err(TryRecvError::Empty) => return,
+            Ok(r) => r,
+            Err(TryRecvError::Disconnected) => Err("the thread opening it stopped".into()),
+        };
+        self.opening = None;
+        match opened {
+            Ok(d) => {
+                self.direct = Some(d);
+                self.ready.push_back((started, Ok(Ok(()))));
+            }
+            Err(why) => {
+                self.open_failed = true;
+                if stood {
+                    let why = format!("could not open a keepalive connection: {why}");
+                    self.ready.push_back((started, Err(self.failed(why))));
+                }
             }
         }
     }
